@@ -1,0 +1,1 @@
+"""Reproducible pipeline for Kaggle's House Prices competition (see README.md)."""

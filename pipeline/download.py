@@ -1,0 +1,155 @@
+"""Stage 1: fetch the competition files from the first source that yields the right SHA-1.
+
+Sources are tried in the order params.yaml lists them: `http(s)://` prefixes (the public mirror),
+`kaggle:<competition>` (the Kaggle API, see pipeline/kaggle_source.py) and local directories (the
+copy this repository ships). Every byte goes to a temporary file that is renamed into place only
+after its hash matches, so a half-written or unverified file never reaches `data/raw/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import os
+import shutil
+import socket
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pipeline.atomic import atomic_path
+from pipeline.cli_support import run_cli
+from pipeline.errors import PipelineError
+from pipeline.params import DownloadParams, FileSpec, load_params
+
+CHUNK_BYTES = 1 << 16
+ROLES = ("train", "test")
+
+
+class SourceFailed(Exception):
+    """This source could not supply this file; the next source is tried."""
+
+
+def _log(message: str) -> None:
+    print(f"download: {message}", file=sys.stderr, flush=True)
+
+
+def _copy_hashing(reader, dest: Path, total: int | None, label: str) -> str:
+    """Stream `reader` into `dest` with a progress bar; return the SHA-1 of what was written."""
+    digest = hashlib.sha1()
+    with open(dest, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=label,
+                                       disable=None, leave=False, file=sys.stderr) as bar:
+        while chunk := reader.read(CHUNK_BYTES):
+            digest.update(chunk)
+            out.write(chunk)
+            bar.update(len(chunk))
+    return digest.hexdigest()
+
+
+def fetch_url(url: str, dest: Path, timeout_s: float) -> str:
+    """Download `url` into `dest`; return its SHA-1. Any failure becomes SourceFailed."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            length = response.headers.get("Content-Length")
+            return _copy_hashing(response, dest, int(length) if length else None, url)
+    except urllib.error.HTTPError as exc:
+        raise SourceFailed(f"HTTP {exc.code} {exc.reason}") from exc
+    except urllib.error.URLError as exc:
+        raise SourceFailed(f"cannot connect ({exc.reason})") from exc
+    except http.client.IncompleteRead as exc:
+        raise SourceFailed(f"connection closed after {len(exc.partial)} bytes (truncated)") from exc
+    except (TimeoutError, socket.timeout) as exc:
+        raise SourceFailed(f"no data for {timeout_s:g} s (timed out)") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise SourceFailed(f"network error ({exc})") from exc
+
+
+def fetch_dir(directory: Path, name: str, dest: Path) -> str:
+    """Copy `directory/name` into `dest`; return its SHA-1."""
+    src = directory / name
+    if not src.is_file():
+        raise SourceFailed(f"{src} does not exist")
+    with open(src, "rb") as reader:
+        return _copy_hashing(reader, dest, src.stat().st_size, str(src))
+
+
+Fetcher = Callable[[FileSpec, Path], str]
+
+
+def make_fetcher(source: str, params: DownloadParams) -> Fetcher:
+    """Turn one entry of download.sources into a function that fetches a file and hashes it."""
+    if source.startswith(("http://", "https://")):
+        base = source if source.endswith("/") else source + "/"
+        return lambda spec, dest: fetch_url(base + spec.name, dest, params.timeout_s)
+    if source.startswith("kaggle:"):
+        from pipeline.kaggle_source import make_kaggle_fetcher
+
+        return make_kaggle_fetcher(source.removeprefix("kaggle:"), params)
+    directory = Path(source)
+    return lambda spec, dest: fetch_dir(directory, spec.name, dest)
+
+
+def fetch_verified(role: str, spec: FileSpec, sources: list[tuple[str, Fetcher]],
+                   dest: Path) -> str:
+    """Fill `dest` from the first source whose copy hashes to spec.sha1; return that source."""
+    reasons = []
+    for source, fetcher in sources:
+        try:
+            actual = fetcher(spec, dest)
+        except SourceFailed as exc:
+            reasons.append(f"{source}: {exc}")
+            _log(f"{role} ({spec.name}) from {source}: {exc}; trying the next source")
+            continue
+        if actual == spec.sha1:
+            _log(f"{role} ({spec.name}) from {source}: SHA-1 {actual} verified")
+            return source
+        reasons.append(f"{source}: SHA-1 mismatch")
+        _log(f"{role} ({spec.name}) from {source}: SHA-1 mismatch (expected {spec.sha1}, "
+             f"got {actual}); trying the next source")
+    raise PipelineError(
+        f"download: no source supplied a verified {spec.name} ({'; '.join(reasons)}); "
+        "check download.sources in params.yaml or restore data/bundled/")
+
+
+def download(params: DownloadParams, out_dir: str | os.PathLike = "data/raw") -> dict[str, Path]:
+    """Place verified `train.csv` and `test.csv` in `out_dir`; both or neither."""
+    out_dir = Path(out_dir)
+    sources = [(source, make_fetcher(source, params)) for source in params.sources]
+    targets = {role: out_dir / f"{role}.csv" for role in ROLES}
+    with atomic_path(targets["train"]) as train_tmp, atomic_path(targets["test"]) as test_tmp:
+        for role, tmp in (("train", train_tmp), ("test", test_tmp)):
+            fetch_verified(role, params.files[role], sources, tmp)
+        # Both verified: the context managers now rename them into place (test first, then train).
+    return targets
+
+
+def remove_partial(out_dir: Path) -> None:
+    """Clear a previous run's outputs so a failure cannot leave a stale, mismatched pair."""
+    for role in ROLES:
+        (out_dir / f"{role}.csv").unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.download", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", default="data/raw", help="directory for train.csv and test.csv")
+    args = parser.parse_args(argv)
+
+    def stage() -> None:
+        params = load_params(args.params)
+        try:
+            download(params.download, args.out)
+        except PipelineError:
+            remove_partial(Path(args.out))
+            raise
+
+    run_cli(stage)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""Typed, validated view of params.yaml: a bad parameter fails early with one clear line."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import PipelineError
+
+DEFAULT_PARAMS = "params.yaml"
+
+
+def _fail(key: str, message: str) -> None:
+    raise PipelineError(f"params.yaml: {key} {message}; fix it in params.yaml or with -S {key}=...")
+
+
+def _number(key: str, value: Any, *, low: float | None = None, high: float | None = None,
+            low_open: bool = False, high_open: bool = False, integer: bool = False) -> float:
+    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok_type or not math.isfinite(value):
+        _fail(key, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if low is not None and (value < low or (low_open and value == low)):
+        _fail(key, f"must be {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None and (value > high or (high_open and value == high)):
+        _fail(key, f"must be {'<' if high_open else '<='} {high}, got {value!r}")
+    return value
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        _fail(key, f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        _fail(key, f"must be true or false, got {value!r}")
+    return value
+
+
+def _str_list(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        _fail(key, f"must be a list of names, got {value!r}")
+    return tuple(value)
+
+
+def _section(raw: dict, name: str, cls: type) -> Any:
+    """Build dataclass `cls` from raw[name], rejecting unknown and missing keys by name."""
+    data = raw.get(name)
+    if not isinstance(data, dict):
+        raise PipelineError(f"params.yaml: section '{name}' is missing or not a mapping")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        _fail(f"{name}.{unknown[0]}", f"is not a known parameter (known: {', '.join(sorted(names))})")
+    missing = sorted(names - set(data))
+    if missing:
+        _fail(f"{name}.{missing[0]}", "is missing")
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    name: str
+    sha1: str
+
+
+@dataclass(frozen=True)
+class DownloadParams:
+    """Where the two competition files come from, and what they must hash to."""
+
+    sources: tuple[str, ...]
+    files: dict[str, FileSpec]
+    timeout_s: float
+
+    def __post_init__(self):
+        object.__setattr__(self, "sources", _str_list("download.sources", list(self.sources)))
+        if not self.sources:
+            _fail("download.sources", "must list at least one source")
+        _number("download.timeout_s", self.timeout_s, low=0, low_open=True)
+        files = {}
+        if not isinstance(self.files, dict) or set(self.files) != {"train", "test"}:
+            _fail("download.files", "must have exactly the keys train and test")
+        for role, spec in self.files.items():
+            if isinstance(spec, FileSpec):
+                files[role] = spec
+                continue
+            if not isinstance(spec, dict) or set(spec) != {"name", "sha1"}:
+                _fail(f"download.files.{role}", "must have exactly the keys name and sha1")
+            sha1 = str(spec["sha1"]).lower()
+            if len(sha1) != 40 or any(c not in "0123456789abcdef" for c in sha1):
+                _fail(f"download.files.{role}.sha1", f"must be 40 hex digits, got {spec['sha1']!r}")
+            files[role] = FileSpec(name=str(spec["name"]), sha1=sha1)
+        object.__setattr__(self, "files", files)
+
+
+@dataclass(frozen=True)
+class PreprocessParams:
+    """Feature engineering switches; every one is judged by cross-validation only."""
+
+    fit_on: str
+    numeric_as_category: tuple[str, ...]
+    ordinal_quality: bool
+    log1p_skewed: bool
+    skew_threshold: float
+    outlier_min_gr_liv_area: float
+    outlier_max_sale_price: float
+
+    def __post_init__(self):
+        _choice("preprocess.fit_on", self.fit_on, ("train", "train+test"))
+        object.__setattr__(self, "numeric_as_category",
+                           _str_list("preprocess.numeric_as_category", list(self.numeric_as_category)))
+        _bool("preprocess.ordinal_quality", self.ordinal_quality)
+        _bool("preprocess.log1p_skewed", self.log1p_skewed)
+        _number("preprocess.skew_threshold", self.skew_threshold, low=0)
+        _number("preprocess.outlier_min_gr_liv_area", self.outlier_min_gr_liv_area, low=0)
+        _number("preprocess.outlier_max_sale_price", self.outlier_max_sale_price, low=0)
+
+
+ACTIVATIONS = ("relu", "gelu", "tanh", "silu")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """K-fold cross-validation of an MLP (or the Lasso baseline) on log price."""
+
+    model: str
+    folds: int
+    fold_seed: int
+    seed: int
+    n_seeds: int
+    exclude_outliers: bool
+    hidden: tuple[int, ...]
+    activation: str
+    dropout: float
+    weight_decay: float
+    l1: float
+    optimizer: str
+    lr: float
+    batch_size: int
+    max_epochs: int
+    patience: int
+    device: str
+    lasso_alpha: float
+
+    def __post_init__(self):
+        _choice("train.model", self.model, ("mlp", "lasso"))
+        _number("train.folds", self.folds, low=2, integer=True)
+        _number("train.fold_seed", self.fold_seed, low=0, integer=True)
+        _number("train.seed", self.seed, low=0, integer=True)
+        _number("train.n_seeds", self.n_seeds, low=1, integer=True)
+        _bool("train.exclude_outliers", self.exclude_outliers)
+        hidden = list(self.hidden) if isinstance(self.hidden, list | tuple) else self.hidden
+        if not isinstance(hidden, list):
+            _fail("train.hidden", f"must be a list of layer widths ([] = linear model), got {hidden!r}")
+        for width in hidden:
+            _number("train.hidden", width, low=1, integer=True)
+        object.__setattr__(self, "hidden", tuple(hidden))
+        _choice("train.activation", self.activation, ACTIVATIONS)
+        _number("train.dropout", self.dropout, low=0, high=1, high_open=True)
+        _number("train.weight_decay", self.weight_decay, low=0)
+        _number("train.l1", self.l1, low=0)
+        _choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        _number("train.lr", self.lr, low=0, low_open=True)
+        _number("train.batch_size", self.batch_size, low=1, integer=True)
+        _number("train.max_epochs", self.max_epochs, low=1, integer=True)
+        _number("train.patience", self.patience, low=0, integer=True)
+        _choice("train.device", self.device, ("auto", "cpu", "cuda"))
+        _number("train.lasso_alpha", self.lasso_alpha, low=0, low_open=True)
+
+
+@dataclass(frozen=True)
+class EnsembleParams:
+    """How fold and seed models are averaged, in CV scoring and in the submission alike."""
+
+    average: str
+
+    def __post_init__(self):
+        _choice("ensemble.average", self.average, ("price", "log"))
+
+
+@dataclass(frozen=True)
+class PredictParams:
+    clip_to_train_range: bool
+
+    def __post_init__(self):
+        _bool("predict.clip_to_train_range", self.clip_to_train_range)
+
+
+@dataclass(frozen=True)
+class Params:
+    download: DownloadParams
+    preprocess: PreprocessParams
+    train: TrainParams
+    ensemble: EnsembleParams
+    predict: PredictParams
+    raw: dict = field(repr=False, compare=False, default_factory=dict)
+
+
+SECTIONS = {
+    "download": DownloadParams,
+    "preprocess": PreprocessParams,
+    "train": TrainParams,
+    "ensemble": EnsembleParams,
+    "predict": PredictParams,
+}
+
+
+def parse_params(raw: dict) -> Params:
+    """Validate a params mapping (as read from params.yaml)."""
+    if not isinstance(raw, dict):
+        raise PipelineError("params.yaml: the top level must be a mapping of sections")
+    sections = {name: _section(raw, name, cls) for name, cls in SECTIONS.items()}
+    return Params(**sections, raw=raw)
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: file not found; run from the repository root or pass --params")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: not valid YAML ({exc})") from exc
+    return parse_params(raw)

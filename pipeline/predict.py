@@ -1,0 +1,66 @@
+"""Stage 4: ensemble the fold models on the test set and write a validated submission.csv."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.cli_support import run_cli
+from pipeline.ensemble import combine_log_predictions
+from pipeline.errors import PipelineError
+from pipeline.params import EnsembleParams, PredictParams, load_params
+from pipeline.preprocess import load_test, load_train
+from pipeline.stacked_mlp import load_models
+from pipeline.submission import write_submission
+
+
+def clip_to_range(x_test: np.ndarray, x_train: np.ndarray) -> tuple[np.ndarray, int]:
+    """Clamp each feature to the range seen in training: an out-of-range house (a lot ten times
+    any in training) cannot push an MLP into extrapolation that blows up the price."""
+    low, high = x_train.min(axis=0), x_train.max(axis=0)
+    clipped = np.clip(x_test, low, high)
+    return clipped, int((clipped != x_test).any(axis=1).sum())
+
+
+def predict(params: PredictParams, ensemble: EnsembleParams, data_dir="data/processed",
+            models_dir="models", out="submission.csv") -> Path:
+    test = load_test(data_dir)
+    x = test["x"]
+    if params.clip_to_train_range:
+        x, n_clipped = clip_to_range(x, load_train(data_dir)["x"])
+        print(f"predict: {n_clipped} test rows had features outside the training range (clamped)")
+    paths = sorted(Path(models_dir).glob("*.pt"))
+    models = load_models(paths)
+    if models.weights[0].shape[1] != x.shape[1]:
+        raise PipelineError(f"models expect {models.weights[0].shape[1]} features, test data has "
+                            f"{x.shape[1]}; re-run preprocess and train (dvc repro)")
+    log_pred = models.predict_log_price(torch.tensor(x)).numpy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        prices = np.exp(combine_log_predictions(log_pred, ensemble.average))
+    path = write_submission(out, test["id"], prices)
+    print(f"predict: {len(paths)} models averaged ({ensemble.average}); wrote {path} with "
+          f"{len(prices)} rows, median price {np.median(prices):,.0f}")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.predict", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", default="data/processed")
+    parser.add_argument("--models", default="models")
+    parser.add_argument("--out", default="submission.csv")
+    args = parser.parse_args(argv)
+
+    def stage() -> None:
+        params = load_params(args.params)
+        predict(params.predict, params.ensemble, args.data, args.models, args.out)
+
+    run_cli(stage)
+
+
+if __name__ == "__main__":
+    main()

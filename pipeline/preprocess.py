@@ -1,0 +1,111 @@
+"""Stage 2: turn the raw CSVs into model-ready matrices, saving the fitted transform with them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from pipeline.atomic import atomic_path, write_text
+from pipeline.cli_support import run_cli
+from pipeline.errors import PipelineError
+from pipeline.features import build_transform
+from pipeline.params import PreprocessParams, load_params
+from pipeline.schema import FEATURES, ID, TARGET, check_columns, check_target
+
+
+def read_csv(path: str | os.PathLike) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: file not found; run the download stage first (dvc repro)")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise PipelineError(f"{path}: not a readable CSV ({exc})") from exc
+
+
+def outlier_mask(train: pd.DataFrame, params: PreprocessParams) -> np.ndarray:
+    """The two huge, cheap partial sales De Cock warns about: left out of training folds."""
+    return ((train["GrLivArea"] > params.outlier_min_gr_liv_area)
+            & (train[TARGET] < params.outlier_max_sale_price)).to_numpy()
+
+
+def preprocess(train: pd.DataFrame, test: pd.DataFrame, params: PreprocessParams) -> dict:
+    """Fit the transform (on train, or train+test features) and return arrays and metadata."""
+    check_columns(train, "train.csv", with_target=True)
+    check_columns(test, "test.csv", with_target=False)
+    check_target(train, "train.csv")
+    features_train = train.loc[:, list(FEATURES)]
+    features_test = test.loc[:, list(FEATURES)]
+    fit_frame = (features_train if params.fit_on == "train"
+                 else pd.concat([features_train, features_test], ignore_index=True))
+    transform = build_transform(params).fit(fit_frame)
+    x_train = transform.transform(features_train).astype(np.float32)
+    x_test = transform.transform(features_test).astype(np.float32)
+    return {
+        "x_train": x_train,
+        "y_train": np.log(train[TARGET].to_numpy(dtype=np.float64)),
+        "id_train": train[ID].to_numpy(dtype=np.int64),
+        "outlier": outlier_mask(train, params),
+        "x_test": x_test,
+        "id_test": test[ID].to_numpy(dtype=np.int64),
+        "feature_names": [str(n) for n in transform[-1].get_feature_names_out()],
+        "transform": transform,
+    }
+
+
+def save(result: dict, out_dir: str | os.PathLike) -> None:
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir / "train.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, x=result["x_train"], y=result["y_train"], id=result["id_train"],
+                 outlier=result["outlier"])
+    with atomic_path(out_dir / "test.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, x=result["x_test"], id=result["id_test"])
+    with atomic_path(out_dir / "transform.joblib") as tmp:
+        joblib.dump(result["transform"], tmp)
+    write_text(out_dir / "features.json", json.dumps(result["feature_names"], indent=1) + "\n")
+
+
+def load_train(data_dir: str | os.PathLike) -> dict[str, np.ndarray]:
+    path = Path(data_dir) / "train.npz"
+    if not path.is_file():
+        raise PipelineError(f"{path}: not found; run the preprocess stage first (dvc repro)")
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def load_test(data_dir: str | os.PathLike) -> dict[str, np.ndarray]:
+    path = Path(data_dir) / "test.npz"
+    if not path.is_file():
+        raise PipelineError(f"{path}: not found; run the preprocess stage first (dvc repro)")
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.preprocess", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--raw", default="data/raw", help="directory with train.csv and test.csv")
+    parser.add_argument("--out", default="data/processed")
+    args = parser.parse_args(argv)
+
+    def stage() -> None:
+        params = load_params(args.params)
+        raw = Path(args.raw)
+        result = preprocess(read_csv(raw / "train.csv"), read_csv(raw / "test.csv"),
+                            params.preprocess)
+        save(result, args.out)
+        print(f"preprocess: {result['x_train'].shape[0]} train rows, {result['x_test'].shape[0]} "
+              f"test rows, {result['x_train'].shape[1]} features, "
+              f"{int(result['outlier'].sum())} outlier rows flagged")
+
+    run_cli(stage)
+
+
+if __name__ == "__main__":
+    main()

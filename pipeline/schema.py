@@ -1,0 +1,57 @@
+"""The competition's data contract: the columns every input file must have."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipeline.errors import PipelineError
+
+ID = "Id"
+TARGET = "SalePrice"
+
+# The 79 explanatory variables of the Ames data, in the competition's order.
+FEATURES = (
+    "MSSubClass", "MSZoning", "LotFrontage", "LotArea", "Street", "Alley", "LotShape",
+    "LandContour", "Utilities", "LotConfig", "LandSlope", "Neighborhood", "Condition1",
+    "Condition2", "BldgType", "HouseStyle", "OverallQual", "OverallCond", "YearBuilt",
+    "YearRemodAdd", "RoofStyle", "RoofMatl", "Exterior1st", "Exterior2nd", "MasVnrType",
+    "MasVnrArea", "ExterQual", "ExterCond", "Foundation", "BsmtQual", "BsmtCond", "BsmtExposure",
+    "BsmtFinType1", "BsmtFinSF1", "BsmtFinType2", "BsmtFinSF2", "BsmtUnfSF", "TotalBsmtSF",
+    "Heating", "HeatingQC", "CentralAir", "Electrical", "1stFlrSF", "2ndFlrSF", "LowQualFinSF",
+    "GrLivArea", "BsmtFullBath", "BsmtHalfBath", "FullBath", "HalfBath", "BedroomAbvGr",
+    "KitchenAbvGr", "KitchenQual", "TotRmsAbvGrd", "Functional", "Fireplaces", "FireplaceQu",
+    "GarageType", "GarageYrBlt", "GarageFinish", "GarageCars", "GarageArea", "GarageQual",
+    "GarageCond", "PavedDrive", "WoodDeckSF", "OpenPorchSF", "EnclosedPorch", "3SsnPorch",
+    "ScreenPorch", "PoolArea", "PoolQC", "Fence", "MiscFeature", "MiscVal", "MoSold", "YrSold",
+    "SaleType", "SaleCondition",
+)
+
+
+def check_ids(frame: pd.DataFrame, name: str) -> None:
+    """Ids must be present, integer and unique: the submission is keyed by them."""
+    ids = frame[ID]
+    if not pd.api.types.is_integer_dtype(ids):
+        raise PipelineError(f"{name}: column Id must hold integers; is this the competition file?")
+    dup = ids[ids.duplicated()].unique().tolist()
+    if dup:
+        raise PipelineError(f"{name}: duplicate Id values {dup[:10]}; each house must appear once")
+
+
+def check_columns(frame: pd.DataFrame, name: str, *, with_target: bool) -> None:
+    """Fail with the missing column names rather than a KeyError deep inside a transformer."""
+    expected = (ID, *FEATURES, *((TARGET,) if with_target else ()))
+    missing = [c for c in expected if c not in frame.columns]
+    if missing:
+        shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise PipelineError(f"{name}: missing expected column(s) {shown} ({len(missing)} in all); "
+                            "is this the competition's file?")
+    check_ids(frame, name)
+
+
+def check_target(frame: pd.DataFrame, name: str) -> None:
+    """SalePrice must be a finite, positive number on every row: the model learns its log."""
+    price = pd.to_numeric(frame[TARGET], errors="coerce")
+    bad = frame.loc[~(price > 0) | price.isna() | ~price.abs().lt(float("inf")), ID].tolist()
+    if bad:
+        raise PipelineError(f"{name}: SalePrice must be a positive number; bad rows with Id "
+                            f"{bad[:10]}{' ...' if len(bad) > 10 else ''}")

@@ -1,0 +1,150 @@
+"""M independent MLPs held as one: every weight has a leading model axis [M, in, out].
+
+One batched matmul (`baddbmm`) runs a layer of all M models at once, which is what makes
+training many folds x seeds x configs fast on a GPU. The same functions serve the linear model of
+the d2l book (no hidden layers) and the Lasso baseline (its coefficients as a 1-layer model).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from pipeline.errors import PipelineError
+
+ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": torch.relu,
+    "gelu": F.gelu,
+    "tanh": torch.tanh,
+    "silu": F.silu,
+}
+# Largest [models x rows x width] block evaluated at once; bounds memory for large M, not results.
+EVAL_BLOCK_ELEMENTS = 1 << 25
+
+
+def layer_sizes(n_features: int, hidden: Sequence[int]) -> list[int]:
+    return [n_features, *hidden, 1]
+
+
+def init_weights(seeds: Sequence[int], sizes: Sequence[int]
+                 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """nn.Linear's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from each model's own seed."""
+    per_model = []
+    for seed in seeds:
+        gen = torch.Generator().manual_seed(int(seed))
+        layers = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            bound = 1.0 / math.sqrt(fan_in)
+            w = (torch.rand(fan_in, fan_out, generator=gen) * 2 - 1) * bound
+            b = (torch.rand(1, fan_out, generator=gen) * 2 - 1) * bound
+            layers.append((w, b))
+        per_model.append(layers)
+    weights = [torch.stack([m[i][0] for m in per_model]) for i in range(len(sizes) - 1)]
+    biases = [torch.stack([m[i][1] for m in per_model]) for i in range(len(sizes) - 1)]
+    return weights, biases
+
+
+def forward(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
+            activation: str, dropout: Callable[[int, torch.Tensor], torch.Tensor] | None = None
+            ) -> torch.Tensor:
+    """x [M, B, d] (or [B, d] shared by all models) -> [M, B] in the models' output units."""
+    act = ACTIVATION_FUNCTIONS[activation]
+    h = x
+    last = len(weights) - 1
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        h = torch.baddbmm(b, h, w) if h.dim() == 3 else torch.matmul(h, w) + b
+        if i < last:
+            h = act(h)
+            if dropout is not None:
+                h = h * dropout(i, h)
+    return h.squeeze(-1)
+
+
+def predict_rows(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
+                 activation: str) -> torch.Tensor:
+    """Every model on every row of x [N, d] -> [M, N], in blocks of models to bound memory."""
+    n_models = weights[0].shape[0]
+    widest = max(w.shape[2] for w in weights)
+    block = max(1, EVAL_BLOCK_ELEMENTS // max(1, x.shape[0] * widest))
+    parts = []
+    for start in range(0, n_models, block):
+        sl = slice(start, start + block)
+        parts.append(forward(x, [w[sl] for w in weights], [b[sl] for b in biases], activation))
+    return torch.cat(parts)
+
+
+@dataclass
+class StackedModels:
+    """Trained models ready to predict: weights plus each model's target scaling."""
+
+    weights: list[torch.Tensor]
+    biases: list[torch.Tensor]
+    activation: str
+    y_mean: torch.Tensor  # [M], float64
+    y_std: torch.Tensor  # [M], float64
+    names: list[str]
+
+    def predict_log_price(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, d] features -> [M, N] predicted log prices (float64)."""
+        with torch.no_grad():
+            raw = predict_rows(x.to(self.weights[0].dtype), self.weights, self.biases,
+                               self.activation).to(torch.float64)
+        return raw * self.y_std[:, None] + self.y_mean[:, None]
+
+    def select(self, index: int) -> StackedModels:
+        sl = slice(index, index + 1)
+        return StackedModels([w[sl] for w in self.weights], [b[sl] for b in self.biases],
+                             self.activation, self.y_mean[sl], self.y_std[sl], [self.names[index]])
+
+    def save_each(self, out_dir: str | os.PathLike, config: dict) -> list[Path]:
+        """One file per model (weights + config), loadable with torch.load(weights_only=True)."""
+        from pipeline.atomic import atomic_path
+
+        out_dir = Path(out_dir)
+        paths = []
+        for i, name in enumerate(self.names):
+            one = self.select(i)
+            payload = {
+                "weights": [w[0].detach().cpu().contiguous() for w in one.weights],
+                "biases": [b[0].detach().cpu().contiguous() for b in one.biases],
+                "activation": self.activation,
+                "y_mean": float(one.y_mean[0]),
+                "y_std": float(one.y_std[0]),
+                "name": name,
+                "config": config,
+            }
+            path = out_dir / f"{name}.pt"
+            with atomic_path(path) as tmp:
+                torch.save(payload, tmp)
+            paths.append(path)
+        return paths
+
+
+def load_models(paths: Sequence[str | os.PathLike]) -> StackedModels:
+    """Stack saved model files (same architecture) back into one StackedModels."""
+    if not paths:
+        raise PipelineError("no model files found; run the train stage first (dvc repro)")
+    payloads = []
+    for path in paths:
+        try:
+            payloads.append(torch.load(path, map_location="cpu", weights_only=True))
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise PipelineError(f"{path}: not a readable model file ({exc}); re-run train") from exc
+    shapes = {tuple(tuple(w.shape) for w in p["weights"]) for p in payloads}
+    if len(shapes) != 1 or len({p["activation"] for p in payloads}) != 1:
+        raise PipelineError("model files differ in architecture; clear models/ and re-run train")
+    n_layers = len(payloads[0]["weights"])
+    return StackedModels(
+        weights=[torch.stack([p["weights"][i] for p in payloads]) for i in range(n_layers)],
+        biases=[torch.stack([p["biases"][i] for p in payloads]) for i in range(n_layers)],
+        activation=payloads[0]["activation"],
+        y_mean=torch.tensor([p["y_mean"] for p in payloads], dtype=torch.float64),
+        y_std=torch.tensor([p["y_std"] for p in payloads], dtype=torch.float64),
+        names=[p["name"] for p in payloads],
+    )

@@ -1,0 +1,69 @@
+"""The submission contract, checked before a file is written and again before it is sent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.atomic import atomic_path
+from pipeline.errors import PipelineError
+
+COLUMNS = ("Id", "SalePrice")
+
+
+def _ids(values, limit: int = 10) -> str:
+    values = list(values)
+    return ", ".join(str(v) for v in values[:limit]) + (" ..." if len(values) > limit else "")
+
+
+def validate_submission(frame: pd.DataFrame, expected_ids: np.ndarray) -> None:
+    """Header Id,SalePrice; exactly the test Ids in order; every price finite and positive."""
+    if tuple(frame.columns) != COLUMNS:
+        raise PipelineError(f"submission: header must be Id,SalePrice, got {','.join(map(str, frame.columns))}")
+    ids = pd.to_numeric(frame["Id"], errors="coerce")
+    if ids.isna().any():
+        raise PipelineError("submission: every Id must be an integer")
+    ids = ids.to_numpy()
+    dup = pd.Series(ids)[pd.Series(ids).duplicated()].unique()
+    if len(dup):
+        raise PipelineError(f"submission: duplicate Ids {_ids(dup)}")
+    expected = np.asarray(expected_ids)
+    missing = np.setdiff1d(expected, ids)
+    extra = np.setdiff1d(ids, expected)
+    if len(missing) or len(extra):
+        parts = []
+        if len(missing):
+            parts.append(f"missing Ids {_ids(missing)}")
+        if len(extra):
+            parts.append(f"unknown Ids {_ids(extra)}")
+        raise PipelineError(f"submission: {'; '.join(parts)} (expected the {len(expected)} test Ids)")
+    if not np.array_equal(ids, expected):
+        raise PipelineError("submission: Ids are not in the order of test.csv")
+    price = pd.to_numeric(frame["SalePrice"], errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~(np.isfinite(price) & (price > 0))
+    if bad.any():
+        raise PipelineError(f"submission: SalePrice must be finite and positive; bad for Ids "
+                            f"{_ids(ids[bad])}")
+
+
+def write_submission(path: str | os.PathLike, ids: np.ndarray, prices: np.ndarray) -> Path:
+    """Validate, then write atomically: an invalid prediction never reaches submission.csv."""
+    frame = pd.DataFrame({"Id": np.asarray(ids, dtype=np.int64),
+                          "SalePrice": np.asarray(prices, dtype=np.float64)})
+    validate_submission(frame, ids)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.4f", lineterminator="\n")
+    return Path(path)
+
+
+def read_submission(path: str | os.PathLike) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: not found; run dvc repro to create it")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{path}: not a readable CSV ({exc})") from exc

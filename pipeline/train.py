@@ -1,0 +1,231 @@
+"""Stage 3: K-fold cross-validation on log price; saves every fold model and the CV metrics.
+
+All folds (x seeds) of the MLP train at once in the batched trainer (pipeline/trainer.py), on the
+GPU when there is one. `train.model: lasso` fits scikit-learn's Lasso on the same folds instead,
+as an in-project baseline; it is saved as a linear model in the same format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.linear_model import Lasso
+from sklearn.model_selection import KFold
+from tqdm import tqdm
+
+from pipeline.atomic import atomic_path, write_text
+from pipeline.cli_support import run_cli
+from pipeline.ensemble import combine_log_predictions, rmse
+from pipeline.errors import PipelineError
+from pipeline.params import TrainParams, load_params
+from pipeline.preprocess import load_train
+from pipeline.stacked_mlp import StackedModels
+from pipeline.trainer import Architecture, PerModel, resolve_device, train_batched
+
+
+@dataclass
+class FoldPlan:
+    """Which rows each model trains and is scored on."""
+
+    names: list[str]
+    fold_of_model: np.ndarray  # [M]
+    seeds: list[int]
+    train_mask: np.ndarray  # [M, N] bool
+    val_mask: np.ndarray  # [M, N] bool
+    fold_of_row: np.ndarray  # [N]
+
+
+def model_seed(seed: int, fold: int, replicate: int) -> int:
+    """A well-mixed 32-bit seed per (run seed, fold, replicate); the same across configs."""
+    return int(np.random.SeedSequence([seed, fold, replicate]).generate_state(1)[0])
+
+
+def plan_folds(n_rows: int, outlier: np.ndarray, params: TrainParams) -> FoldPlan:
+    if params.folds > n_rows:
+        raise PipelineError(f"train.folds={params.folds} exceeds the {n_rows} training rows")
+    splitter = KFold(n_splits=params.folds, shuffle=True, random_state=params.fold_seed)
+    fold_of_row = np.empty(n_rows, dtype=np.int64)
+    names, folds, seeds, train_rows, val_rows = [], [], [], [], []
+    for fold, (tr, va) in enumerate(splitter.split(np.arange(n_rows))):
+        fold_of_row[va] = fold
+        tmask = np.zeros(n_rows, dtype=bool)
+        tmask[tr] = True
+        if params.exclude_outliers:
+            tmask &= ~outlier
+        vmask = np.zeros(n_rows, dtype=bool)
+        vmask[va] = True
+        for rep in range(params.n_seeds):
+            names.append(f"fold{fold}_seed{rep}")
+            folds.append(fold)
+            seeds.append(model_seed(params.seed, fold, rep))
+            train_rows.append(tmask)
+            val_rows.append(vmask)
+    return FoldPlan(names, np.array(folds), seeds, np.stack(train_rows), np.stack(val_rows),
+                    fold_of_row)
+
+
+def fit_lasso(x: np.ndarray, y: np.ndarray, plan: FoldPlan, alpha: float) -> StackedModels:
+    """Lasso per model on its training rows, stored as a linear (no hidden layer) model."""
+    weights, biases = [], []
+    for tmask in plan.train_mask:
+        lasso = Lasso(alpha=alpha, max_iter=50_000, tol=1e-6).fit(x[tmask], y[tmask])
+        weights.append(torch.tensor(lasso.coef_, dtype=torch.float32)[:, None])
+        biases.append(torch.tensor([[lasso.intercept_]], dtype=torch.float32))
+    n = len(weights)
+    return StackedModels([torch.stack(weights)], [torch.stack(biases)], "relu",
+                         torch.zeros(n, dtype=torch.float64), torch.ones(n, dtype=torch.float64),
+                         list(plan.names))
+
+
+def fit_mlp(x: np.ndarray, y: np.ndarray, plan: FoldPlan, params: TrainParams):
+    device = resolve_device(params.device)
+    arch = Architecture(params.hidden, params.activation, params.optimizer, params.batch_size)
+    per_model = PerModel.repeat(plan.seeds, lr=params.lr, weight_decay=params.weight_decay,
+                                l1=params.l1, dropout=params.dropout,
+                                max_epochs=params.max_epochs, patience=params.patience)
+    bar = tqdm(total=params.max_epochs, desc=f"train {len(plan.names)} models on {device}",
+               unit="epoch", disable=None, file=sys.stderr)
+
+    def on_epoch(epoch: int, n_active: int, best_mean: float) -> None:
+        bar.update(1)
+        bar.set_postfix(active=n_active, best_val_rmse=f"{best_mean:.4f}")
+
+    try:
+        result = train_batched(
+            torch.tensor(x, device=device), torch.tensor(y, device=device),
+            torch.tensor(plan.train_mask), torch.tensor(plan.val_mask), arch, per_model,
+            names=plan.names, on_epoch=on_epoch)
+    finally:
+        bar.close()
+    result.models.weights = [w.cpu() for w in result.models.weights]
+    result.models.biases = [b.cpu() for b in result.models.biases]
+    return result
+
+
+def oof_predictions(models: StackedModels, x: np.ndarray, plan: FoldPlan, average: str
+                    ) -> np.ndarray:
+    """Each row predicted by the (seed-averaged) models of the fold that held it out."""
+    log_pred = models.predict_log_price(torch.tensor(x)).numpy()  # [M, N]
+    oof = np.empty(x.shape[0])
+    for fold in np.unique(plan.fold_of_model):
+        rows = plan.fold_of_row == fold
+        oof[rows] = combine_log_predictions(log_pred[plan.fold_of_model == fold][:, rows], average)
+    return oof
+
+
+def cv_metrics(oof: np.ndarray, y: np.ndarray, outlier: np.ndarray, plan: FoldPlan) -> dict:
+    folds = np.unique(plan.fold_of_row)
+    per_fold = np.array([rmse(oof[plan.fold_of_row == f], y[plan.fold_of_row == f])
+                         for f in folds])
+    clean = ~outlier
+    per_fold_clean = np.array([rmse(oof[(plan.fold_of_row == f) & clean],
+                                    y[(plan.fold_of_row == f) & clean]) for f in folds])
+    return {
+        "cv_rmse": float(per_fold.mean()),
+        "cv_rmse_std": float(per_fold.std()),
+        "cv_rmse_no_outliers": float(per_fold_clean.mean()),
+        "cv_rmse_no_outliers_std": float(per_fold_clean.std()),
+        "oof_rmse": rmse(oof, y),
+        "oof_rmse_no_outliers": rmse(oof[clean], y[clean]),
+        "fold_rmse": {f"fold{f}": float(v) for f, v in zip(folds, per_fold, strict=True)},
+    }
+
+
+def log_learning_curves(live_dir: str | os.PathLike, names: list[str], train_rmse: torch.Tensor,
+                        val_rmse: torch.Tensor) -> None:
+    """Per-epoch train/validation log-RMSE of every model, for `dvc plots show`."""
+    from dvclive import Live
+
+    shutil.rmtree(live_dir, ignore_errors=True)
+    with Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+        for epoch in range(train_rmse.shape[0]):
+            for i, name in enumerate(names):
+                if not torch.isnan(train_rmse[epoch, i]):
+                    live.log_metric(f"train/{name}", round(float(train_rmse[epoch, i]), 6))
+                if not torch.isnan(val_rmse[epoch, i]):
+                    live.log_metric(f"val/{name}", round(float(val_rmse[epoch, i]), 6))
+            live.next_step()
+
+
+def replace_dir(target: Path, fill) -> None:
+    """Fill a fresh sibling directory, then swap it in: no mix of old and new model files."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        fill(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def train(params: TrainParams, average: str, data_dir="data/processed", models_dir="models",
+          metrics_path="metrics/cv.json", oof_path="metrics/oof.csv", live_dir="dvclive") -> dict:
+    """Run the cross-validation, write models, metrics and plots; return the metrics."""
+    data = load_train(data_dir)
+    x, y, outlier = data["x"], data["y"], data["outlier"].astype(bool)
+    plan = plan_folds(len(y), outlier, params)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    started = time.perf_counter()
+    if params.model == "lasso":
+        models = fit_lasso(x, y, plan, params.lasso_alpha)
+        history = None
+    else:
+        result = fit_mlp(x, y, plan, params)
+        models, history = result.models, result
+    seconds = time.perf_counter() - started
+    oof = oof_predictions(models, x, plan, average)
+    metrics = cv_metrics(oof, y, outlier, plan)
+    if history is not None:
+        metrics["best_epoch_mean"] = float(history.best_epoch.double().mean() + 1)
+
+    replace_dir(Path(models_dir), lambda d: models.save_each(d, {"train": asdict(params),
+                                                                   "average": average}))
+    frame = pd.DataFrame({"Id": data["id"], "fold": plan.fold_of_row, "outlier": outlier,
+                          "actual_log_price": y, "predicted_log_price": oof,
+                          "residual": oof - y, "actual_price": np.exp(y)})
+    with atomic_path(oof_path) as tmp:
+        frame.to_csv(tmp, index=False)
+    if history is not None:
+        log_learning_curves(live_dir, plan.names, history.train_rmse, history.val_rmse)
+    else:
+        shutil.rmtree(live_dir, ignore_errors=True)
+        Path(live_dir, "plots", "metrics").mkdir(parents=True)
+    write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
+    print(f"train: {len(plan.names)} {params.model} models in {seconds:.1f} s; CV log-RMSE "
+          f"{metrics['cv_rmse']:.4f} +- {metrics['cv_rmse_std']:.4f} (without outlier rows "
+          f"{metrics['cv_rmse_no_outliers']:.4f})")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.train", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", default="data/processed")
+    parser.add_argument("--models", default="models")
+    parser.add_argument("--metrics", default="metrics/cv.json")
+    parser.add_argument("--oof", default="metrics/oof.csv")
+    parser.add_argument("--live", default="dvclive")
+    args = parser.parse_args(argv)
+
+    def stage() -> None:
+        params = load_params(args.params)
+        train(params.train, params.ensemble.average, args.data, args.models, args.metrics,
+              args.oof, args.live)
+
+    run_cli(stage)
+
+
+if __name__ == "__main__":
+    main()

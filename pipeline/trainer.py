@@ -1,0 +1,239 @@
+"""Train M independent MLPs side by side as one batched model, data resident on the device.
+
+Each model has its own training and validation rows (a fold), seed (init, shuffles, dropout
+masks), and scalar hyperparameters (lr, weight decay, L1, dropout, max epochs, patience) held as
+[M] tensors. A model's result never depends on which other models share the batch: its
+randomness is counter-based (pipeline/counter_rng.py) and a step only ever touches its own slice.
+Early stopping is per model: it keeps its best-epoch weights and stops changing once its patience
+runs out. The hot loop has no DataLoader and no host sync; one small sync per epoch checks
+whether every model has stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from pipeline.counter_rng import dropout_keep, shuffle_order
+from pipeline.errors import PipelineError
+from pipeline.stacked_mlp import StackedModels, forward, init_weights, layer_sizes, predict_rows
+
+# torch.optim's Adam/AdamW defaults, so the batched optimiser matches the library one.
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What all models trained together share."""
+
+    hidden: tuple[int, ...]
+    activation: str
+    optimizer: str
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class PerModel:
+    """Per-model settings, one entry per model."""
+
+    seeds: Sequence[int]
+    lr: Sequence[float]
+    weight_decay: Sequence[float]
+    l1: Sequence[float]
+    dropout: Sequence[float]
+    max_epochs: Sequence[int]
+    patience: Sequence[int]  # 0: no early stopping, keep the last epoch
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    @staticmethod
+    def repeat(seeds: Sequence[int], **scalars) -> PerModel:
+        return PerModel(seeds=list(seeds), **{k: [v] * len(seeds) for k, v in scalars.items()})
+
+
+@dataclass
+class TrainResult:
+    models: StackedModels  # best-epoch weights
+    train_rmse: torch.Tensor  # [epochs, M] log-RMSE on the model's training rows; NaN once stopped
+    val_rmse: torch.Tensor  # [epochs, M] log-RMSE on its validation rows; NaN once stopped/no rows
+    best_epoch: torch.Tensor  # [M], 0-based
+    epochs_run: torch.Tensor  # [M]
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when torch sees a GPU, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise PipelineError("train.device is cuda but torch sees no GPU; set train.device=auto or cpu")
+    return torch.device(name)
+
+
+def _masked_rmse(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    count = mask.sum(1)
+    sq = torch.where(mask, (pred - y[None, :]) ** 2, torch.zeros((), dtype=pred.dtype,
+                                                                 device=pred.device))
+    rmse = torch.sqrt(sq.sum(1) / count.clamp(min=1))
+    return torch.where(count > 0, rmse, torch.full_like(rmse, float("nan")))
+
+
+class _BatchedOptimizer:
+    """SGD / Adam / AdamW over stacked parameters, with per-model lr and weight decay.
+
+    Mirrors torch.optim's single-tensor formulas; weight decay and L1 apply to weights, not biases.
+    `mask` [M] says which models take this step (stopped models and models with no rows in this
+    step stay exactly as they are).
+    """
+
+    def __init__(self, kind: str, params: list[torch.Tensor], is_weight: list[bool],
+                 lr: torch.Tensor, weight_decay: torch.Tensor):
+        self.kind, self.params, self.is_weight = kind, params, is_weight
+        self.lr = lr.view(-1, 1, 1)
+        self.wd = weight_decay.view(-1, 1, 1)
+        self.steps = torch.zeros_like(lr)
+        self.exp_avg = [torch.zeros_like(p) for p in params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+
+    @torch.no_grad()
+    def step(self, grads: list[torch.Tensor], mask: torch.Tensor) -> None:
+        self.steps += mask.to(self.steps.dtype)
+        keep = mask.view(-1, 1, 1)
+        beta1, beta2 = ADAM_BETAS
+        t = self.steps.clamp(min=1).view(-1, 1, 1)
+        bias1 = 1 - beta1 ** t
+        bias2_sqrt = (1 - beta2 ** t).sqrt()
+        for i, (p, g, is_w) in enumerate(zip(self.params, grads, self.is_weight, strict=True)):
+            base = p
+            if is_w and self.kind in ("sgd", "adam"):
+                g = g + self.wd * p
+            if is_w and self.kind == "adamw":
+                base = p * (1 - self.lr * self.wd)
+            if self.kind == "sgd":
+                new = base - self.lr * g
+            else:
+                m = torch.where(keep, self.exp_avg[i].lerp(g, 1 - beta1), self.exp_avg[i])
+                v = torch.where(keep, self.exp_avg_sq[i] * beta2 + (1 - beta2) * g * g,
+                                self.exp_avg_sq[i])
+                self.exp_avg[i].copy_(m)
+                self.exp_avg_sq[i].copy_(v)
+                new = base - (self.lr / bias1) * m / (v.sqrt() / bias2_sqrt + ADAM_EPS)
+            p.copy_(torch.where(keep, new, p))
+
+
+def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
+                  val_mask: torch.Tensor, arch: Architecture, per_model: PerModel,
+                  names: Sequence[str] | None = None,
+                  on_epoch: Callable[[int, int, float], None] | None = None) -> TrainResult:
+    """Train len(per_model) models on x [N, d] / y [N] (log price), all on x's device.
+
+    train_mask / val_mask [M, N] (bool) give each model its rows. Targets are standardised per
+    model with its own training rows' mean and std, so lr means the same across folds.
+    `on_epoch(epoch, n_active, best_mean)` reports progress once per epoch.
+    """
+    device, dtype = x.device, x.dtype
+    n_models, n_rows = train_mask.shape
+    if len(per_model) != n_models or val_mask.shape != train_mask.shape or y.shape != (n_rows,):
+        raise ValueError("masks, targets and per-model settings disagree in shape")
+    train_mask = train_mask.to(device)
+    val_mask = val_mask.to(device)
+    n_train = train_mask.sum(1)
+    if bool((n_train == 0).any()):
+        raise PipelineError("a model has no training rows; use fewer folds or more data")
+
+    def vec(values, kind=torch.float32):
+        return torch.tensor(list(values), dtype=kind, device=device)
+
+    seeds = vec(per_model.seeds, torch.int64)
+    lr, wd, l1 = vec(per_model.lr), vec(per_model.weight_decay), vec(per_model.l1)
+    rate = vec(per_model.dropout)
+    max_epochs = vec(per_model.max_epochs, torch.int64)
+    patience = vec(per_model.patience, torch.int64)
+    use_dropout = bool((rate > 0).any())
+    use_l1 = bool((l1 > 0).any())
+
+    # Per-model target scaling from its own training rows (float64 for exact sums).
+    y64 = y.to(device=device, dtype=torch.float64)
+    tm = train_mask.to(torch.float64)
+    y_mean = (tm * y64).sum(1) / n_train
+    y_std = torch.sqrt((tm * (y64[None] - y_mean[:, None]) ** 2).sum(1) / n_train)
+    y_std = torch.where(y_std > 0, y_std, torch.ones_like(y_std))
+    target = ((y64[None] - y_mean[:, None]) / y_std[:, None]).to(dtype)  # [M, N]
+
+    weights, biases = init_weights(per_model.seeds, layer_sizes(x.shape[1], arch.hidden))
+    weights = [w.to(device=device, dtype=dtype).requires_grad_() for w in weights]
+    biases = [b.to(device=device, dtype=dtype).requires_grad_() for b in biases]
+    params = [*weights, *biases]
+    opt = _BatchedOptimizer(arch.optimizer, params, [True] * len(weights) + [False] * len(biases),
+                            lr, wd)
+    best_w = [w.detach().clone() for w in weights]
+    best_b = [b.detach().clone() for b in biases]
+
+    total_epochs = int(max_epochs.max())
+    hist_train = torch.full((total_epochs, n_models), float("nan"), device=device)
+    hist_val = torch.full((total_epochs, n_models), float("nan"), device=device)
+    has_val = val_mask.any(1)
+    best_val = torch.full((n_models,), float("inf"), device=device)
+    best_epoch = torch.zeros(n_models, dtype=torch.int64, device=device)
+    since_best = torch.zeros(n_models, dtype=torch.int64, device=device)
+    active = torch.ones(n_models, dtype=torch.bool, device=device)
+    epochs_run = torch.zeros(n_models, dtype=torch.int64, device=device)
+    batch = arch.batch_size
+    n_steps = -(-int(n_train.max()) // batch)
+    model_index = torch.arange(n_models, device=device)[:, None]
+
+    for epoch in range(total_epochs):
+        order = shuffle_order(seeds, train_mask, epoch)
+        for step in range(n_steps):
+            idx = order[:, step * batch:(step + 1) * batch]  # [M, B]
+            width = idx.shape[1]
+            pos = torch.arange(step * batch, step * batch + width, device=device)
+            valid = pos[None, :] < n_train[:, None]  # [M, B]
+            n_valid = valid.sum(1)
+            drop = None
+            if use_dropout:
+                def drop(layer, h, step=step, width=width):
+                    return dropout_keep(seeds, layer, epoch, step, width, h.shape[2], rate)
+            out = forward(x[idx], weights, biases, arch.activation, drop)
+            err = torch.where(valid, out - target[model_index, idx], torch.zeros((), device=device,
+                                                                                dtype=dtype))
+            loss = ((err ** 2).sum(1) / n_valid.clamp(min=1)).sum()
+            if use_l1:
+                loss = loss + sum((l1.view(-1, 1, 1) * w.abs()).sum() for w in weights)
+            grads = torch.autograd.grad(loss, params)
+            opt.step(list(grads), active & (n_valid > 0))
+
+        with torch.no_grad():
+            pred = predict_rows(x, weights, biases, arch.activation) * y_std[:, None].to(dtype) \
+                + y_mean[:, None].to(dtype)
+            train_rmse = _masked_rmse(pred, y64.to(dtype), train_mask)
+            val_rmse = _masked_rmse(pred, y64.to(dtype), val_mask)
+            hist_train[epoch] = torch.where(active, train_rmse, hist_train[epoch])
+            hist_val[epoch] = torch.where(active, val_rmse, hist_val[epoch])
+            epochs_run += active.to(torch.int64)
+            # Keep this epoch's weights if it is the model's best so far (always, without early
+            # stopping or validation rows: then the last epoch is the one kept).
+            keep = active & (~has_val | (patience == 0) | (val_rmse < best_val))
+            best_val = torch.where(keep & has_val, val_rmse, best_val)
+            best_epoch = torch.where(keep, epoch, best_epoch)
+            for src, dst in zip([*weights, *biases], [*best_w, *best_b], strict=True):
+                dst.copy_(torch.where(keep.view(-1, 1, 1), src, dst))
+            since_best = torch.where(keep, 0, since_best + 1)
+            active = (active & (epoch + 1 < max_epochs)
+                      & ((patience == 0) | (since_best < patience)))
+        n_active = int(active.sum())  # the one host sync per epoch
+        if on_epoch is not None:
+            finite = best_val[torch.isfinite(best_val)]
+            on_epoch(epoch, n_active, float(finite.mean()) if finite.numel() else float("nan"))
+        if n_active == 0:
+            hist_train, hist_val = hist_train[:epoch + 1], hist_val[:epoch + 1]
+            break
+
+    models = StackedModels(best_w, best_b, arch.activation, y_mean.cpu(), y_std.cpu(),
+                           list(names) if names is not None else [f"m{i}" for i in
+                                                                  range(n_models)])
+    return TrainResult(models, hist_train.cpu(), hist_val.cpu(), best_epoch.cpu(),
+                       epochs_run.cpu())
