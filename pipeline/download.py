@@ -12,8 +12,6 @@ import argparse
 import hashlib
 import http.client
 import os
-import shutil
-import socket
 import sys
 import urllib.error
 import urllib.request
@@ -63,7 +61,7 @@ def fetch_url(url: str, dest: Path, timeout_s: float) -> str:
         raise SourceFailed(f"cannot connect ({exc.reason})") from exc
     except http.client.IncompleteRead as exc:
         raise SourceFailed(f"connection closed after {len(exc.partial)} bytes (truncated)") from exc
-    except (TimeoutError, socket.timeout) as exc:
+    except TimeoutError as exc:
         raise SourceFailed(f"no data for {timeout_s:g} s (timed out)") from exc
     except (OSError, http.client.HTTPException) as exc:
         raise SourceFailed(f"network error ({exc})") from exc

@@ -70,7 +70,7 @@ def build_transform(params: PreprocessParams) -> Pipeline:
     """Numeric: mean-impute then standardize. Categorical: one-hot, missing as its own level."""
     numeric = make_pipeline(SimpleImputer(strategy="mean"), StandardScaler())
     categorical = make_pipeline(
-        SimpleImputer(strategy="constant", fill_value=MISSING_LEVEL),
+        SimpleImputer(strategy="constant", fill_value=MISSING_LEVEL, keep_empty_features=True),
         OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32),
     )
     columns = ColumnTransformer(

@@ -7,6 +7,7 @@ the d2l book (no hidden layers) and the Lasso baseline (its coefficients as a 1-
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -39,7 +40,7 @@ def init_weights(seeds: Sequence[int], sizes: Sequence[int]
     for seed in seeds:
         gen = torch.Generator().manual_seed(int(seed))
         layers = []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        for fan_in, fan_out in itertools.pairwise(sizes):
             bound = 1.0 / math.sqrt(fan_in)
             w = (torch.rand(fan_in, fan_out, generator=gen) * 2 - 1) * bound
             b = (torch.rand(1, fan_out, generator=gen) * 2 - 1) * bound

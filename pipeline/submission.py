@@ -22,7 +22,8 @@ def _ids(values, limit: int = 10) -> str:
 def validate_submission(frame: pd.DataFrame, expected_ids: np.ndarray) -> None:
     """Header Id,SalePrice; exactly the test Ids in order; every price finite and positive."""
     if tuple(frame.columns) != COLUMNS:
-        raise PipelineError(f"submission: header must be Id,SalePrice, got {','.join(map(str, frame.columns))}")
+        got = ",".join(map(str, frame.columns))
+        raise PipelineError(f"submission: header must be Id,SalePrice, got {got}")
     ids = pd.to_numeric(frame["Id"], errors="coerce")
     if ids.isna().any():
         raise PipelineError("submission: every Id must be an integer")

@@ -195,7 +195,7 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
             n_valid = valid.sum(1)
             drop = None
             if use_dropout:
-                def drop(layer, h, step=step, width=width):
+                def drop(layer, h, epoch=epoch, step=step, width=width):
                     return dropout_keep(seeds, layer, epoch, step, width, h.shape[2], rate)
             out = forward(x[idx], weights, biases, arch.activation, drop)
             err = torch.where(valid, out - target[model_index, idx], torch.zeros((), device=device,

@@ -1,0 +1,30 @@
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture
+def ames_sample() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A small slice of the real competition files (train 120 rows, test 60 rows)."""
+    train = pd.read_csv(ROOT / "data/bundled/kaggle_house_pred_train.csv").iloc[:120]
+    test = pd.read_csv(ROOT / "data/bundled/kaggle_house_pred_test.csv").iloc[:60]
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def synthetic_regression(n_rows=96, n_features=5, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n_rows, n_features)).astype(np.float32)
+    y = 12 + x @ rng.normal(scale=0.3, size=n_features) + 0.2 * np.tanh(x[:, 0] * x[:, 1])
+    y = y + rng.normal(scale=0.05, size=n_rows)
+    return x, y

@@ -1,0 +1,77 @@
+"""A deliberately plain trainer: one model, nn.Linear layers, torch.optim, a Python loop.
+
+The batched trainer must reproduce it. It shares only the seeded init and the counter-based
+shuffle and dropout streams (so both see the same batches and masks); everything else (layers,
+loss, optimiser, L1, weight decay, early stopping) is torch's own.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.counter_rng import dropout_keep, shuffle_order
+from pipeline.stacked_mlp import ACTIVATION_FUNCTIONS, init_weights, layer_sizes
+
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer, batch_size,
+              lr, weight_decay, l1, dropout, max_epochs, patience):
+    """Returns (weights [in,out] list, biases [1,out] list, val_rmse per epoch, best_epoch)."""
+    sizes = layer_sizes(x.shape[1], hidden)
+    w0, b0 = init_weights([seed], sizes)
+    layers = nn.ModuleList(nn.Linear(i, o) for i, o in itertools.pairwise(sizes))
+    with torch.no_grad():
+        for layer, w, b in zip(layers, w0, b0, strict=True):
+            layer.weight.copy_(w[0].T)
+            layer.bias.copy_(b[0, 0])
+    opt = OPTIMIZERS[optimizer](
+        [{"params": [la.weight for la in layers], "weight_decay": weight_decay},
+         {"params": [la.bias for la in layers], "weight_decay": 0.0}], lr=lr)
+    act = ACTIVATION_FUNCTIONS[activation]
+    y64 = y.double()
+    mean = y64[train_rows].mean()
+    std = y64[train_rows].std(unbiased=False)
+    target = ((y64 - mean) / std).float()
+    seeds = torch.tensor([seed])
+    n = int(train_rows.sum())
+
+    def net(h, epoch=None, step=None):
+        for i, layer in enumerate(layers):
+            h = layer(h)
+            if i < len(layers) - 1:
+                h = act(h)
+                if epoch is not None and dropout > 0:
+                    h = h * dropout_keep(seeds, i, epoch, step, h.shape[0], h.shape[1],
+                                         torch.tensor([dropout]))[0]
+        return h.squeeze(-1)
+
+    best, best_val, best_epoch, since, history = None, float("inf"), 0, 0, []
+    for epoch in range(max_epochs):
+        order = shuffle_order(seeds, train_rows[None], epoch)[0][:n]
+        for step, start in enumerate(range(0, n, batch_size)):
+            idx = order[start:start + batch_size]
+            loss = F.mse_loss(net(x[idx], epoch, step), target[idx])
+            loss = loss + l1 * sum(la.weight.abs().sum() for la in layers)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            pred = net(x).double() * std + mean
+            val = float(torch.sqrt(((pred[val_rows] - y64[val_rows]) ** 2).mean()))
+        history.append(val)
+        if patience == 0 or val < best_val:
+            best, best_val, best_epoch, since = copy.deepcopy(layers.state_dict()), val, epoch, 0
+        else:
+            since += 1
+        if patience and since >= patience:
+            break
+    layers.load_state_dict(best)
+    weights = [la.weight.detach().T.clone() for la in layers]
+    biases = [la.bias.detach()[None].clone() for la in layers]
+    return weights, biases, history, best_epoch

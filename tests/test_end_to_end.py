@@ -1,0 +1,82 @@
+"""`dvc repro` in a fresh copy of the repository, as a user runs it (tiny epoch count)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid",
+       "-c", "commit.gpgsign=false"]
+
+
+def run(cmd, cwd, **kwargs):
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd)}
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=600,
+                          **kwargs)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A git repo holding this checkout's files, with tiny training params."""
+    root = Path(__file__).resolve().parents[1]
+    dest = tmp_path_factory.mktemp("clone") / "repo"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, files):
+        src = root / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    for stale in ("dvc.lock", "metrics/cv.json"):
+        (dest / stale).unlink(missing_ok=True)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["train"].update(max_epochs=3, n_seeds=1, hidden=[16], device="cpu")
+    params["download"]["sources"] = ["data/bundled"]
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run([*GIT, "init", "-q"], dest)
+    run([*GIT, "add", "-A"], dest)
+    run([*GIT, "commit", "-qm", "copy"], dest)
+    return dest
+
+
+def test_repro_writes_valid_submission_then_does_nothing(project):
+    run([sys.executable, "-m", "dvc", "repro"], project)
+    sub = pd.read_csv(project / "submission.csv")
+    test = pd.read_csv(project / "data/bundled/kaggle_house_pred_test.csv")
+    assert list(sub.columns) == ["Id", "SalePrice"]
+    assert sub["Id"].tolist() == test["Id"].tolist()
+    assert (sub["SalePrice"] > 10_000).all() and (sub["SalePrice"] < 2_000_000).all()
+    metrics = json.loads((project / "metrics/cv.json").read_text())
+    assert 0 < metrics["cv_rmse"] < 1
+    assert len(list((project / "models").glob("*.pt"))) == 5
+    assert (project / "dvclive/plots/metrics/val/fold0_seed0.tsv").is_file()
+
+    again = run([sys.executable, "-m", "dvc", "repro"], project)
+    assert "Data and pipelines are up to date" in again.stdout
+    assert "Running stage" not in again.stdout
+
+
+def test_rerun_is_byte_identical(project):
+    first = {p: (project / p).read_bytes() for p in ("metrics/cv.json", "submission.csv")}
+    run([sys.executable, "-m", "dvc", "repro", "-f", "train", "predict"], project)
+    for path, content in first.items():
+        assert (project / path).read_bytes() == content, f"{path} changed between identical runs"
+
+
+def test_training_param_change_reruns_only_train_and_predict(project):
+    proc = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "train.lr=0.003"], project)
+    assert "Running stage 'train'" in proc.stdout and "Running stage 'predict'" in proc.stdout
+    assert "Running stage 'download'" not in proc.stdout
+    assert "Running stage 'preprocess'" not in proc.stdout
+    shown = run([sys.executable, "-m", "dvc", "exp", "show", "--json"], project).stdout
+    assert "cv_rmse" in shown and "0.003" in shown

@@ -1,0 +1,60 @@
+"""A bad parameter fails with one line that names the key and the fix."""
+
+import copy
+
+import pytest
+import yaml
+
+from pipeline.errors import PipelineError
+from pipeline.params import load_params, parse_params
+
+
+@pytest.fixture
+def raw(repo_root):
+    return yaml.safe_load((repo_root / "params.yaml").read_text())
+
+
+def test_repo_params_are_valid(repo_root):
+    params = load_params(repo_root / "params.yaml")
+    assert params.train.folds >= 2
+
+
+@pytest.mark.parametrize(("section", "key", "value", "message"), [
+    ("train", "lr", -1, "train.lr must be > 0"),
+    ("train", "lr", "fast", "train.lr must be a number"),
+    ("train", "optimizer", "lbfgs", "train.optimizer must be one of sgd, adam, adamw"),
+    ("train", "dropout", 1.0, "train.dropout must be < 1"),
+    ("train", "hidden", [64, 0], "train.hidden must be >= 1"),
+    ("train", "folds", 1, "train.folds must be >= 2"),
+    ("train", "batch_size", 3.5, "train.batch_size must be an integer"),
+    ("preprocess", "fit_on", "test", "preprocess.fit_on must be one of train, train\\+test"),
+    ("ensemble", "average", "median", "ensemble.average must be one of price, log"),
+])
+def test_bad_value(raw, section, key, value, message):
+    bad = copy.deepcopy(raw)
+    bad[section][key] = value
+    with pytest.raises(PipelineError, match=message):
+        parse_params(bad)
+
+
+def test_unknown_and_missing_keys(raw):
+    bad = copy.deepcopy(raw)
+    bad["train"]["learning_rate"] = 0.1
+    with pytest.raises(PipelineError, match="train.learning_rate is not a known parameter"):
+        parse_params(bad)
+    bad = copy.deepcopy(raw)
+    del bad["train"]["lr"]
+    with pytest.raises(PipelineError, match="train.lr is missing"):
+        parse_params(bad)
+
+
+def test_bad_sha1(raw):
+    bad = copy.deepcopy(raw)
+    bad["download"]["files"]["train"]["sha1"] = "abc"
+    with pytest.raises(PipelineError, match="sha1 must be 40 hex digits"):
+        parse_params(bad)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(PipelineError, match="file not found"):
+        load_params(tmp_path / "params.yaml")

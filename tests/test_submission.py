@@ -1,0 +1,68 @@
+"""predict's output checks: a bad prediction is a hard error naming the Ids, never a clip."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.predict import clip_to_range
+from pipeline.submission import read_submission, validate_submission, write_submission
+
+IDS = np.arange(1461, 1471)
+
+
+def frame(ids=IDS, prices=None):
+    prices = np.full(len(ids), 150000.0) if prices is None else prices
+    return pd.DataFrame({"Id": ids, "SalePrice": prices})
+
+
+def test_valid_submission_written_exactly(tmp_path):
+    path = write_submission(tmp_path / "submission.csv", IDS, np.linspace(1e5, 2e5, 10))
+    text = path.read_text()
+    assert text.splitlines()[0] == "Id,SalePrice"
+    assert text.splitlines()[1] == "1461,100000.0000"
+    validate_submission(read_submission(path), IDS)
+
+
+@pytest.mark.parametrize(("bad", "label"), [(np.nan, "NaN"), (-3.0, "negative"),
+                                            (0.0, "zero"), (np.inf, "inf")])
+def test_bad_price_rejected_with_ids_and_nothing_written(tmp_path, bad, label):
+    prices = np.full(10, 150000.0)
+    prices[[2, 5]] = bad
+    with pytest.raises(PipelineError, match="finite and positive; bad for Ids 1463, 1466"):
+        write_submission(tmp_path / "submission.csv", IDS, prices)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_id_rejected():
+    with pytest.raises(PipelineError, match="missing Ids 1470"):
+        validate_submission(frame(IDS[:-1]), IDS)
+
+
+def test_duplicate_id_rejected():
+    ids = IDS.copy()
+    ids[3] = ids[2]
+    with pytest.raises(PipelineError, match="duplicate Ids 1463"):
+        validate_submission(frame(ids), IDS)
+
+
+def test_unknown_id_and_order():
+    ids = IDS.copy()
+    ids[0] = 99
+    with pytest.raises(PipelineError, match="unknown Ids 99"):
+        validate_submission(frame(ids), IDS)
+    with pytest.raises(PipelineError, match="not in the order"):
+        validate_submission(frame(IDS[::-1]), IDS)
+
+
+def test_header_checked():
+    with pytest.raises(PipelineError, match="header must be Id,SalePrice"):
+        validate_submission(frame().rename(columns={"SalePrice": "Price"}), IDS)
+
+
+def test_clip_to_train_range_counts_rows():
+    train = np.array([[0.0, 1.0], [2.0, 3.0]])
+    test = np.array([[1.0, 2.0], [50.0, 2.0], [-1.0, 9.0]])
+    clipped, n = clip_to_range(test, train)
+    assert n == 2
+    np.testing.assert_array_equal(clipped, [[1, 2], [2, 2], [0, 3]])
