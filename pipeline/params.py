@@ -137,6 +137,7 @@ class TrainParams:
     n_seeds: int
     exclude_outliers: bool
     hidden: tuple[int, ...]
+    linear_skip: bool
     activation: str
     dropout: float
     weight_decay: float
@@ -162,6 +163,7 @@ class TrainParams:
         for width in hidden:
             _number("train.hidden", width, low=1, integer=True)
         object.__setattr__(self, "hidden", tuple(hidden))
+        _bool("train.linear_skip", self.linear_skip)
         _choice("train.activation", self.activation, ACTIVATIONS)
         _number("train.dropout", self.dropout, low=0, high=1, high_open=True)
         _number("train.weight_decay", self.weight_decay, low=0)

@@ -33,9 +33,12 @@ def layer_sizes(n_features: int, hidden: Sequence[int]) -> list[int]:
     return [n_features, *hidden, 1]
 
 
-def init_weights(seeds: Sequence[int], sizes: Sequence[int]
+def init_weights(seeds: Sequence[int], sizes: Sequence[int], linear_skip: bool = False
                  ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """nn.Linear's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from each model's own seed."""
+    """nn.Linear's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from each model's own seed.
+
+    With `linear_skip`, a last weight [M, in, 1] (zeros) maps the input straight to the output.
+    """
     per_model = []
     for seed in seeds:
         gen = torch.Generator().manual_seed(int(seed))
@@ -48,27 +51,35 @@ def init_weights(seeds: Sequence[int], sizes: Sequence[int]
         per_model.append(layers)
     weights = [torch.stack([m[i][0] for m in per_model]) for i in range(len(sizes) - 1)]
     biases = [torch.stack([m[i][1] for m in per_model]) for i in range(len(sizes) - 1)]
+    if linear_skip:
+        weights.append(torch.zeros(len(seeds), sizes[0], 1))
     return weights, biases
 
 
 def forward(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
-            activation: str, dropout: Callable[[int, torch.Tensor], torch.Tensor] | None = None
-            ) -> torch.Tensor:
-    """x [M, B, d] (or [B, d] shared by all models) -> [M, B] in the models' output units."""
+            activation: str, dropout: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+            linear_skip: bool = False) -> torch.Tensor:
+    """x [M, B, d] (or [B, d] shared by all models) -> [M, B] in the models' output units.
+
+    With `linear_skip` the last weight is a linear path from input to output (wide and deep).
+    """
     act = ACTIVATION_FUNCTIONS[activation]
+    layers = weights[:-1] if linear_skip else weights
     h = x
-    last = len(weights) - 1
-    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+    last = len(layers) - 1
+    for i, (w, b) in enumerate(zip(layers, biases, strict=True)):
         h = torch.baddbmm(b, h, w) if h.dim() == 3 else torch.matmul(h, w) + b
         if i < last:
             h = act(h)
             if dropout is not None:
                 h = h * dropout(i, h)
+    if linear_skip:
+        h = h + (torch.bmm(x, weights[-1]) if x.dim() == 3 else torch.matmul(x, weights[-1]))
     return h.squeeze(-1)
 
 
 def predict_rows(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
-                 activation: str) -> torch.Tensor:
+                 activation: str, linear_skip: bool = False) -> torch.Tensor:
     """Every model on every row of x [N, d] -> [M, N], in blocks of models to bound memory."""
     n_models = weights[0].shape[0]
     widest = max(w.shape[2] for w in weights)
@@ -76,7 +87,8 @@ def predict_rows(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Seque
     parts = []
     for start in range(0, n_models, block):
         sl = slice(start, start + block)
-        parts.append(forward(x, [w[sl] for w in weights], [b[sl] for b in biases], activation))
+        parts.append(forward(x, [w[sl] for w in weights], [b[sl] for b in biases], activation,
+                             linear_skip=linear_skip))
     return torch.cat(parts)
 
 
@@ -90,18 +102,20 @@ class StackedModels:
     y_mean: torch.Tensor  # [M], float64
     y_std: torch.Tensor  # [M], float64
     names: list[str]
+    linear_skip: bool = False
 
     def predict_log_price(self, x: torch.Tensor) -> torch.Tensor:
         """[N, d] features -> [M, N] predicted log prices (float64)."""
         with torch.no_grad():
             raw = predict_rows(x.to(self.weights[0].dtype), self.weights, self.biases,
-                               self.activation).to(torch.float64)
+                               self.activation, self.linear_skip).to(torch.float64)
         return raw * self.y_std[:, None] + self.y_mean[:, None]
 
-    def select(self, index: int) -> StackedModels:
-        sl = slice(index, index + 1)
-        return StackedModels([w[sl] for w in self.weights], [b[sl] for b in self.biases],
-                             self.activation, self.y_mean[sl], self.y_std[sl], [self.names[index]])
+    def select(self, models: slice) -> StackedModels:
+        """A contiguous range of the models."""
+        return StackedModels([w[models] for w in self.weights], [b[models] for b in self.biases],
+                             self.activation, self.y_mean[models], self.y_std[models],
+                             self.names[models], self.linear_skip)
 
     def save_each(self, out_dir: str | os.PathLike, config: dict) -> list[Path]:
         """One file per model (weights + config), loadable with torch.load(weights_only=True)."""
@@ -110,11 +124,12 @@ class StackedModels:
         out_dir = Path(out_dir)
         paths = []
         for i, name in enumerate(self.names):
-            one = self.select(i)
+            one = self.select(slice(i, i + 1))
             payload = {
                 "weights": [w[0].detach().cpu().contiguous() for w in one.weights],
                 "biases": [b[0].detach().cpu().contiguous() for b in one.biases],
                 "activation": self.activation,
+                "linear_skip": self.linear_skip,
                 "y_mean": float(one.y_mean[0]),
                 "y_std": float(one.y_std[0]),
                 "name": name,
@@ -138,14 +153,15 @@ def load_models(paths: Sequence[str | os.PathLike]) -> StackedModels:
         except (OSError, RuntimeError, KeyError) as exc:
             raise PipelineError(f"{path}: not a readable model file ({exc}); re-run train") from exc
     shapes = {tuple(tuple(w.shape) for w in p["weights"]) for p in payloads}
-    if len(shapes) != 1 or len({p["activation"] for p in payloads}) != 1:
+    if len(shapes) != 1 or len({(p["activation"], p["linear_skip"]) for p in payloads}) != 1:
         raise PipelineError("model files differ in architecture; clear models/ and re-run train")
-    n_layers = len(payloads[0]["weights"])
+    n_weights, n_biases = len(payloads[0]["weights"]), len(payloads[0]["biases"])
     return StackedModels(
-        weights=[torch.stack([p["weights"][i] for p in payloads]) for i in range(n_layers)],
-        biases=[torch.stack([p["biases"][i] for p in payloads]) for i in range(n_layers)],
+        weights=[torch.stack([p["weights"][i] for p in payloads]) for i in range(n_weights)],
+        biases=[torch.stack([p["biases"][i] for p in payloads]) for i in range(n_biases)],
         activation=payloads[0]["activation"],
         y_mean=torch.tensor([p["y_mean"] for p in payloads], dtype=torch.float64),
         y_std=torch.tensor([p["y_std"] for p in payloads], dtype=torch.float64),
         names=[p["name"] for p in payloads],
+        linear_skip=payloads[0]["linear_skip"],
     )

@@ -31,7 +31,7 @@ from pipeline.errors import PipelineError
 from pipeline.params import TrainParams, load_params
 from pipeline.preprocess import load_train
 from pipeline.stacked_mlp import StackedModels
-from pipeline.trainer import Architecture, PerModel, resolve_device, train_batched
+from pipeline.trainer import Architecture, PerModel, TrainResult, resolve_device, train_batched
 
 
 @dataclass
@@ -88,14 +88,28 @@ def fit_lasso(x: np.ndarray, y: np.ndarray, plan: FoldPlan, alpha: float) -> Sta
                          list(plan.names))
 
 
-def fit_mlp(x: np.ndarray, y: np.ndarray, plan: FoldPlan, params: TrainParams):
-    device = resolve_device(params.device)
-    arch = Architecture(params.hidden, params.activation, params.optimizer, params.batch_size)
-    per_model = PerModel.repeat(plan.seeds, lr=params.lr, weight_decay=params.weight_decay,
-                                l1=params.l1, dropout=params.dropout,
-                                max_epochs=params.max_epochs, patience=params.patience)
-    bar = tqdm(total=params.max_epochs, desc=f"train {len(plan.names)} models on {device}",
-               unit="epoch", disable=None, file=sys.stderr)
+def architecture_of(params: TrainParams) -> Architecture:
+    return Architecture(params.hidden, params.activation, params.optimizer, params.batch_size,
+                        params.linear_skip)
+
+
+def fit_mlp_configs(x: np.ndarray, y: np.ndarray, plan: FoldPlan, configs: list[TrainParams],
+                    device: torch.device, label: str = "train") -> list[TrainResult]:
+    """Train every fold x seed model of every config in one batched run (one architecture)."""
+    arch = architecture_of(configs[0])
+    if any(architecture_of(c) != arch for c in configs):
+        raise ValueError("configs trained together must share one architecture")
+    n = len(plan.names)
+
+    def each(attr):
+        return [getattr(c, attr) for c in configs for _ in range(n)]
+
+    per_model = PerModel(seeds=plan.seeds * len(configs), lr=each("lr"),
+                         weight_decay=each("weight_decay"), l1=each("l1"), dropout=each("dropout"),
+                         max_epochs=each("max_epochs"), patience=each("patience"))
+    total = max(c.max_epochs for c in configs)
+    bar = tqdm(total=total, desc=f"{label}: {n * len(configs)} models on {device}", unit="epoch",
+               disable=None, file=sys.stderr)
 
     def on_epoch(epoch: int, n_active: int, best_mean: float) -> None:
         bar.update(1)
@@ -104,13 +118,12 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, plan: FoldPlan, params: TrainParams):
     try:
         result = train_batched(
             torch.tensor(x, device=device), torch.tensor(y, device=device),
-            torch.tensor(plan.train_mask), torch.tensor(plan.val_mask), arch, per_model,
-            names=plan.names, on_epoch=on_epoch)
+            torch.tensor(np.tile(plan.train_mask, (len(configs), 1))),
+            torch.tensor(np.tile(plan.val_mask, (len(configs), 1))), arch, per_model,
+            names=plan.names * len(configs), on_epoch=on_epoch)
     finally:
         bar.close()
-    result.models.weights = [w.cpu() for w in result.models.weights]
-    result.models.biases = [b.cpu() for b in result.models.biases]
-    return result
+    return [result.select(slice(i * n, (i + 1) * n)) for i in range(len(configs))]
 
 
 def oof_predictions(models: StackedModels, x: np.ndarray, plan: FoldPlan, average: str
@@ -182,7 +195,7 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
         models = fit_lasso(x, y, plan, params.lasso_alpha)
         history = None
     else:
-        result = fit_mlp(x, y, plan, params)
+        result = fit_mlp_configs(x, y, plan, [params], resolve_device(params.device))[0]
         models, history = result.models, result
     seconds = time.perf_counter() - started
     oof = oof_predictions(models, x, plan, average)

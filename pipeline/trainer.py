@@ -33,6 +33,7 @@ class Architecture:
     activation: str
     optimizer: str
     batch_size: int
+    linear_skip: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,16 @@ class PerModel:
 
 @dataclass
 class TrainResult:
-    models: StackedModels  # best-epoch weights
+    models: StackedModels  # best-epoch weights, on the CPU
     train_rmse: torch.Tensor  # [epochs, M] log-RMSE on the model's training rows; NaN once stopped
     val_rmse: torch.Tensor  # [epochs, M] log-RMSE on its validation rows; NaN once stopped/no rows
     best_epoch: torch.Tensor  # [M], 0-based
     epochs_run: torch.Tensor  # [M]
+
+    def select(self, models: slice) -> TrainResult:
+        """The results of a contiguous range of models (e.g. one config of a sweep)."""
+        return TrainResult(self.models.select(models), self.train_rmse[:, models], self.val_rmse[:, models],
+                           self.best_epoch[models], self.epochs_run[models])
 
 
 def resolve_device(name: str) -> torch.device:
@@ -163,7 +169,8 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     y_std = torch.where(y_std > 0, y_std, torch.ones_like(y_std))
     target = ((y64[None] - y_mean[:, None]) / y_std[:, None]).to(dtype)  # [M, N]
 
-    weights, biases = init_weights(per_model.seeds, layer_sizes(x.shape[1], arch.hidden))
+    weights, biases = init_weights(per_model.seeds, layer_sizes(x.shape[1], arch.hidden),
+                                   arch.linear_skip)
     weights = [w.to(device=device, dtype=dtype).requires_grad_() for w in weights]
     biases = [b.to(device=device, dtype=dtype).requires_grad_() for b in biases]
     params = [*weights, *biases]
@@ -197,7 +204,7 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
             if use_dropout:
                 def drop(layer, h, epoch=epoch, step=step, width=width):
                     return dropout_keep(seeds, layer, epoch, step, width, h.shape[2], rate)
-            out = forward(x[idx], weights, biases, arch.activation, drop)
+            out = forward(x[idx], weights, biases, arch.activation, drop, arch.linear_skip)
             err = torch.where(valid, out - target[model_index, idx], torch.zeros((), device=device,
                                                                                 dtype=dtype))
             loss = ((err ** 2).sum(1) / n_valid.clamp(min=1)).sum()
@@ -207,8 +214,8 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
             opt.step(list(grads), active & (n_valid > 0))
 
         with torch.no_grad():
-            pred = predict_rows(x, weights, biases, arch.activation) * y_std[:, None].to(dtype) \
-                + y_mean[:, None].to(dtype)
+            pred = (predict_rows(x, weights, biases, arch.activation, arch.linear_skip)
+                    * y_std[:, None].to(dtype) + y_mean[:, None].to(dtype))
             train_rmse = _masked_rmse(pred, y64.to(dtype), train_mask)
             val_rmse = _masked_rmse(pred, y64.to(dtype), val_mask)
             hist_train[epoch] = torch.where(active, train_rmse, hist_train[epoch])
@@ -232,8 +239,8 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
             hist_train, hist_val = hist_train[:epoch + 1], hist_val[:epoch + 1]
             break
 
-    models = StackedModels(best_w, best_b, arch.activation, y_mean.cpu(), y_std.cpu(),
-                           list(names) if names is not None else [f"m{i}" for i in
-                                                                  range(n_models)])
+    names = list(names) if names is not None else [f"m{i}" for i in range(n_models)]
+    models = StackedModels([w.cpu() for w in best_w], [b.cpu() for b in best_b], arch.activation,
+                           y_mean.cpu(), y_std.cpu(), names, arch.linear_skip)
     return TrainResult(models, hist_train.cpu(), hist_val.cpu(), best_epoch.cpu(),
                        epochs_run.cpu())

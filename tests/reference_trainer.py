@@ -21,7 +21,7 @@ OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.o
 
 
 def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer, batch_size,
-              lr, weight_decay, l1, dropout, max_epochs, patience):
+              lr, weight_decay, l1, dropout, max_epochs, patience, linear_skip=False):
     """Returns (weights [in,out] list, biases [1,out] list, val_rmse per epoch, best_epoch)."""
     sizes = layer_sizes(x.shape[1], hidden)
     w0, b0 = init_weights([seed], sizes)
@@ -30,8 +30,11 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
         for layer, w, b in zip(layers, w0, b0, strict=True):
             layer.weight.copy_(w[0].T)
             layer.bias.copy_(b[0, 0])
+    skip = nn.Linear(sizes[0], 1, bias=False)
+    nn.init.zeros_(skip.weight)
+    decayed = [la.weight for la in layers] + ([skip.weight] if linear_skip else [])
     opt = OPTIMIZERS[optimizer](
-        [{"params": [la.weight for la in layers], "weight_decay": weight_decay},
+        [{"params": decayed, "weight_decay": weight_decay},
          {"params": [la.bias for la in layers], "weight_decay": 0.0}], lr=lr)
     act = ACTIVATION_FUNCTIONS[activation]
     y64 = y.double()
@@ -41,7 +44,8 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
     seeds = torch.tensor([seed])
     n = int(train_rows.sum())
 
-    def net(h, epoch=None, step=None):
+    def net(x_in, epoch=None, step=None):
+        h = x_in
         for i, layer in enumerate(layers):
             h = layer(h)
             if i < len(layers) - 1:
@@ -49,6 +53,8 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
                 if epoch is not None and dropout > 0:
                     h = h * dropout_keep(seeds, i, epoch, step, h.shape[0], h.shape[1],
                                          torch.tensor([dropout]))[0]
+        if linear_skip:
+            h = h + skip(x_in)
         return h.squeeze(-1)
 
     best, best_val, best_epoch, since, history = None, float("inf"), 0, 0, []
@@ -57,7 +63,7 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
         for step, start in enumerate(range(0, n, batch_size)):
             idx = order[start:start + batch_size]
             loss = F.mse_loss(net(x[idx], epoch, step), target[idx])
-            loss = loss + l1 * sum(la.weight.abs().sum() for la in layers)
+            loss = loss + l1 * sum(w.abs().sum() for w in decayed)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -66,12 +72,16 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
             val = float(torch.sqrt(((pred[val_rows] - y64[val_rows]) ** 2).mean()))
         history.append(val)
         if patience == 0 or val < best_val:
-            best, best_val, best_epoch, since = copy.deepcopy(layers.state_dict()), val, epoch, 0
+            best = copy.deepcopy((layers.state_dict(), skip.state_dict()))
+            best_val, best_epoch, since = val, epoch, 0
         else:
             since += 1
         if patience and since >= patience:
             break
-    layers.load_state_dict(best)
+    layers.load_state_dict(best[0])
+    skip.load_state_dict(best[1])
     weights = [la.weight.detach().T.clone() for la in layers]
+    if linear_skip:
+        weights.append(skip.weight.detach().T.clone())
     biases = [la.bias.detach()[None].clone() for la in layers]
     return weights, biases, history, best_epoch

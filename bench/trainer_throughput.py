@@ -1,0 +1,152 @@
+"""Model-epochs per second: a d2l-style loop (DataLoader, one model at a time) against the batched
+trainer, at several model counts, with the roofline floor measured for this device.
+
+    python bench/trainer_throughput.py [--device auto] [--sizes 5,50,500,1000]
+
+Prints a markdown table. The loop trains models one after another, so its rate does not depend
+on M: it is measured on a few models and reported beside every M.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import math
+import time
+
+import torch
+from common import device_name, fold_masks, load_data, markdown_table, sync
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from pipeline.trainer import ADAM_BETAS, Architecture, PerModel, resolve_device, train_batched
+
+ACT = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
+OPT = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def make_net(n_features, tp) -> nn.Sequential:
+    layers, width = [], n_features
+    for h in tp.hidden:
+        layers += [nn.Linear(width, h), ACT[tp.activation](), nn.Dropout(tp.dropout)]
+        width = h
+    return nn.Sequential(*layers, nn.Linear(width, 1))
+
+
+def loop_rate(x, y, train_mask, tp, device, n_models, epochs) -> float:
+    """The d2l book's style: a DataLoader and an nn.Sequential per model, trained in turn."""
+    started = time.perf_counter()
+    for m in range(n_models):
+        torch.manual_seed(m)
+        net = make_net(x.shape[1], tp).to(device)
+        opt = OPT[tp.optimizer](net.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
+        rows = train_mask[m].nonzero().squeeze(1).to(x.device)
+        loader = DataLoader(TensorDataset(x[rows], y[rows].float()), batch_size=tp.batch_size,
+                            shuffle=True)
+        for _ in range(epochs):
+            for xb, yb in loader:
+                loss = nn.functional.mse_loss(net(xb).squeeze(-1), yb)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    sync(device)
+    return n_models * epochs / (time.perf_counter() - started)
+
+
+def batched_rate(x, y, train_mask, val_mask, tp, device, n_models, epochs) -> float:
+    arch = Architecture(tp.hidden, tp.activation, tp.optimizer, tp.batch_size)
+    per_model = PerModel.repeat(list(range(n_models)), lr=tp.lr, weight_decay=tp.weight_decay,
+                                l1=tp.l1, dropout=tp.dropout, max_epochs=epochs, patience=0)
+    sync(device)
+    started = time.perf_counter()
+    train_batched(x, y, train_mask, val_mask, arch, per_model)
+    sync(device)
+    return n_models * epochs / (time.perf_counter() - started)
+
+
+def measured_peaks(device) -> tuple[float, float]:
+    """(float32 matmul FLOP/s, copy bandwidth bytes/s) this device reaches, measured here."""
+    n = 4096 if device.type == "cuda" else 1024
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    a @ b
+    sync(device)
+    reps = 20 if device.type == "cuda" else 3
+    started = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    flops = 2 * n ** 3 * reps / (time.perf_counter() - started)
+    src = torch.empty(64 << 20 if device.type == "cuda" else 16 << 20, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    sync(device)
+    started = time.perf_counter()
+    for _ in range(reps):
+        dst.copy_(src)
+    sync(device)
+    bandwidth = 2 * src.numel() * 4 * reps / (time.perf_counter() - started)
+    return flops, bandwidth
+
+
+def floor_rate(n_features, n_train_rows, tp, flops, bandwidth) -> tuple[float, str]:
+    """Roofline bound in model-epochs/s: Adam's state traffic (read p, g, m, v; write p, m, v per
+    step, fp32) against bandwidth, and forward+backward matmul work against FLOP/s."""
+    sizes = [n_features, *tp.hidden, 1]
+    n_params = sum(i * o + o for i, o in itertools.pairwise(sizes))
+    n_weights = sum(i * o for i, o in itertools.pairwise(sizes))
+    steps = math.ceil(n_train_rows / tp.batch_size)
+    memory_s = steps * 7 * 4 * n_params / bandwidth
+    compute_s = 6 * n_train_rows * n_weights / flops
+    return 1 / max(memory_s, compute_s), "memory" if memory_s > compute_s else "compute"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--sizes", default="5,50,500,1000")
+    parser.add_argument("--epochs", type=int, default=0,
+                        help="epochs per timing (default: 20 on GPU; 5, or 1 for M >= 500, on CPU)")
+    parser.add_argument("--loop-models", type=int, default=3)
+    args = parser.parse_args()
+
+    params, data = load_data()
+    tp = params.train
+    device = resolve_device(args.device)
+    x = torch.tensor(data["x_train"], device=device)
+    y = torch.tensor(data["y_train"], device=device)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    flops, bandwidth = measured_peaks(device)
+    train_mask, _ = fold_masks(len(y), 1, tp.folds)
+    floor, bound = floor_rate(x.shape[1], int(train_mask[0].sum()), tp, flops, bandwidth)
+
+    def epochs_for(m):
+        if args.epochs:
+            return args.epochs
+        return 20 if device.type == "cuda" else (5 if m < 500 else 1)
+
+    # Warm-up (CUDA context, kernels, allocator) outside every timing.
+    tm, vm = fold_masks(len(y), 5, tp.folds)
+    batched_rate(x, y, tm, vm, tp, device, 5, 1)
+    loop = loop_rate(x, y, train_mask.expand(args.loop_models, -1), tp, device,
+                     args.loop_models, epochs_for(5))
+    rows = []
+    for m in sizes:
+        tm, vm = fold_masks(len(y), m, tp.folds)
+        rate = batched_rate(x, y, tm, vm, tp, device, m, epochs_for(m))
+        rows.append([m, f"{loop:,.0f}", f"{rate:,.0f}", f"{rate / loop:,.1f}x",
+                     f"{floor:,.0f} ({bound})", f"{rate / floor:.1%}"])
+    print(f"# Trainer throughput, {device_name(device)}, torch {torch.__version__}, "
+          f"{datetime.date.today()}")
+    print(f"architecture {list(tp.hidden)} {tp.activation}, {tp.optimizer}, batch {tp.batch_size}, "
+          f"{x.shape[1]} features, {int(train_mask[0].sum())} training rows per model; measured "
+          f"peaks {flops / 1e12:.2f} TFLOP/s fp32 matmul, {bandwidth / 1e9:.0f} GB/s copy; "
+          f"Adam betas {ADAM_BETAS}")
+    print()
+    print(markdown_table(["M models", "loop (model-epochs/s)", "batched (model-epochs/s)",
+                          "speedup", "roofline floor", "of floor"], rows))
+
+
+if __name__ == "__main__":
+    main()
