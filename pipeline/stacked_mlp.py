@@ -7,6 +7,7 @@ the d2l book (no hidden layers) and the Lasso baseline (its coefficients as a 1-
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 import os
@@ -118,7 +119,12 @@ class StackedModels:
                              self.names[models], self.linear_skip)
 
     def save_each(self, out_dir: str | os.PathLike, config: dict) -> list[Path]:
-        """One file per model (weights + config), loadable with torch.load(weights_only=True)."""
+        """One file per model (weights + config), loadable with torch.load(weights_only=True).
+
+        Tensors are cloned (a slice would drag the whole stacked storage into every file) and
+        serialised in memory first: torch.save records the file name it writes to, and a
+        temporary name would make identical models differ byte for byte.
+        """
         from pipeline.atomic import atomic_path
 
         out_dir = Path(out_dir)
@@ -126,8 +132,8 @@ class StackedModels:
         for i, name in enumerate(self.names):
             one = self.select(slice(i, i + 1))
             payload = {
-                "weights": [w[0].detach().cpu().contiguous() for w in one.weights],
-                "biases": [b[0].detach().cpu().contiguous() for b in one.biases],
+                "weights": [w[0].detach().cpu().clone() for w in one.weights],
+                "biases": [b[0].detach().cpu().clone() for b in one.biases],
                 "activation": self.activation,
                 "linear_skip": self.linear_skip,
                 "y_mean": float(one.y_mean[0]),
@@ -136,8 +142,10 @@ class StackedModels:
                 "config": config,
             }
             path = out_dir / f"{name}.pt"
+            buffer = io.BytesIO()
+            torch.save(payload, buffer)
             with atomic_path(path) as tmp:
-                torch.save(payload, tmp)
+                tmp.write_bytes(buffer.getvalue())
             paths.append(path)
         return paths
 

@@ -67,7 +67,9 @@ def test_repro_writes_valid_submission_then_does_nothing(project):
 
 
 def test_rerun_is_byte_identical(project):
-    first = {p: (project / p).read_bytes() for p in ("metrics/cv.json", "submission.csv")}
+    paths = ["metrics/cv.json", "submission.csv", "metrics/oof.csv",
+             *(str(p.relative_to(project)) for p in sorted((project / "models").glob("*.pt")))]
+    first = {p: (project / p).read_bytes() for p in paths}
     run([sys.executable, "-m", "dvc", "repro", "-f", "train", "predict"], project)
     for path, content in first.items():
         assert (project / path).read_bytes() == content, f"{path} changed between identical runs"
