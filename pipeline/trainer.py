@@ -88,46 +88,49 @@ def _masked_rmse(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> tor
 
 
 class _BatchedOptimizer:
-    """SGD / Adam / AdamW over stacked parameters, with per-model lr and weight decay.
+    """SGD / Adam / AdamW over stacked parameters, with per-model lr, weight decay and L1.
 
-    Mirrors torch.optim's single-tensor formulas; weight decay and L1 apply to weights, not biases.
-    `mask` [M] says which models take this step (stopped models and models with no rows in this
-    step stay exactly as they are).
+    Mirrors torch.optim's single-tensor formulas; weight decay and L1 apply to weights, not
+    biases (L1 adds l1 * sign(w) to the gradient, the subgradient of l1 * |w|). `mask` [M] says
+    which models take this step: the others (stopped, or with no rows in this step) get a zero
+    step size and zero moment updates, so they stay exactly as they are. Updates are in place.
     """
 
     def __init__(self, kind: str, params: list[torch.Tensor], is_weight: list[bool],
-                 lr: torch.Tensor, weight_decay: torch.Tensor):
+                 lr: torch.Tensor, weight_decay: torch.Tensor, l1: torch.Tensor):
         self.kind, self.params, self.is_weight = kind, params, is_weight
         self.lr = lr.view(-1, 1, 1)
         self.wd = weight_decay.view(-1, 1, 1)
+        self.l1 = l1.view(-1, 1, 1) if bool((l1 > 0).any()) else None
+        self.use_wd = bool((weight_decay > 0).any())
         self.steps = torch.zeros_like(lr)
         self.exp_avg = [torch.zeros_like(p) for p in params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in params]
 
     @torch.no_grad()
     def step(self, grads: list[torch.Tensor], mask: torch.Tensor) -> None:
-        self.steps += mask.to(self.steps.dtype)
-        keep = mask.view(-1, 1, 1)
+        keep = mask.to(self.lr.dtype).view(-1, 1, 1)
+        self.steps += keep.view(-1)
+        lr = self.lr * keep
         beta1, beta2 = ADAM_BETAS
         t = self.steps.clamp(min=1).view(-1, 1, 1)
-        bias1 = 1 - beta1 ** t
+        step_size = lr / (1 - beta1 ** t)
         bias2_sqrt = (1 - beta2 ** t).sqrt()
         for i, (p, g, is_w) in enumerate(zip(self.params, grads, self.is_weight, strict=True)):
-            base = p
-            if is_w and self.kind in ("sgd", "adam"):
-                g = g + self.wd * p
-            if is_w and self.kind == "adamw":
-                base = p * (1 - self.lr * self.wd)
+            if is_w and self.l1 is not None:
+                g = torch.addcmul(g, self.l1, p.sign())
+            if is_w and self.use_wd and self.kind in ("sgd", "adam"):
+                g = torch.addcmul(g, self.wd, p)
             if self.kind == "sgd":
-                new = base - self.lr * g
-            else:
-                m = torch.where(keep, self.exp_avg[i].lerp(g, 1 - beta1), self.exp_avg[i])
-                v = torch.where(keep, self.exp_avg_sq[i] * beta2 + (1 - beta2) * g * g,
-                                self.exp_avg_sq[i])
-                self.exp_avg[i].copy_(m)
-                self.exp_avg_sq[i].copy_(v)
-                new = base - (self.lr / bias1) * m / (v.sqrt() / bias2_sqrt + ADAM_EPS)
-            p.copy_(torch.where(keep, new, p))
+                p.addcmul_(lr, g, value=-1)
+                continue
+            if is_w and self.use_wd and self.kind == "adamw":
+                p.mul_(1 - lr * self.wd)
+            m, v = self.exp_avg[i], self.exp_avg_sq[i]
+            m.lerp_(g, (1 - beta1) * keep)
+            v.lerp_(g * g, (1 - beta2) * keep)
+            denom = v.sqrt().div_(bias2_sqrt).add_(ADAM_EPS)
+            p.addcdiv_(m * step_size, denom, value=-1)
 
 
 def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
@@ -159,7 +162,6 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     max_epochs = vec(per_model.max_epochs, torch.int64)
     patience = vec(per_model.patience, torch.int64)
     use_dropout = bool((rate > 0).any())
-    use_l1 = bool((l1 > 0).any())
 
     # Per-model target scaling from its own training rows (float64 for exact sums).
     y64 = y.to(device=device, dtype=torch.float64)
@@ -175,7 +177,7 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     biases = [b.to(device=device, dtype=dtype).requires_grad_() for b in biases]
     params = [*weights, *biases]
     opt = _BatchedOptimizer(arch.optimizer, params, [True] * len(weights) + [False] * len(biases),
-                            lr, wd)
+                            lr, wd, l1)
     best_w = [w.detach().clone() for w in weights]
     best_b = [b.detach().clone() for b in biases]
 
@@ -208,8 +210,6 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
             err = torch.where(valid, out - target[model_index, idx], torch.zeros((), device=device,
                                                                                 dtype=dtype))
             loss = ((err ** 2).sum(1) / n_valid.clamp(min=1)).sum()
-            if use_l1:
-                loss = loss + sum((l1.view(-1, 1, 1) * w.abs()).sum() for w in weights)
             grads = torch.autograd.grad(loss, params)
             opt.step(list(grads), active & (n_valid > 0))
 
