@@ -139,7 +139,8 @@ def main() -> None:
                      f"{floor:,.0f} ({bound})", f"{rate / floor:.1%}"])
     print(f"# Trainer throughput, {device_name(device)}, torch {torch.__version__}, "
           f"{datetime.date.today()}")
-    print(f"architecture {list(tp.hidden)} {tp.activation}, {tp.optimizer}, batch {tp.batch_size}, "
+    print(f"architecture {list(tp.hidden)} {tp.activation}, linear skip {tp.linear_skip}, dropout "
+          f"{tp.dropout}, {tp.optimizer}, batch {tp.batch_size}, "
           f"{x.shape[1]} features, {int(train_mask[0].sum())} training rows per model; measured "
           f"peaks {flops / 1e12:.2f} TFLOP/s fp32 matmul, {bandwidth / 1e9:.0f} GB/s copy; "
           f"Adam betas {ADAM_BETAS}")

@@ -1,0 +1,264 @@
+"""Hyperparameter sweep: every config scored by the train stage's own K-fold CV, many at once.
+
+Configs that share an architecture (hidden widths, activation, optimizer, batch size, linear
+skip) train together in one batched run: configs x folds x seeds models side by side. The folds,
+seeds and averaging are the train stage's, so a sweep's numbers are the numbers `dvc repro` would
+report. Same params + space -> same table and ranking.
+
+Space file (YAML):
+
+    method: grid            # grid: every combination | random: `samples` draws
+    samples: 20             # random only
+    seed: 0                 # random only: seed of the draws
+    rank_by: cv_rmse        # a key of metrics/cv.json; lower is better
+    space:                  # train.* keys; a list is a set of choices
+      lr: [0.0003, 0.001]
+      hidden: [[64], [256, 128]]
+      weight_decay: {log_uniform: [0.01, 1.0]}   # random only: uniform, log_uniform, int_uniform
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import math
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from pipeline.atomic import atomic_path, write_text
+from pipeline.cli_support import run_cli
+from pipeline.errors import PipelineError
+from pipeline.params import Params, TrainParams, load_params
+from pipeline.preprocess import load_train
+from pipeline.trainer import resolve_device
+
+# The fold plan is shared by every config of a sweep, so these cannot vary within one.
+FIXED_KEYS = ("model", "folds", "fold_seed", "seed", "n_seeds", "exclude_outliers", "device",
+              "lasso_alpha")
+DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform")
+
+
+def _load_space(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: sweep space file not found")
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(spec, dict) or not isinstance(spec.get("space"), dict) or not spec["space"]:
+        raise PipelineError(f"{path}: needs a non-empty 'space' mapping of train.* keys")
+    unknown = set(spec) - {"method", "samples", "seed", "rank_by", "space"}
+    if unknown:
+        raise PipelineError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+    known = {f.name for f in dataclasses.fields(TrainParams)}
+    for key in spec["space"]:
+        if key not in known:
+            raise PipelineError(f"{path}: space key '{key}' is not a train parameter")
+        if key in FIXED_KEYS:
+            raise PipelineError(f"{path}: '{key}' cannot vary within a sweep (it fixes the folds "
+                                "or the model kind); set it in params.yaml")
+    return spec
+
+
+def _draw(rng: np.random.Generator, key: str, choice):
+    if isinstance(choice, list):
+        return choice[int(rng.integers(len(choice)))]
+    if isinstance(choice, dict) and len(choice) == 1 and next(iter(choice)) in DISTRIBUTIONS:
+        kind, (low, high) = next(iter(choice.items()))
+        if kind == "uniform":
+            return float(rng.uniform(low, high))
+        if kind == "log_uniform":
+            return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+        return int(rng.integers(low, high + 1))
+    raise PipelineError(f"sweep space: {key} must be a list of choices or one of "
+                        f"{', '.join(DISTRIBUTIONS)}: [low, high]")
+
+
+def expand_space(spec: dict) -> list[dict]:
+    """The configs to evaluate, as dicts of overridden train keys, in a fixed order."""
+    space = spec["space"]
+    method = spec.get("method", "grid")
+    if method == "grid":
+        for key, choice in space.items():
+            if not isinstance(choice, list) or not choice:
+                raise PipelineError(f"sweep space: grid needs a non-empty list for {key}")
+        return [dict(zip(space, values, strict=True))
+                for values in itertools.product(*space.values())]
+    if method == "random":
+        samples = spec.get("samples")
+        if not isinstance(samples, int) or samples < 1:
+            raise PipelineError("sweep space: random needs samples: N (a positive integer)")
+        rng = np.random.default_rng(spec.get("seed", 0))
+        return [{key: _draw(rng, key, choice) for key, choice in space.items()}
+                for _ in range(samples)]
+    raise PipelineError(f"sweep space: method must be grid or random, got {method!r}")
+
+
+def _as_train_params(base: TrainParams, overrides: dict) -> TrainParams:
+    values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()}
+    return dataclasses.replace(base, **values)
+
+
+def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/processed"
+              ) -> pd.DataFrame:
+    """Score every config by K-fold CV; return the table ranked best first."""
+    from pipeline.train import architecture_of, cv_metrics, fit_mlp_configs, oof_predictions, plan_folds
+
+    if params.train.model != "mlp":
+        raise PipelineError("sweep: train.model must be mlp (the Lasso baseline has no sweep)")
+    rank_by = spec.get("rank_by", "cv_rmse")
+    overrides = expand_space(spec)
+    configs = [_as_train_params(params.train, o) for o in overrides]
+    data = load_train(data_dir)
+    x, y, outlier = data["x"], data["y"], data["outlier"].astype(bool)
+    plan = plan_folds(len(y), outlier, params.train)
+    device = resolve_device(params.train.device)
+    groups: dict = {}
+    for index, config in enumerate(configs):
+        groups.setdefault(architecture_of(config), []).append(index)
+    rows: list[dict] = [{} for _ in configs]
+    for number, indices in enumerate(groups.values(), start=1):
+        results = fit_mlp_configs(x, y, plan, [configs[i] for i in indices], device,
+                                  label=f"sweep group {number}/{len(groups)}")
+        for index, result in zip(indices, results, strict=True):
+            oof = oof_predictions(result.models, x, plan, params.ensemble.average)
+            metrics = cv_metrics(oof, y, outlier, plan)
+            metrics.pop("fold_rmse")
+            metrics["best_epoch_mean"] = float(result.best_epoch.double().mean() + 1)
+            shown = {k: _show(v) for k, v in overrides[index].items()}
+            rows[index] = {"config": index, **shown, **metrics}
+    table = pd.DataFrame(rows)
+    if rank_by not in table.columns:
+        raise PipelineError(f"sweep: rank_by {rank_by!r} is not a CV metric "
+                            f"(one of {', '.join(c for c in table.columns if 'rmse' in c)})")
+    table = table.sort_values([rank_by, "config"], kind="stable").reset_index(drop=True)
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    return table
+
+
+def _show(value):
+    """Table cell for a parameter value (lists as YAML flow, e.g. [256, 128])."""
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return value
+
+
+def write_tables(table: pd.DataFrame, out_dir: str | os.PathLike, name: str, rank_by: str
+                 ) -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    csv_path, md_path = out_dir / f"{name}.csv", out_dir / f"{name}.md"
+    with atomic_path(csv_path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
+    shown = table.copy()
+    for col in shown.columns:
+        if shown[col].dtype.kind == "f":
+            shown[col] = shown[col].map(lambda v: f"{v:.4f}")
+    header = "| " + " | ".join(shown.columns) + " |"
+    lines = [f"# Sweep {name}", "", f"{len(table)} configs, ranked by {rank_by} (lower is better).",
+             "", header, "|" + "---|" * len(shown.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    write_text(md_path, "\n".join(lines) + "\n")
+    return csv_path, md_path
+
+
+def best_overrides(table: pd.DataFrame, spec: dict, rank: int = 1) -> dict:
+    """The space keys of the config at `rank`, as params.yaml values."""
+    row = table.loc[table["rank"] == rank].iloc[0]
+    overrides = {}
+    for key in spec["space"]:
+        value = row[key]
+        if isinstance(value, str):
+            value = yaml.safe_load(value)  # lists are shown as YAML flow: [256, 128]
+        overrides[key] = value.item() if hasattr(value, "item") else value
+    return overrides
+
+
+def apply_to_params(params_path: str | os.PathLike, overrides: dict) -> None:
+    """Write `overrides` into params.yaml's train section, keeping its comments and order."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedSeq
+
+    yaml_rt = YAML()
+    yaml_rt.preserve_quotes = True
+    yaml_rt.indent(mapping=2, sequence=4, offset=2)  # params.yaml's own layout
+    yaml_rt.width = 4096  # never re-wrap long lines
+    params_path = Path(params_path)
+    doc = yaml_rt.load(params_path.read_text(encoding="utf-8"))
+    for key, value in overrides.items():
+        if isinstance(value, list):
+            seq = CommentedSeq(value)
+            seq.fa.set_flow_style()
+            value = seq
+        doc["train"][key] = value
+    with atomic_path(params_path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        yaml_rt.dump(doc, fh)
+    load_params(params_path)  # the result must still be valid
+
+
+def set_args(overrides: dict) -> list[str]:
+    """`-S train.key=value` arguments for dvc exp run."""
+    args = []
+    for key, value in overrides.items():
+        text = _show(value).replace(" ", "") if isinstance(value, list) else str(value)
+        args += ["-S", f"train.{key}={text}"]
+    return args
+
+
+def queue_experiments(table: pd.DataFrame, spec: dict, top: int, cwd: str | os.PathLike = "."
+                      ) -> list[list[str]]:
+    """Queue the best `top` configs as DVC experiments (`dvc queue start` runs them)."""
+    commands = []
+    for rank in range(1, min(top, len(table)) + 1):
+        cmd = ["dvc", "exp", "run", "--queue", *set_args(best_overrides(table, spec, rank))]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+        if proc.returncode != 0:
+            raise PipelineError(f"sweep: '{shlex.join(cmd)}' failed: {proc.stderr.strip()}")
+        commands.append(cmd)
+        print(f"sweep: queued {shlex.join(cmd)}")
+    return commands
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.sweep", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("space", help="YAML file with the search space")
+    parser.add_argument("--name", help="table name (default: the space file's stem)")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", default="data/processed")
+    parser.add_argument("--out", default="sweeps")
+    parser.add_argument("--apply", action="store_true", help="write the best config to params.yaml")
+    parser.add_argument("--queue", type=int, default=0, metavar="N",
+                        help="queue the best N configs as DVC experiments")
+    args = parser.parse_args(argv)
+
+    def stage() -> None:
+        params = load_params(args.params)
+        spec = _load_space(args.space)
+        name = args.name or Path(args.space).stem
+        table = run_sweep(params, spec, args.data)
+        rank_by = spec.get("rank_by", "cv_rmse")
+        csv_path, md_path = write_tables(table, args.out, name, rank_by)
+        print(md_path.read_text(encoding="utf-8"))
+        print(f"sweep: wrote {csv_path} and {md_path}")
+        if args.apply:
+            best = best_overrides(table, spec)
+            apply_to_params(args.params, best)
+            print(f"sweep: wrote the best config into {args.params}: {best}; run dvc repro")
+        if args.queue:
+            queue_experiments(table, spec, args.queue)
+            print("sweep: run them with 'dvc queue start', compare with 'dvc exp show'")
+
+    run_cli(stage)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Sweep on a tiny space and tiny data: ranking, tables, --apply keeping params.yaml's comments."""
+
+import copy
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline import sweep
+from pipeline.errors import PipelineError
+from pipeline.params import load_params, parse_params
+from pipeline.preprocess import preprocess, save
+
+SPACE = {"method": "grid", "rank_by": "cv_rmse",
+         "space": {"lr": [0.0001, 0.01], "hidden": [[4], [8, 4]]}}
+
+
+@pytest.fixture
+def tiny(ames_sample, repo_root, tmp_path):
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    raw["train"].update(folds=3, n_seeds=1, max_epochs=4, patience=2, device="cpu")
+    params = parse_params(copy.deepcopy(raw))
+    train, test = ames_sample
+    save(preprocess(train, test, params.preprocess), tmp_path / "processed")
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text((repo_root / "params.yaml").read_text())
+    return params, tmp_path, params_file
+
+
+def test_grid_expansion_order():
+    configs = sweep.expand_space(SPACE)
+    assert configs == [{"lr": 0.0001, "hidden": [4]}, {"lr": 0.0001, "hidden": [8, 4]},
+                       {"lr": 0.01, "hidden": [4]}, {"lr": 0.01, "hidden": [8, 4]}]
+
+
+def test_random_draws_are_seeded_and_in_range():
+    spec = {"method": "random", "samples": 6, "seed": 3,
+            "space": {"lr": {"log_uniform": [1e-4, 1e-2]}, "batch_size": {"int_uniform": [16, 64]},
+                      "activation": ["relu", "gelu"]}}
+    first, second = sweep.expand_space(spec), sweep.expand_space(spec)
+    assert first == second
+    assert all(1e-4 <= c["lr"] <= 1e-2 and 16 <= c["batch_size"] <= 64 for c in first)
+
+
+def test_sweep_ranks_by_cv_and_matches_train_stage(tiny):
+    params, tmp_path, _ = tiny
+    table = sweep.run_sweep(params, SPACE, tmp_path / "processed")
+    assert list(table["rank"]) == [1, 2, 3, 4]
+    assert table["cv_rmse"].is_monotonic_increasing
+    assert sorted(table["config"]) == [0, 1, 2, 3]
+    again = sweep.run_sweep(params, SPACE, tmp_path / "processed")
+    pd.testing.assert_frame_equal(table, again)  # same seed -> same ranking and numbers
+
+    # A config scored alone by the train stage's code gives the sweep's number.
+    from pipeline.train import train
+    best = sweep.best_overrides(table, SPACE)
+    one = params.train.__class__(**{**params.train.__dict__, **best})
+    metrics = train(one, params.ensemble.average, tmp_path / "processed", tmp_path / "models",
+                    tmp_path / "cv.json", tmp_path / "oof.csv", tmp_path / "live")
+    assert metrics["cv_rmse"] == pytest.approx(table.loc[0, "cv_rmse"], rel=1e-5)
+
+
+def test_tables_written(tiny):
+    params, tmp_path, _ = tiny
+    table = sweep.run_sweep(params, SPACE, tmp_path / "processed")
+    csv_path, md_path = sweep.write_tables(table, tmp_path / "sweeps", "tiny", "cv_rmse")
+    assert pd.read_csv(csv_path)["rank"].tolist() == [1, 2, 3, 4]
+    text = md_path.read_text()
+    assert "| rank | config | lr | hidden | cv_rmse |" in text and text.count("\n| ") == 5
+
+
+def test_apply_edits_only_intended_keys_and_keeps_comments(tiny):
+    _, _, params_file = tiny
+    before = params_file.read_text().splitlines()
+    sweep.apply_to_params(params_file, {"lr": 0.01, "hidden": [8, 4]})
+    after = params_file.read_text().splitlines()
+    changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
+    assert len(before) == len(after)
+    assert [b.split("#")[0].strip() for _, b in changed] == ["hidden: [8, 4]", "lr: 0.01"]
+    assert all("#" in b for a, b in changed if "#" in a)  # the comments stay
+    params = load_params(params_file)
+    assert params.train.lr == 0.01 and params.train.hidden == (8, 4)
+
+
+@pytest.mark.parametrize(("space", "message"), [
+    ({"folds": [3, 5]}, "cannot vary within a sweep"),
+    ({"learning_rate": [0.1]}, "is not a train parameter"),
+])
+def test_bad_space(tmp_path, space, message):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({"space": space}))
+    with pytest.raises(PipelineError, match=message):
+        sweep._load_space(path)
+
+
+def test_bad_value_in_space_is_a_param_error(tiny):
+    params, tmp_path, _ = tiny
+    with pytest.raises(PipelineError, match="train.dropout must be < 1"):
+        sweep.run_sweep(params, {"space": {"dropout": [0.5, 1.5]}}, tmp_path / "processed")
