@@ -1,18 +1,21 @@
 """Stage 1: fetch the competition files from the first source that yields the right SHA-1.
 
-Sources are tried in the order params.yaml lists them: `http(s)://` prefixes (the public mirror),
-`kaggle:<competition>` (the Kaggle API, see pipeline/kaggle_source.py) and local directories (the
-copy this repository ships). Every byte goes to a temporary file that is renamed into place only
-after its hash matches, so a half-written or unverified file never reaches `data/raw/`.
+Sources are tried in the order params.yaml lists them: `kaggle` (the competition's archive
+through the Kaggle API, skipped without credentials), `http(s)://` prefixes (the public mirror)
+and local directories (the copy this repository ships). Every byte goes to a temporary file that
+is renamed into place only after its hash matches, so a half-written or unverified file never
+reaches `data/raw/`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import http.client
 import os
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -23,7 +26,7 @@ from tqdm import tqdm
 from pipeline.atomic import atomic_path
 from pipeline.cli_support import run_cli
 from pipeline.errors import PipelineError
-from pipeline.params import DownloadParams, FileSpec, load_params
+from pipeline.params import DownloadParams, FileSpec, KaggleParams, load_params
 
 CHUNK_BYTES = 1 << 16
 ROLES = ("train", "test")
@@ -79,15 +82,46 @@ def fetch_dir(directory: Path, name: str, dest: Path) -> str:
 Fetcher = Callable[[FileSpec, Path], str]
 
 
-def make_fetcher(source: str, params: DownloadParams) -> Fetcher:
+def kaggle_fetcher(kaggle: KaggleParams, stack: contextlib.ExitStack) -> Fetcher:
+    """Fetch the competition archive once (on first use), then read train.csv/test.csv from it."""
+    state: dict[str, Path] = {}
+
+    def fetch(spec: FileSpec, dest: Path) -> str:
+        from pipeline import kaggle_api
+
+        member = "train.csv" if "train" in spec.name else "test.csv"
+        if "error" in state:
+            raise SourceFailed(state["error"])
+        try:
+            if "zip" not in state:
+                api = kaggle_api.connect()
+                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kaggle-")))
+                state["zip"] = kaggle_api.download_competition_zip(api, kaggle, tmp)
+            with kaggle_api.check_archive(state["zip"]) as archive:
+                if member not in archive.namelist():
+                    raise SourceFailed(f"{member} is not in the Kaggle archive")
+                info = archive.getinfo(member)
+                with archive.open(info) as reader:
+                    return _copy_hashing(reader, dest, info.file_size, f"kaggle:{member}")
+        except kaggle_api.KaggleError as exc:
+            state["error"] = "skipped (see above)"
+            raise SourceFailed(f"{exc}; skipped") from exc
+        except ValueError as exc:
+            raise SourceFailed(str(exc)) from exc
+
+    return fetch
+
+
+def make_fetcher(source: str, params: DownloadParams, kaggle: KaggleParams | None,
+                 stack: contextlib.ExitStack) -> Fetcher:
     """Turn one entry of download.sources into a function that fetches a file and hashes it."""
     if source.startswith(("http://", "https://")):
         base = source if source.endswith("/") else source + "/"
         return lambda spec, dest: fetch_url(base + spec.name, dest, params.timeout_s)
-    if source.startswith("kaggle:"):
-        from pipeline.kaggle_source import make_kaggle_fetcher
-
-        return make_kaggle_fetcher(source.removeprefix("kaggle:"), params)
+    if source == "kaggle":
+        if kaggle is None:
+            raise PipelineError("download: the kaggle source needs the kaggle section of params.yaml")
+        return kaggle_fetcher(kaggle, stack)
     directory = Path(source)
     return lambda spec, dest: fetch_dir(directory, spec.name, dest)
 
@@ -114,15 +148,18 @@ def fetch_verified(role: str, spec: FileSpec, sources: list[tuple[str, Fetcher]]
         "check download.sources in params.yaml or restore data/bundled/")
 
 
-def download(params: DownloadParams, out_dir: str | os.PathLike = "data/raw") -> dict[str, Path]:
+def download(params: DownloadParams, out_dir: str | os.PathLike = "data/raw",
+             kaggle: KaggleParams | None = None) -> dict[str, Path]:
     """Place verified `train.csv` and `test.csv` in `out_dir`; both or neither."""
     out_dir = Path(out_dir)
-    sources = [(source, make_fetcher(source, params)) for source in params.sources]
     targets = {role: out_dir / f"{role}.csv" for role in ROLES}
-    with atomic_path(targets["train"]) as train_tmp, atomic_path(targets["test"]) as test_tmp:
-        for role, tmp in (("train", train_tmp), ("test", test_tmp)):
-            fetch_verified(role, params.files[role], sources, tmp)
-        # Both verified: the context managers now rename them into place (test first, then train).
+    with contextlib.ExitStack() as stack:
+        sources = [(source, make_fetcher(source, params, kaggle, stack))
+                   for source in params.sources]
+        with atomic_path(targets["train"]) as train_tmp, atomic_path(targets["test"]) as test_tmp:
+            for role, tmp in (("train", train_tmp), ("test", test_tmp)):
+                fetch_verified(role, params.files[role], sources, tmp)
+            # Both verified: the context managers now rename them into place.
     return targets
 
 
@@ -141,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     def stage() -> None:
         params = load_params(args.params)
         try:
-            download(params.download, args.out)
+            download(params.download, args.out, params.kaggle)
         except PipelineError:
             remove_partial(Path(args.out))
             raise

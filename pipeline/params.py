@@ -196,12 +196,32 @@ class PredictParams:
 
 
 @dataclass(frozen=True)
+class KaggleParams:
+    """The competition, and how patiently the Kaggle API is asked."""
+
+    competition: str
+    retries: int
+    retry_backoff_s: float
+    poll_interval_s: float
+    poll_timeout_s: float
+
+    def __post_init__(self):
+        if not isinstance(self.competition, str) or not self.competition:
+            _fail("kaggle.competition", f"must be a competition slug, got {self.competition!r}")
+        _number("kaggle.retries", self.retries, low=0, integer=True)
+        _number("kaggle.retry_backoff_s", self.retry_backoff_s, low=0)
+        _number("kaggle.poll_interval_s", self.poll_interval_s, low=0, low_open=True)
+        _number("kaggle.poll_timeout_s", self.poll_timeout_s, low=0)
+
+
+@dataclass(frozen=True)
 class Params:
     download: DownloadParams
     preprocess: PreprocessParams
     train: TrainParams
     ensemble: EnsembleParams
     predict: PredictParams
+    kaggle: KaggleParams
     raw: dict = field(repr=False, compare=False, default_factory=dict)
 
 
@@ -211,6 +231,7 @@ SECTIONS = {
     "train": TrainParams,
     "ensemble": EnsembleParams,
     "predict": PredictParams,
+    "kaggle": KaggleParams,
 }
 
 

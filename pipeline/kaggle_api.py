@@ -1,0 +1,158 @@
+"""Talking to Kaggle through the official `kaggle` client: credentials, retries, one-line errors.
+
+Credentials are looked up where the client looks (an access token in KAGGLE_API_TOKEN or
+~/.kaggle/access_token; a legacy key in KAGGLE_USERNAME/KAGGLE_KEY or kaggle.json) and are never
+printed: messages name where they came from, not what they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
+
+from pipeline.errors import PipelineError
+from pipeline.params import KaggleParams
+
+T = TypeVar("T")
+NO_CREDENTIALS = (
+    "no Kaggle credentials: save your API token (https://www.kaggle.com/settings, 'Create New "
+    "Token') in ~/.kaggle/access_token or KAGGLE_API_TOKEN, or put kaggle.json in ~/.kaggle/ "
+    "(or set KAGGLE_USERNAME and KAGGLE_KEY)")
+
+
+class KaggleError(PipelineError):
+    """The Kaggle API refused or could not be reached; the message says what to do."""
+
+
+def _log(message: str) -> None:
+    print(f"kaggle: {message}", file=sys.stderr, flush=True)
+
+
+def credential_source() -> str | None:
+    """Where the kaggle client will find credentials, or None if it will find none."""
+    env = os.environ
+    if env.get("KAGGLE_API_TOKEN"):
+        return "KAGGLE_API_TOKEN"
+    if env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY"):
+        return "KAGGLE_USERNAME/KAGGLE_KEY"
+    home = Path(os.path.expanduser("~/.kaggle"))
+    for name in ("access_token", "access_token.txt"):
+        token = home / name
+        if token.is_file() and token.read_text(encoding="utf-8", errors="replace").strip():
+            return f"~/.kaggle/{name}"
+    config = Path(env.get("KAGGLE_CONFIG_DIR") or home) / "kaggle.json"
+    return str(config) if config.is_file() else None
+
+
+def connect() -> Any:
+    """An authenticated KaggleApi, or KaggleError saying where credentials belong."""
+    source = credential_source()
+    if source is None:
+        raise KaggleError(NO_CREDENTIALS)
+    # The client prints its own help and calls exit() on failure: keep that to one line of ours.
+    with contextlib.redirect_stdout(io.StringIO()):
+        from kaggle.api.kaggle_api_extended import KaggleApi
+
+        api = KaggleApi()
+        try:
+            api.authenticate()
+        except (SystemExit, Exception) as exc:
+            raise KaggleError(f"the Kaggle client could not use the credentials in {source}; "
+                              "replace them with a new token from https://www.kaggle.com/settings"
+                              ) from exc
+    _honour_api_environment(api)
+    return api
+
+
+def _honour_api_environment(api: Any) -> None:
+    """Point KaggleApi at the endpoint KAGGLE_API_ENVIRONMENT names, as kagglesdk's own client
+    does (TEST is http://localhost:7777); KaggleApi on its own only knows PROD and LOCALHOST."""
+    from kagglesdk import KaggleClient
+    from kagglesdk.kaggle_env import KaggleEnv, get_env
+
+    env = get_env()
+    if env in (KaggleEnv.PROD, KaggleEnv.LOCAL):
+        return
+    values = api.config_values
+
+    def build_client():
+        return KaggleClient(env=env, username=values.get(api.CONFIG_NAME_USER),
+                            password=values.get(api.CONFIG_NAME_KEY),
+                            api_token=values.get(api.CONFIG_NAME_TOKEN),
+                            response_processor=api.get_response_processor())
+
+    api.build_kaggle_client = build_client
+
+
+def describe_status(action: str, status: int | None, params: KaggleParams) -> str:
+    page = f"https://www.kaggle.com/competitions/{params.competition}"
+    if status == 401:
+        return (f"{action}: Kaggle rejected the credentials (HTTP 401): the key is wrong or "
+                f"expired; create a new token at https://www.kaggle.com/settings")
+    if status == 403:
+        return (f"{action}: Kaggle refused access (HTTP 403): accept the competition rules at "
+                f"{page}/rules, then try again")
+    if status == 404:
+        return (f"{action}: competition '{params.competition}' not found (HTTP 404); check "
+                "kaggle.competition in params.yaml")
+    if status == 429:
+        return (f"{action}: still rate limited by Kaggle (HTTP 429) after {params.retries} "
+                "retries; wait a few minutes and try again")
+    return f"{action}: the Kaggle API answered HTTP {status}; try again later"
+
+
+def call(action: str, fn: Callable[[], T], params: KaggleParams,
+         sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run one API call: retry HTTP 429 with exponential backoff, map failures to KaggleError."""
+    import requests
+
+    delay = params.retry_backoff_s
+    for attempt in range(params.retries + 1):
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                return fn()
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            if status == 429 and attempt < params.retries:
+                _log(f"{action}: rate limited (HTTP 429); retry {attempt + 1}/{params.retries} "
+                     f"in {delay:g} s")
+                sleep(delay)
+                delay *= 2
+                continue
+            raise KaggleError(describe_status(action, status, params)) from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise KaggleError(f"{action}: cannot reach the Kaggle API (network down?); check the "
+                              "connection and try again") from exc
+    raise AssertionError("unreachable")
+
+
+def check_archive(zip_path: Path) -> zipfile.ZipFile:
+    """Open a downloaded archive, refusing one with an entry that could escape its folder."""
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except zipfile.BadZipFile as exc:
+        raise ValueError("the archive is corrupted (not a valid zip)") from exc
+    for name in archive.namelist():
+        path = PurePosixPath(name.replace("\\", "/"))
+        if path.is_absolute() or ".." in path.parts or (name[1:2] == ":"):
+            archive.close()
+            raise ValueError(f"the archive has an unsafe entry {name!r} (absolute or '..' path)")
+    return archive
+
+
+def download_competition_zip(api: Any, params: KaggleParams, directory: Path) -> Path:
+    """Fetch the competition's data archive into `directory` and return its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    call("download", lambda: api.competition_download_files(
+        params.competition, path=str(directory), force=True, quiet=True), params)
+    archives = sorted(directory.glob("*.zip"))
+    if not archives:
+        raise KaggleError(f"download: the Kaggle client saved no archive for {params.competition}")
+    return archives[0]

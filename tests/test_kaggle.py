@@ -1,0 +1,244 @@
+"""The Kaggle integration, run with the real `kaggle` client against a fake API on 127.0.0.1:7777."""
+
+import base64
+import csv
+import json
+import subprocess
+
+import pytest
+import yaml
+from fake_kaggle import KEY, USER, FakeKaggle, make_zip
+
+from pipeline import download as dl
+from pipeline.errors import PipelineError
+from pipeline.params import load_params
+from pipeline.submit import submit
+
+
+@pytest.fixture
+def kaggle_env(tmp_path, monkeypatch):
+    """Dummy credentials in a temporary HOME; the client talks to localhost:7777."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "TEST")
+    monkeypatch.setenv("KAGGLE_USERNAME", USER)
+    monkeypatch.setenv("KAGGLE_KEY", KEY)
+    for name in ("KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+@pytest.fixture
+def competition_files(repo_root):
+    return {"train.csv": (repo_root / "data/bundled/kaggle_house_pred_train.csv").read_bytes(),
+            "test.csv": (repo_root / "data/bundled/kaggle_house_pred_test.csv").read_bytes(),
+            "sample_submission.csv": b"Id,SalePrice\n"}
+
+
+@pytest.fixture
+def params(repo_root, tmp_path):
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    raw["kaggle"].update(retry_backoff_s=0.01, poll_interval_s=0.01, poll_timeout_s=5)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return load_params(path), path
+
+
+SECRETS = (KEY, base64.b64encode(f"{USER}:{KEY}".encode()).decode())
+
+
+def no_secret_in(*texts):
+    for text in texts:
+        for secret in SECRETS:
+            assert secret not in text
+
+
+def run_download(params, out, *sources):
+    p = params.download.__class__(sources=list(sources), files=params.download.files,
+                                  timeout_s=params.download.timeout_s)
+    return dl.download(p, out, params.kaggle)
+
+
+def test_download_from_kaggle(kaggle_env, competition_files, params, tmp_path, capfd, repo_root):
+    with FakeKaggle(make_zip(competition_files)) as fake:
+        run_download(params[0], tmp_path / "raw", "kaggle")
+    assert (tmp_path / "raw/train.csv").read_bytes() == competition_files["train.csv"]
+    assert (tmp_path / "raw/test.csv").read_bytes() == competition_files["test.csv"]
+    assert fake.calls == ["DownloadDataFiles"]  # one archive serves both files
+    out, err = capfd.readouterr()
+    assert "from kaggle: SHA-1 585e9cc93e70b39160e7921475f9bcd7d31219ce verified" in err
+    no_secret_in(out, err)
+
+
+def test_corrupted_archive_falls_back(kaggle_env, params, tmp_path, capfd, repo_root):
+    with FakeKaggle(b"PK\x03\x04 this is not a zip"):
+        run_download(params[0], tmp_path / "raw", "kaggle", str(repo_root / "data/bundled"))
+    err = capfd.readouterr().err
+    assert "corrupted" in err and "trying the next source" in err
+    assert (tmp_path / "raw/train.csv").stat().st_size > 400_000
+
+
+def test_tampered_file_in_archive_fails_hash(kaggle_env, competition_files, params, tmp_path, capfd,
+                                             repo_root):
+    files = {**competition_files, "train.csv": competition_files["train.csv"] + b"1,2\n"}
+    with FakeKaggle(make_zip(files)):
+        run_download(params[0], tmp_path / "raw", "kaggle", str(repo_root / "data/bundled"))
+    assert "train (kaggle_house_pred_train.csv) from kaggle: SHA-1 mismatch" in capfd.readouterr().err
+    assert (tmp_path / "raw/train.csv").read_bytes() == competition_files["train.csv"]
+
+
+def test_archive_with_parent_path_entry_is_refused(kaggle_env, competition_files, params, tmp_path,
+                                                   capfd):
+    evil = make_zip({**competition_files, "../../escape.txt": b"owned"})
+    with FakeKaggle(evil), pytest.raises(PipelineError, match="no source supplied"):
+        run_download(params[0], tmp_path / "raw", "kaggle")
+    assert "unsafe entry '../../escape.txt'" in capfd.readouterr().err
+    assert not list(tmp_path.rglob("escape.txt"))
+
+
+def test_no_credentials_skips_with_one_line(kaggle_env, params, tmp_path, monkeypatch, capfd,
+                                            repo_root):
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    with FakeKaggle(b"") as fake:
+        run_download(params[0], tmp_path / "raw", "kaggle", str(repo_root / "data/bundled"))
+    assert fake.calls == []
+    err = capfd.readouterr().err
+    assert "no Kaggle credentials: save your API token" in err and "~/.kaggle/" in err
+    assert "skipped" in err
+
+
+@pytest.mark.parametrize(("status", "message"), [
+    (401, "rejected the credentials (HTTP 401)"),
+    (403, "accept the competition rules at https://www.kaggle.com/competitions/"
+          "house-prices-advanced-regression-techniques/rules"),
+    (404, "competition 'house-prices-advanced-regression-techniques' not found (HTTP 404)"),
+    (429, "still rate limited by Kaggle (HTTP 429) after 4 retries"),
+])
+def test_download_error_statuses(kaggle_env, competition_files, params, tmp_path, capfd, status,
+                                 message):
+    with FakeKaggle(make_zip(competition_files)) as fake:
+        fake.fail["DownloadDataFiles"] = [status] * 10
+        with pytest.raises(PipelineError):
+            run_download(params[0], tmp_path / "raw", "kaggle")
+    out, err = capfd.readouterr()
+    assert message in err
+    no_secret_in(out, err)
+
+
+def test_rate_limit_is_retried_then_succeeds(kaggle_env, competition_files, params, tmp_path, capfd):
+    with FakeKaggle(make_zip(competition_files)) as fake:
+        fake.fail["DownloadDataFiles"] = [429, 429]
+        run_download(params[0], tmp_path / "raw", "kaggle")
+    assert fake.calls == ["DownloadDataFiles"] * 3
+    assert "rate limited (HTTP 429); retry 2/4" in capfd.readouterr().err
+
+
+def test_network_down(kaggle_env, params, tmp_path, capfd):
+    with pytest.raises(PipelineError):  # nothing listens on 7777
+        run_download(params[0], tmp_path / "raw", "kaggle")
+    assert "cannot reach the Kaggle API (network down?)" in capfd.readouterr().err
+
+
+# --- submit -------------------------------------------------------------------------------------
+
+GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+
+
+@pytest.fixture
+def project(tmp_path, params, repo_root, monkeypatch):
+    """A committed project with a valid submission, as after `dvc repro`."""
+    root = tmp_path / "project"
+    (root / "data/raw").mkdir(parents=True)
+    (root / "metrics").mkdir()
+    (root / "pipeline").mkdir()
+    (root / "pipeline/x.py").write_text("# code\n")
+    (root / "params.yaml").write_text(params[1].read_text())
+    test_csv = (repo_root / "data/bundled/kaggle_house_pred_test.csv").read_bytes()
+    (root / "data/raw/test.csv").write_bytes(test_csv)
+    ids = [line.split(b",")[0].decode() for line in test_csv.splitlines()[1:]]
+    (root / "submission.csv").write_text("Id,SalePrice\n" + "".join(f"{i},180000.0\n" for i in ids))
+    (root / "metrics/cv.json").write_text(json.dumps({"cv_rmse": 0.1234, "cv_rmse_std": 0.01}))
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run([*GIT, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "x"], cwd=root, check=True)
+    monkeypatch.chdir(root)
+    return root
+
+
+def test_submit_happy_path_logs_score(kaggle_env, project, capfd):
+    with FakeKaggle(b"", score="0.12001", polls_before_score=2) as fake:
+        row = submit(experiment="exp-demo", sleep=lambda s: None)
+    assert fake.calls[:2] == ["StartSubmissionUpload", "CreateSubmission"]
+    assert fake.calls[2:] == ["ListSubmissions"] * 3
+    assert fake.uploads == [(project / "submission.csv").read_bytes()]
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                            cwd=project).stdout.strip()
+    description = fake.submissions[0]["description"]
+    assert commit[:12] in description and "exp exp-demo" in description
+    assert "CV 0.12340" in description
+    rows = list(csv.DictReader((project / "leaderboard.csv").open()))
+    assert rows == [row]
+    assert row["commit"] == commit and row["public_score"] == "0.12001"
+    assert row["submission_ref"] == "4000" and row["cv_rmse"] == "0.123400"
+    assert len(row["params_sha1"]) == 40
+    out, err = capfd.readouterr()
+    assert "public score 0.12001" in out
+    no_secret_in(out, err, (project / "leaderboard.csv").read_text())
+
+
+def test_submit_refuses_dirty_pipeline(kaggle_env, project):
+    (project / "params.yaml").write_text((project / "params.yaml").read_text() + "\n# edit\n")
+    with FakeKaggle(b"") as fake:
+        with pytest.raises(PipelineError, match="uncommitted changes to params.yaml"):
+            submit(sleep=lambda s: None)
+        assert fake.calls == []
+        submit(allow_dirty=True, sleep=lambda s: None)
+        assert "(dirty)" in fake.submissions[0]["description"]
+
+
+def test_submit_dry_run_sends_nothing(kaggle_env, project, capfd):
+    with FakeKaggle(b"") as fake:
+        plan = submit(dry_run=True)
+    assert fake.calls == []
+    assert not (project / "leaderboard.csv").exists()
+    assert "would send to house-prices-advanced-regression-techniques" in capfd.readouterr().out
+    assert plan["message"].startswith("commit ")
+
+
+def test_submit_validates_first(kaggle_env, project):
+    lines = (project / "submission.csv").read_text().splitlines()
+    lines[5] = lines[5].split(",")[0] + ",-1"
+    (project / "submission.csv").write_text("\n".join(lines) + "\n")
+    with FakeKaggle(b"") as fake, pytest.raises(PipelineError, match="finite and positive"):
+        submit(allow_dirty=True)
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize(("status", "message"), [
+    (401, "HTTP 401"), (403, "accept the competition rules"), (404, r"not found \(HTTP 404\)"),
+    (429, "still rate limited"),
+])
+def test_submit_errors(kaggle_env, project, capfd, status, message):
+    with FakeKaggle(b"") as fake:
+        fake.fail["StartSubmissionUpload"] = [status] * 10
+        with pytest.raises(PipelineError, match=message):
+            submit(sleep=lambda s: None)
+    assert not (project / "leaderboard.csv").exists()
+    no_secret_in(*capfd.readouterr())
+
+
+def test_submit_without_credentials(kaggle_env, project, monkeypatch):
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    with pytest.raises(PipelineError, match="no Kaggle credentials"):
+        submit()
+
+
+def test_wrong_key_is_401_and_never_printed(kaggle_env, project, monkeypatch, capfd):
+    monkeypatch.setenv("KAGGLE_KEY", "wrong-key-987654321")
+    with FakeKaggle(b""), pytest.raises(PipelineError, match="HTTP 401"):
+        submit()
+    out, err = capfd.readouterr()
+    assert "wrong-key-987654321" not in out + err
