@@ -12,6 +12,7 @@ COMMANDS = {
     "predict": "pipeline.predict",
     "sweep": "pipeline.sweep",
     "submit": "pipeline.submit",
+    "leaderboard": "pipeline.leaderboard",
 }
 
 

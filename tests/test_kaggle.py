@@ -242,3 +242,21 @@ def test_wrong_key_is_401_and_never_printed(kaggle_env, project, monkeypatch, ca
         submit()
     out, err = capfd.readouterr()
     assert "wrong-key-987654321" not in out + err
+
+
+def test_leaderboard_joins_scores_to_experiments():
+    from pipeline.leaderboard import flatten_exp_show, join_scores
+
+    shown = [{"rev": "workspace", "name": None, "data": {"metrics": {
+                  "metrics/cv.json": {"data": {"cv_rmse": 0.12, "cv_rmse_std": 0.02}}}}},
+             {"rev": "abc123", "name": "main", "data": {"metrics": {
+                  "metrics/cv.json": {"data": {"cv_rmse": 0.125, "cv_rmse_std": 0.02}}}},
+              "experiments": [{"name": "lucid-fawn", "revs": [{"rev": "def456", "name": "lucid-fawn",
+                  "data": {"metrics": {"metrics/cv.json": {"data": {"cv_rmse": 0.118}}}}}]}]}]
+    logged = [{"experiment": "", "commit": "abc123", "public_score": "0.131", "utc_time": "t1"},
+              {"experiment": "lucid-fawn", "commit": "abc123", "public_score": "0.127", "utc_time": "t2"},
+              {"experiment": "lucid-fawn", "commit": "abc123", "public_score": "0.126", "utc_time": "t3"}]
+    rows = {r["name"]: r for r in join_scores(flatten_exp_show(shown), logged)}
+    assert rows["main"]["public_score"] == "0.131"
+    assert rows["lucid-fawn"]["public_score"] == "0.126" and rows["lucid-fawn"]["cv_rmse"] == 0.118
+    assert rows["workspace"]["public_score"] == ""
