@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipeline.errors import PipelineError
 
 DEFAULT_PARAMS = "params.yaml"
@@ -245,11 +243,6 @@ def parse_params(raw: dict) -> Params:
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     """Read and validate params.yaml."""
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineError(f"{path}: file not found; run from the repository root or pass --params")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise PipelineError(f"{path}: not valid YAML ({exc})") from exc
-    return parse_params(raw)
+    from pipeline.inputs import read_yaml
+
+    return parse_params(read_yaml(path, "run from the repository root or pass --params"))

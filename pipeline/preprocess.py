@@ -13,20 +13,14 @@ import pandas as pd
 
 from pipeline.atomic import atomic_path, write_text
 from pipeline.cli_support import run_cli
-from pipeline.errors import PipelineError
 from pipeline.features import build_transform
+from pipeline.inputs import read_csv, read_npz
 from pipeline.params import PreprocessParams, load_params
 from pipeline.schema import FEATURES, ID, TARGET, check_columns, check_target
 
 
-def read_csv(path: str | os.PathLike) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineError(f"{path}: file not found; run the download stage first (dvc repro)")
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise PipelineError(f"{path}: not a readable CSV ({exc})") from exc
+def read_raw(path: str | os.PathLike) -> pd.DataFrame:
+    return read_csv(path, "run the download stage first (dvc repro)")
 
 
 def outlier_mask(train: pd.DataFrame, params: PreprocessParams) -> np.ndarray:
@@ -72,19 +66,11 @@ def save(result: dict, out_dir: str | os.PathLike) -> None:
 
 
 def load_train(data_dir: str | os.PathLike) -> dict[str, np.ndarray]:
-    path = Path(data_dir) / "train.npz"
-    if not path.is_file():
-        raise PipelineError(f"{path}: not found; run the preprocess stage first (dvc repro)")
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+    return read_npz(Path(data_dir) / "train.npz", "run the preprocess stage first (dvc repro)")
 
 
 def load_test(data_dir: str | os.PathLike) -> dict[str, np.ndarray]:
-    path = Path(data_dir) / "test.npz"
-    if not path.is_file():
-        raise PipelineError(f"{path}: not found; run the preprocess stage first (dvc repro)")
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+    return read_npz(Path(data_dir) / "test.npz", "run the preprocess stage first (dvc repro)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     def stage() -> None:
         params = load_params(args.params)
         raw = Path(args.raw)
-        result = preprocess(read_csv(raw / "train.csv"), read_csv(raw / "test.csv"),
+        result = preprocess(read_raw(raw / "train.csv"), read_raw(raw / "test.csv"),
                             params.preprocess)
         save(result, args.out)
         print(f"preprocess: {result['x_train'].shape[0]} train rows, {result['x_test'].shape[0]} "

@@ -61,10 +61,6 @@ def write_submission(path: str | os.PathLike, ids: np.ndarray, prices: np.ndarra
 
 
 def read_submission(path: str | os.PathLike) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineError(f"{path}: not found; run dvc repro to create it")
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise PipelineError(f"{path}: not a readable CSV ({exc})") from exc
+    from pipeline.inputs import read_csv
+
+    return read_csv(path, "run dvc repro to create it")

@@ -23,12 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 from tqdm import tqdm
 
 from pipeline.atomic import write_text
 from pipeline.cli_support import run_cli
 from pipeline.errors import PipelineError
+from pipeline.inputs import read_csv
 from pipeline.params import KaggleParams, load_params
 from pipeline.submission import read_submission, validate_submission
 
@@ -79,9 +79,7 @@ def provenance(params_path: Path, metrics_path: Path, experiment: str | None) ->
 
 
 def test_ids(raw_test: Path):
-    if not raw_test.is_file():
-        raise PipelineError(f"{raw_test}: not found; run dvc repro first")
-    return pd.read_csv(raw_test, usecols=["Id"])["Id"].to_numpy()
+    return read_csv(raw_test, "run dvc repro first", usecols=["Id"])["Id"].to_numpy()
 
 
 def wait_for_score(api, kaggle: KaggleParams, ref: int | None, message: str,

@@ -36,6 +36,7 @@ import yaml
 from pipeline.atomic import atomic_path, write_text
 from pipeline.cli_support import run_cli
 from pipeline.errors import PipelineError
+from pipeline.inputs import read_yaml
 from pipeline.params import Params, TrainParams, load_params
 from pipeline.preprocess import load_train
 from pipeline.trainer import resolve_device
@@ -47,13 +48,7 @@ DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform")
 
 
 def _load_space(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineError(f"{path}: sweep space file not found")
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise PipelineError(f"{path}: not valid YAML ({exc})") from exc
+    spec = read_yaml(path, "give the path of a sweep space file (see sweeps/example.yaml)")
     if not isinstance(spec, dict) or not isinstance(spec.get("space"), dict) or not spec["space"]:
         raise PipelineError(f"{path}: needs a non-empty 'space' mapping of train.* keys")
     unknown = set(spec) - {"method", "samples", "seed", "rank_by", "space"}

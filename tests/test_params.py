@@ -56,5 +56,5 @@ def test_bad_sha1(raw):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(PipelineError, match="file not found"):
+    with pytest.raises(PipelineError, match="not found; run from the repository root"):
         load_params(tmp_path / "params.yaml")
