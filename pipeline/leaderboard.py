@@ -10,6 +10,7 @@ import argparse
 import csv
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 from pipeline.cli_support import run_cli
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     def stage() -> None:
-        proc = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"],
+                              capture_output=True, text=True)
         if proc.returncode != 0:
             raise PipelineError(f"leaderboard: dvc exp show failed: {proc.stderr.strip()}")
         rows = join_scores(flatten_exp_show(json.loads(proc.stdout)),

@@ -214,7 +214,7 @@ def queue_experiments(table: pd.DataFrame, spec: dict, top: int, cwd: str | os.P
     commands = []
     for rank in range(1, min(top, len(table)) + 1):
         cmd = ["dvc", "exp", "run", "--queue", *set_args(best_overrides(table, spec, rank))]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+        proc = subprocess.run([sys.executable, "-m", *cmd], capture_output=True, text=True, cwd=cwd)
         if proc.returncode != 0:
             raise PipelineError(f"sweep: '{shlex.join(cmd)}' failed: {proc.stderr.strip()}")
         commands.append(cmd)
