@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -20,6 +21,15 @@ def ames_sample() -> tuple[pd.DataFrame, pd.DataFrame]:
     train = pd.read_csv(ROOT / "data/bundled/kaggle_house_pred_train.csv").iloc[:120]
     test = pd.read_csv(ROOT / "data/bundled/kaggle_house_pred_test.csv").iloc[:60]
     return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def repo_params(**train_updates):
+    """params.yaml of this checkout, validated, with some train.* values replaced."""
+    from pipeline.params import parse_params
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"].update(train_updates)
+    return parse_params(raw)
 
 
 def synthetic_regression(n_rows=96, n_features=5, seed=0):

@@ -1,23 +1,19 @@
 """predict end to end on a small sample: extreme test houses stay finite, positive and sane."""
 
-import copy
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from conftest import repo_params
 
-from pipeline.params import parse_params
 from pipeline.predict import predict
 from pipeline.preprocess import preprocess, save
 from pipeline.train import train
 
 
 @pytest.fixture
-def trained(ames_sample, repo_root, tmp_path):
-    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
-    raw["train"].update(folds=3, n_seeds=2, max_epochs=30, patience=5, device="cpu")
-    params = parse_params(copy.deepcopy(raw))
+def trained(ames_sample, tmp_path):
+    params = repo_params(folds=3, n_seeds=2, max_epochs=30, patience=5, device="cpu")
     train_frame, test_frame = ames_sample
     test_frame = test_frame.copy()
     # An out-of-range house: every area ten to a hundred times anything in training.

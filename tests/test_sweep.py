@@ -1,14 +1,14 @@
 """Sweep on a tiny space and tiny data: ranking, tables, --apply keeping params.yaml's comments."""
 
-import copy
 
 import pandas as pd
 import pytest
 import yaml
+from conftest import repo_params
 
 from pipeline import sweep
 from pipeline.errors import PipelineError
-from pipeline.params import load_params, parse_params
+from pipeline.params import load_params
 from pipeline.preprocess import preprocess, save
 
 SPACE = {"method": "grid", "rank_by": "cv_rmse",
@@ -17,9 +17,7 @@ SPACE = {"method": "grid", "rank_by": "cv_rmse",
 
 @pytest.fixture
 def tiny(ames_sample, repo_root, tmp_path):
-    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
-    raw["train"].update(folds=3, n_seeds=1, max_epochs=4, patience=2, device="cpu")
-    params = parse_params(copy.deepcopy(raw))
+    params = repo_params(folds=3, n_seeds=1, max_epochs=4, patience=2, device="cpu")
     train, test = ames_sample
     save(preprocess(train, test, params.preprocess), tmp_path / "processed")
     params_file = tmp_path / "params.yaml"
