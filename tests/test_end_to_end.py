@@ -66,6 +66,17 @@ def test_repro_writes_valid_submission_then_does_nothing(project):
     assert "Running stage" not in again.stdout
 
 
+def test_submit_dry_run_on_repro_output(project):
+    env = {**os.environ, "PYTHONPATH": str(project)}
+    refused = subprocess.run([sys.executable, "-m", "pipeline.submit", "--dry-run"], cwd=project,
+                             capture_output=True, text=True, env=env)
+    assert refused.returncode == 1  # dvc repro rewrote dvc.lock: commit before submitting
+    assert refused.stderr.strip().startswith("error: submit: uncommitted changes to dvc.lock")
+    proc = run([sys.executable, "-m", "pipeline.submit", "--dry-run", "--allow-dirty"], project)
+    assert "submission.csv is valid; would send to house-prices-advanced-regression-techniques" \
+        in proc.stdout
+
+
 def test_rerun_is_byte_identical(project):
     paths = ["metrics/cv.json", "submission.csv", "metrics/oof.csv",
              *(str(p.relative_to(project)) for p in sorted((project / "models").glob("*.pt")))]
