@@ -145,6 +145,7 @@ class TrainParams:
     batch_size: int
     max_epochs: int
     patience: int
+    early_stopping_holdout: float
     device: str
     lasso_alpha: float
 
@@ -171,6 +172,7 @@ class TrainParams:
         _number("train.batch_size", self.batch_size, low=1, integer=True)
         _number("train.max_epochs", self.max_epochs, low=1, integer=True)
         _number("train.patience", self.patience, low=0, integer=True)
+        _number("train.early_stopping_holdout", self.early_stopping_holdout, low=0, high=0.5)
         _choice("train.device", self.device, ("auto", "cpu", "cuda"))
         _number("train.lasso_alpha", self.lasso_alpha, low=0, low_open=True)
 

@@ -75,6 +75,29 @@ def plan_folds(n_rows: int, outlier: np.ndarray, params: TrainParams) -> FoldPla
                     fold_of_row)
 
 
+def stopping_rows(plan: FoldPlan, params: TrainParams) -> tuple[np.ndarray, np.ndarray]:
+    """Each model's training rows and early-stopping rows, both [M, N] bool.
+
+    With a holdout, each model sets aside that fraction of its own training rows (drawn with its
+    seed) to pick its best epoch, so the fold it is scored on chooses nothing and the CV score
+    stays unbiased. Holdout 0 stops on the scored fold itself, as the d2l book does, which makes
+    the CV score optimistic. Without early stopping (patience 0) every training row trains.
+    """
+    train_mask = plan.train_mask.copy()
+    if params.patience == 0:
+        return train_mask, np.zeros_like(train_mask)
+    if params.early_stopping_holdout == 0:
+        return train_mask, plan.val_mask.copy()
+    stop_mask = np.zeros_like(train_mask)
+    for model, seed in enumerate(plan.seeds):
+        rows = np.flatnonzero(train_mask[model])
+        n_held = max(1, round(len(rows) * params.early_stopping_holdout))
+        held = np.random.default_rng(seed).choice(rows, n_held, replace=False)
+        train_mask[model, held] = False
+        stop_mask[model, held] = True
+    return train_mask, stop_mask
+
+
 def fit_lasso(x: np.ndarray, y: np.ndarray, plan: FoldPlan, alpha: float) -> StackedModels:
     """Lasso per model on its training rows, stored as a linear (no hidden layer) model."""
     weights, biases = [], []
@@ -107,20 +130,21 @@ def fit_mlp_configs(x: np.ndarray, y: np.ndarray, plan: FoldPlan, configs: list[
     per_model = PerModel(seeds=plan.seeds * len(configs), lr=each("lr"),
                          weight_decay=each("weight_decay"), l1=each("l1"), dropout=each("dropout"),
                          max_epochs=each("max_epochs"), patience=each("patience"))
-    total = max(c.max_epochs for c in configs)
-    bar = tqdm(total=total, desc=f"{label}: {n * len(configs)} models on {device}", unit="epoch",
-               disable=None, file=sys.stderr)
+    bar = tqdm(total=max(per_model.max_epochs), desc=f"{label}: {n * len(configs)} models on {device}",
+               unit="epoch", disable=None, file=sys.stderr)
 
     def on_epoch(epoch: int, n_active: int, best_mean: float) -> None:
         bar.update(1)
-        bar.set_postfix(active=n_active, best_val_rmse=f"{best_mean:.4f}")
+        bar.set_postfix(active=n_active, best_stop_rmse=f"{best_mean:.4f}")
 
+    train_masks, stop_masks = zip(*(stopping_rows(plan, c) for c in configs), strict=True)
     try:
         result = train_batched(
             torch.tensor(x, device=device), torch.tensor(y, device=device),
-            torch.tensor(np.tile(plan.train_mask, (len(configs), 1))),
+            torch.tensor(np.concatenate(train_masks)),
             torch.tensor(np.tile(plan.val_mask, (len(configs), 1))), arch, per_model,
-            names=plan.names * len(configs), on_epoch=on_epoch)
+            names=plan.names * len(configs), on_epoch=on_epoch,
+            stop_mask=torch.tensor(np.concatenate(stop_masks)))
     finally:
         bar.close()
     return [result.select(slice(i * n, (i + 1) * n)) for i in range(len(configs))]
@@ -190,6 +214,9 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
     x, y, outlier = data["x"], data["y"], data["outlier"].astype(bool)
     plan = plan_folds(len(y), outlier, params)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    if params.model == "mlp" and params.patience > 0 and params.early_stopping_holdout == 0:
+        print("train: note: early stopping picks each model's epoch on the fold it is scored on, "
+              "so the CV score is optimistic; set train.early_stopping_holdout > 0 to avoid it")
     started = time.perf_counter()
     if params.model == "lasso":
         models = fit_lasso(x, y, plan, params.lasso_alpha)

@@ -4,9 +4,9 @@ Each model has its own training and validation rows (a fold), seed (init, shuffl
 masks), and scalar hyperparameters (lr, weight decay, L1, dropout, max epochs, patience) held as
 [M] tensors. A model's result never depends on which other models share the batch: its
 randomness is counter-based (pipeline/counter_rng.py) and a step only ever touches its own slice.
-Early stopping is per model: it keeps its best-epoch weights and stops changing once its patience
-runs out. The hot loop has no DataLoader and no host sync; one small sync per epoch checks
-whether every model has stopped.
+Early stopping is per model and watches its own stopping rows (by default its validation rows):
+it keeps its best-epoch weights and stops changing once its patience runs out. The hot loop has
+no DataLoader and no host sync; one small sync per epoch checks whether every model has stopped.
 """
 
 from __future__ import annotations
@@ -136,19 +136,26 @@ class _BatchedOptimizer:
 def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
                   val_mask: torch.Tensor, arch: Architecture, per_model: PerModel,
                   names: Sequence[str] | None = None,
-                  on_epoch: Callable[[int, int, float], None] | None = None) -> TrainResult:
+                  on_epoch: Callable[[int, int, float], None] | None = None,
+                  stop_mask: torch.Tensor | None = None) -> TrainResult:
     """Train len(per_model) models on x [N, d] / y [N] (log price), all on x's device.
 
-    train_mask / val_mask [M, N] (bool) give each model its rows. Targets are standardised per
-    model with its own training rows' mean and std, so lr means the same across folds.
-    `on_epoch(epoch, n_active, best_mean)` reports progress once per epoch.
+    train_mask / val_mask [M, N] (bool) give each model its rows; val_rmse is recorded on the
+    validation rows. Early stopping picks the best epoch on stop_mask's rows (default: the
+    validation rows); rows held out of training for it keep the validation score unbiased.
+    Targets are standardised per model with its own training rows' mean and std, so lr means the
+    same across folds. `on_epoch(epoch, n_active, best_mean)` reports progress once per epoch.
     """
     device, dtype = x.device, x.dtype
     n_models, n_rows = train_mask.shape
-    if len(per_model) != n_models or val_mask.shape != train_mask.shape or y.shape != (n_rows,):
+    stop_on_val = stop_mask is None
+    stop_mask = val_mask if stop_on_val else stop_mask
+    if (len(per_model) != n_models or val_mask.shape != train_mask.shape
+            or stop_mask.shape != train_mask.shape or y.shape != (n_rows,)):
         raise ValueError("masks, targets and per-model settings disagree in shape")
     train_mask = train_mask.to(device)
     val_mask = val_mask.to(device)
+    stop_mask = stop_mask.to(device)
     n_train = train_mask.sum(1)
     if bool((n_train == 0).any()):
         raise PipelineError("a model has no training rows; use fewer folds or more data")
@@ -184,8 +191,8 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     total_epochs = int(max_epochs.max())
     hist_train = torch.full((total_epochs, n_models), float("nan"), device=device)
     hist_val = torch.full((total_epochs, n_models), float("nan"), device=device)
-    has_val = val_mask.any(1)
-    best_val = torch.full((n_models,), float("inf"), device=device)
+    has_stop = stop_mask.any(1)
+    best_stop = torch.full((n_models,), float("inf"), device=device)
     best_epoch = torch.zeros(n_models, dtype=torch.int64, device=device)
     since_best = torch.zeros(n_models, dtype=torch.int64, device=device)
     active = torch.ones(n_models, dtype=torch.bool, device=device)
@@ -218,13 +225,14 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
                     * y_std[:, None].to(dtype) + y_mean[:, None].to(dtype))
             train_rmse = _masked_rmse(pred, y64.to(dtype), train_mask)
             val_rmse = _masked_rmse(pred, y64.to(dtype), val_mask)
+            stop_rmse = val_rmse if stop_on_val else _masked_rmse(pred, y64.to(dtype), stop_mask)
             hist_train[epoch] = torch.where(active, train_rmse, hist_train[epoch])
             hist_val[epoch] = torch.where(active, val_rmse, hist_val[epoch])
             epochs_run += active.to(torch.int64)
             # Keep this epoch's weights if it is the model's best so far (always, without early
-            # stopping or validation rows: then the last epoch is the one kept).
-            keep = active & (~has_val | (patience == 0) | (val_rmse < best_val))
-            best_val = torch.where(keep & has_val, val_rmse, best_val)
+            # stopping or stopping rows: then the last epoch is the one kept).
+            keep = active & (~has_stop | (patience == 0) | (stop_rmse < best_stop))
+            best_stop = torch.where(keep & has_stop, stop_rmse, best_stop)
             best_epoch = torch.where(keep, epoch, best_epoch)
             for src, dst in zip([*weights, *biases], [*best_w, *best_b], strict=True):
                 dst.copy_(torch.where(keep.view(-1, 1, 1), src, dst))
@@ -233,7 +241,7 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
                       & ((patience == 0) | (since_best < patience)))
         n_active = int(active.sum())  # the one host sync per epoch
         if on_epoch is not None:
-            finite = best_val[torch.isfinite(best_val)]
+            finite = best_stop[torch.isfinite(best_stop)]
             on_epoch(epoch, n_active, float(finite.mean()) if finite.numel() else float("nan"))
         if n_active == 0:
             hist_train, hist_val = hist_train[:epoch + 1], hist_val[:epoch + 1]

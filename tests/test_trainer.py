@@ -124,3 +124,20 @@ def test_patience_zero_keeps_last_epoch():
     result = _train(max_epochs=7, patience=0)
     assert int(result.best_epoch[0]) == 6
     assert int(result.epochs_run[0]) == 7
+
+
+def test_early_stopping_watches_stop_rows_not_validation_rows():
+    x, y = make_case()
+    train_mask, val_mask = fold_masks(len(y), 3)
+    stop_mask = train_mask[:1] & (torch.arange(len(y)) % 5 == 0)
+    train_rows = train_mask[:1] & ~stop_mask
+    arch = Architecture((16,), "relu", "adam", batch_size=16)
+    settings = dict(lr=0.05, weight_decay=0.0, l1=0.0, dropout=0.0, max_epochs=200, patience=4)
+    on_val = train_batched(x, y, train_rows, val_mask[:1], arch, PerModel.repeat([3], **settings))
+    on_stop = train_batched(x, y, train_rows, val_mask[:1], arch, PerModel.repeat([3], **settings),
+                            stop_mask=stop_mask)
+    # Same training either way; only the rows that choose the epoch differ.
+    ran = min(int(on_val.epochs_run[0]), int(on_stop.epochs_run[0]))
+    torch.testing.assert_close(on_val.val_rmse[:ran], on_stop.val_rmse[:ran])
+    assert int(on_val.best_epoch[0]) == int(on_val.val_rmse[:, 0].nan_to_num(float("inf")).argmin())
+    assert int(on_stop.best_epoch[0]) != int(on_val.best_epoch[0])
