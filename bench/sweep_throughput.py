@@ -27,12 +27,15 @@ def main() -> None:
     parser.add_argument("--configs", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", action="store_true",
+                        help="train.compile: fuse elementwise work with torch.compile (CUDA)")
     args = parser.parse_args()
 
     params, data = load_data()
     device = resolve_device(args.device)
     rng = np.random.default_rng(0)
-    base = dataclasses.replace(params.train, n_seeds=1, max_epochs=args.epochs, patience=0)
+    base = dataclasses.replace(params.train, n_seeds=1, max_epochs=args.epochs, patience=0,
+                               compile=args.compile)
     configs = [dataclasses.replace(base, lr=float(10 ** rng.uniform(-4, -2.5)),
                                    weight_decay=float(10 ** rng.uniform(-2, 0.5)),
                                    l1=float(10 ** rng.uniform(-6, -3)),
@@ -41,7 +44,8 @@ def main() -> None:
     plan = plan_folds(len(data["y_train"]), data["outlier"], base)
     sync(device)
     started = time.perf_counter()
-    fit_mlp_configs(data["x_train"], data["y_train"], plan, configs, device, label="bench")
+    results = fit_mlp_configs(data["x_train"], data["y_train"], plan, configs, device,
+                              label="bench")
     sync(device)
     seconds = time.perf_counter() - started
     models = args.configs * base.folds
@@ -49,9 +53,10 @@ def main() -> None:
           f"{datetime.date.today()}")
     print()
     print(markdown_table(
-        ["configs", "folds", "epochs", "models", "architecture", "seconds", "model-epochs/s"],
+        ["configs", "folds", "epochs", "models", "architecture", "steps run", "seconds",
+         "model-epochs/s"],
         [[args.configs, base.folds, args.epochs, models,
-          f"{list(base.hidden)} skip={base.linear_skip}", f"{seconds:.1f}",
+          f"{list(base.hidden)} skip={base.linear_skip}", results[0].epoch_mode, f"{seconds:.1f}",
           f"{models * args.epochs / seconds:,.0f}"]]))
 
 

@@ -31,7 +31,15 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
 
 def hash32(seed: torch.Tensor, *counters: int | torch.Tensor) -> torch.Tensor:
     """Hash a seed tensor with counters (ints or broadcastable int64 tensors) into [0, 2**32)."""
-    h = mix32(seed.to(torch.int64) + _GOLDEN)
+    return extend_hash(mix32(seed.to(torch.int64) + _GOLDEN), *counters)
+
+
+def extend_hash(h: torch.Tensor, *counters: int | torch.Tensor) -> torch.Tensor:
+    """Mix more counters into a hash: hash32(s, a, b) == extend_hash(hash32(s, a), b).
+
+    Lets the counters shared by a whole block (model, layer, epoch, step) be mixed on [M] values,
+    and only the last one (the element index) at full [M, batch, width] size.
+    """
     for counter in counters:
         h = mix32((h ^ counter) + _GOLDEN)
     return h
@@ -56,11 +64,20 @@ def shuffle_order(seeds: torch.Tensor, member: torch.Tensor, epoch: int | torch.
 
 def dropout_keep(seeds: torch.Tensor, layer: int, epoch: int | torch.Tensor,
                  step: int | torch.Tensor, batch: int, width: int,
-                 rate: torch.Tensor) -> torch.Tensor:
-    """Inverted-dropout multipliers [M, batch, width]: 0 or 1/(1-rate), per model's own rate [M]."""
-    device = seeds.device
+                 rate: torch.Tensor, keep_mask_fn=None) -> torch.Tensor:
+    """Inverted-dropout multipliers [M, batch, width]: 0 or 1/(1-rate), per model's own rate [M].
+
+    `keep_mask_fn` replaces `keep_mask` (the trainer passes a torch.compile'd copy on CUDA).
+    """
+    block = hash32(seeds, STREAM_DROPOUT + layer, epoch, step)  # [M]
+    return (keep_mask_fn or keep_mask)(block, batch, width, rate)
+
+
+def keep_mask(block: torch.Tensor, batch: int, width: int, rate: torch.Tensor) -> torch.Tensor:
+    """The full-size part of dropout_keep: mix each element's index into its block's hash."""
+    device = block.device
     index = (torch.arange(batch, device=device)[:, None] * width
              + torch.arange(width, device=device)[None, :])
-    u = uniform(hash32(seeds[:, None, None], STREAM_DROPOUT + layer, epoch, step, index[None]))
+    u = uniform(extend_hash(block[:, None, None], index[None]))
     rate = rate.to(torch.float32)[:, None, None]
     return (u >= rate).to(torch.float32) / (1.0 - rate)

@@ -147,6 +147,7 @@ class TrainParams:
     patience: int
     early_stopping_holdout: float
     device: str
+    compile: bool
     lasso_alpha: float
 
     def __post_init__(self):
@@ -174,6 +175,7 @@ class TrainParams:
         _number("train.patience", self.patience, low=0, integer=True)
         _number("train.early_stopping_holdout", self.early_stopping_holdout, low=0, high=0.5)
         _choice("train.device", self.device, ("auto", "cpu", "cuda"))
+        _bool("train.compile", self.compile)
         _number("train.lasso_alpha", self.lasso_alpha, low=0, low_open=True)
 
 

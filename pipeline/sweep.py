@@ -39,7 +39,7 @@ from pipeline.errors import PipelineError
 from pipeline.inputs import read_yaml
 from pipeline.params import Params, TrainParams, load_params
 from pipeline.preprocess import load_train
-from pipeline.trainer import resolve_device
+from pipeline.trainer import make_deterministic, resolve_device
 
 # The fold plan is shared by every config of a sweep, so these cannot vary within one.
 FIXED_KEYS = ("model", "folds", "fold_seed", "seed", "n_seeds", "exclude_outliers", "device",
@@ -117,6 +117,7 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
     x, y, outlier = data["x"], data["y"], data["outlier"].astype(bool)
     plan = plan_folds(len(y), outlier, params.train)
     device = resolve_device(params.train.device)
+    make_deterministic()
     groups: dict = {}
     for index, config in enumerate(configs):
         groups.setdefault(architecture_of(config), []).append(index)

@@ -31,7 +31,14 @@ from pipeline.errors import PipelineError
 from pipeline.params import TrainParams, load_params
 from pipeline.preprocess import load_train
 from pipeline.stacked_mlp import StackedModels
-from pipeline.trainer import Architecture, PerModel, TrainResult, resolve_device, train_batched
+from pipeline.trainer import (
+    Architecture,
+    PerModel,
+    TrainResult,
+    make_deterministic,
+    resolve_device,
+    train_batched,
+)
 
 
 @dataclass
@@ -144,7 +151,8 @@ def fit_mlp_configs(x: np.ndarray, y: np.ndarray, plan: FoldPlan, configs: list[
             torch.tensor(np.concatenate(train_masks)),
             torch.tensor(np.tile(plan.val_mask, (len(configs), 1))), arch, per_model,
             names=plan.names * len(configs), on_epoch=on_epoch,
-            stop_mask=torch.tensor(np.concatenate(stop_masks)))
+            stop_mask=torch.tensor(np.concatenate(stop_masks)),
+            compile_kernels=configs[0].compile)
     finally:
         bar.close()
     return [result.select(slice(i * n, (i + 1) * n)) for i in range(len(configs))]
@@ -213,17 +221,18 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
     data = load_train(data_dir)
     x, y, outlier = data["x"], data["y"], data["outlier"].astype(bool)
     plan = plan_folds(len(y), outlier, params)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    make_deterministic()
     if params.model == "mlp" and params.patience > 0 and params.early_stopping_holdout == 0:
         print("train: note: early stopping picks each model's epoch on the fold it is scored on, "
               "so the CV score is optimistic; set train.early_stopping_holdout > 0 to avoid it")
     started = time.perf_counter()
     if params.model == "lasso":
         models = fit_lasso(x, y, plan, params.lasso_alpha)
-        history = None
+        history, where = None, "on cpu (scikit-learn)"
     else:
-        result = fit_mlp_configs(x, y, plan, [params], resolve_device(params.device))[0]
-        models, history = result.models, result
+        device = resolve_device(params.device)
+        result = fit_mlp_configs(x, y, plan, [params], device)[0]
+        models, history, where = result.models, result, f"on {device} ({result.epoch_mode})"
     seconds = time.perf_counter() - started
     oof = oof_predictions(models, x, plan, average)
     metrics = cv_metrics(oof, y, outlier, plan)
@@ -243,7 +252,7 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
         shutil.rmtree(live_dir, ignore_errors=True)
         Path(live_dir, "plots", "metrics").mkdir(parents=True)
     write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
-    print(f"train: {len(plan.names)} {params.model} models in {seconds:.1f} s; CV log-RMSE "
+    print(f"train: {len(plan.names)} {params.model} models in {seconds:.1f} s {where}; CV log-RMSE "
           f"{metrics['cv_rmse']:.4f} +- {metrics['cv_rmse_std']:.4f} (without outlier rows "
           f"{metrics['cv_rmse_no_outliers']:.4f})")
     return metrics

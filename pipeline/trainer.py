@@ -7,16 +7,22 @@ randomness is counter-based (pipeline/counter_rng.py) and a step only ever touch
 Early stopping is per model and watches its own stopping rows (by default its validation rows):
 it keeps its best-epoch weights and stops changing once its patience runs out. The hot loop has
 no DataLoader and no host sync; one small sync per epoch checks whether every model has stopped.
+On CUDA the training steps of an epoch are captured once as a CUDA graph and replayed each epoch
+(the epoch number lives in a device tensor), which removes the launch overhead of the hundreds of
+small kernels per step; if capture fails the epoch runs eagerly, with the same kernels.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from pipeline.counter_rng import dropout_keep, shuffle_order
+from pipeline.counter_rng import dropout_keep, keep_mask, shuffle_order
 from pipeline.errors import PipelineError
 from pipeline.stacked_mlp import StackedModels, forward, init_weights, layer_sizes, predict_rows
 
@@ -63,11 +69,13 @@ class TrainResult:
     val_rmse: torch.Tensor  # [epochs, M] log-RMSE on its validation rows; NaN once stopped/no rows
     best_epoch: torch.Tensor  # [M], 0-based
     epochs_run: torch.Tensor  # [M]
+    epoch_mode: str = "eager"  # how the training steps ran: eager, or replayed as a CUDA graph
 
     def select(self, models: slice) -> TrainResult:
         """The results of a contiguous range of models (e.g. one config of a sweep)."""
-        return TrainResult(self.models.select(models), self.train_rmse[:, models], self.val_rmse[:, models],
-                           self.best_epoch[models], self.epochs_run[models])
+        return TrainResult(self.models.select(models), self.train_rmse[:, models],
+                           self.val_rmse[:, models], self.best_epoch[models],
+                           self.epochs_run[models], self.epoch_mode)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -79,12 +87,52 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def make_deterministic() -> None:
+    """Ask torch for deterministic kernels; cuBLAS needs a fixed workspace for that on CUDA.
+
+    The variable must be set before the first cuBLAS call, so call this before training.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def _masked_rmse(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     count = mask.sum(1)
     sq = torch.where(mask, (pred - y[None, :]) ** 2, torch.zeros((), dtype=pred.dtype,
                                                                  device=pred.device))
     rmse = torch.sqrt(sq.sum(1) / count.clamp(min=1))
     return torch.where(count > 0, rmse, torch.full_like(rmse, float("nan")))
+
+
+def update_parameter(p, g, m, v, lr, keep, step_size, bias2_sqrt, wd, l1, kind: str,
+                     decay: bool) -> None:
+    """One optimiser step for one stacked parameter, in place (torch.optim's formulas).
+
+    A plain function so torch.compile can fuse its dozen elementwise passes into one kernel.
+    """
+    if l1 is not None:
+        g = torch.addcmul(g, l1, p.sign())
+    if decay and kind in ("sgd", "adam"):
+        g = torch.addcmul(g, wd, p)
+    if kind == "sgd":
+        p.addcmul_(lr, g, value=-1)
+        return
+    if decay and kind == "adamw":
+        p.mul_(1 - lr * wd)
+    m.lerp_(g, (1 - ADAM_BETAS[0]) * keep)
+    v.lerp_(g * g, (1 - ADAM_BETAS[1]) * keep)
+    denom = v.sqrt().div_(bias2_sqrt).add_(ADAM_EPS)
+    p.addcdiv_(m * step_size, denom, value=-1)
+
+
+@functools.cache
+def compiled_kernels() -> tuple[Callable, Callable]:
+    """torch.compile'd (update_parameter, keep_mask), made once per process and shared by runs.
+
+    Shapes are dynamic so one compilation serves every model count and layer width.
+    """
+    return (torch.compile(update_parameter, dynamic=True),
+            torch.compile(keep_mask, dynamic=True, fullgraph=True))
 
 
 class _BatchedOptimizer:
@@ -97,8 +145,9 @@ class _BatchedOptimizer:
     """
 
     def __init__(self, kind: str, params: list[torch.Tensor], is_weight: list[bool],
-                 lr: torch.Tensor, weight_decay: torch.Tensor, l1: torch.Tensor):
-        self.kind, self.params, self.is_weight = kind, params, is_weight
+                 lr: torch.Tensor, weight_decay: torch.Tensor, l1: torch.Tensor,
+                 update: Callable = update_parameter):
+        self.kind, self.params, self.is_weight, self.update = kind, params, is_weight, update
         self.lr = lr.view(-1, 1, 1)
         self.wd = weight_decay.view(-1, 1, 1)
         self.l1 = l1.view(-1, 1, 1) if bool((l1 > 0).any()) else None
@@ -112,32 +161,57 @@ class _BatchedOptimizer:
         keep = mask.to(self.lr.dtype).view(-1, 1, 1)
         self.steps += keep.view(-1)
         lr = self.lr * keep
-        beta1, beta2 = ADAM_BETAS
         t = self.steps.clamp(min=1).view(-1, 1, 1)
-        step_size = lr / (1 - beta1 ** t)
-        bias2_sqrt = (1 - beta2 ** t).sqrt()
+        step_size = lr / (1 - ADAM_BETAS[0] ** t)
+        bias2_sqrt = (1 - ADAM_BETAS[1] ** t).sqrt()
         for i, (p, g, is_w) in enumerate(zip(self.params, grads, self.is_weight, strict=True)):
-            if is_w and self.l1 is not None:
-                g = torch.addcmul(g, self.l1, p.sign())
-            if is_w and self.use_wd and self.kind in ("sgd", "adam"):
-                g = torch.addcmul(g, self.wd, p)
-            if self.kind == "sgd":
-                p.addcmul_(lr, g, value=-1)
-                continue
-            if is_w and self.use_wd and self.kind == "adamw":
-                p.mul_(1 - lr * self.wd)
-            m, v = self.exp_avg[i], self.exp_avg_sq[i]
-            m.lerp_(g, (1 - beta1) * keep)
-            v.lerp_(g * g, (1 - beta2) * keep)
-            denom = v.sqrt().div_(bias2_sqrt).add_(ADAM_EPS)
-            p.addcdiv_(m * step_size, denom, value=-1)
+            self.update(p, g, self.exp_avg[i], self.exp_avg_sq[i], lr, keep, step_size,
+                        bias2_sqrt, self.wd, self.l1 if is_w else None, self.kind,
+                        is_w and self.use_wd)
+
+
+class _EpochRunner:
+    """Runs one epoch's training steps: eagerly, or on CUDA as a replayed CUDA graph.
+
+    The first epoch runs eagerly on a side stream (the warm-up CUDA graphs need: cuBLAS handles,
+    autograd's streams, allocator pools), then the steps are captured and every later epoch is one
+    `replay()`. Capture records the same kernels the eager run launches, so results are unchanged.
+    """
+
+    def __init__(self, run_epoch: Callable[[], None], device: torch.device, use_graph: bool):
+        self.run_epoch, self.device = run_epoch, device
+        self.use_graph = use_graph and device.type == "cuda"
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.mode = "cuda graph" if self.use_graph else "eager"
+
+    def __call__(self) -> None:
+        if self.graph is not None:
+            self.graph.replay()
+            return
+        if not self.use_graph:
+            self.run_epoch()
+            return
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            self.run_epoch()
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        try:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self.run_epoch()
+            self.graph = graph
+        except RuntimeError as exc:  # capture is an optimisation: fall back to eager epochs
+            warnings.warn(f"CUDA graph capture failed, training eagerly: {exc}", stacklevel=2)
+            self.use_graph, self.mode = False, "eager (graph capture failed)"
 
 
 def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
                   val_mask: torch.Tensor, arch: Architecture, per_model: PerModel,
                   names: Sequence[str] | None = None,
                   on_epoch: Callable[[int, int, float], None] | None = None,
-                  stop_mask: torch.Tensor | None = None) -> TrainResult:
+                  stop_mask: torch.Tensor | None = None,
+                  cuda_graph: bool = True, compile_kernels: bool = False) -> TrainResult:
     """Train len(per_model) models on x [N, d] / y [N] (log price), all on x's device.
 
     train_mask / val_mask [M, N] (bool) give each model its rows; val_rmse is recorded on the
@@ -145,6 +219,9 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     validation rows); rows held out of training for it keep the validation score unbiased.
     Targets are standardised per model with its own training rows' mean and std, so lr means the
     same across folds. `on_epoch(epoch, n_active, best_mean)` reports progress once per epoch.
+    `cuda_graph=False` runs every epoch eagerly on CUDA too (for comparison and debugging).
+    `compile_kernels` (CUDA only) fuses the optimiser and dropout-mask elementwise work with
+    torch.compile: the same arithmetic up to float rounding, for a one-off compile per process.
     """
     device, dtype = x.device, x.dtype
     n_models, n_rows = train_mask.shape
@@ -183,8 +260,10 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     weights = [w.to(device=device, dtype=dtype).requires_grad_() for w in weights]
     biases = [b.to(device=device, dtype=dtype).requires_grad_() for b in biases]
     params = [*weights, *biases]
+    fused = compile_kernels and device.type == "cuda"
+    update, mask_fn = compiled_kernels() if fused else (update_parameter, keep_mask)
     opt = _BatchedOptimizer(arch.optimizer, params, [True] * len(weights) + [False] * len(biases),
-                            lr, wd, l1)
+                            lr, wd, l1, update)
     best_w = [w.detach().clone() for w in weights]
     best_b = [b.detach().clone() for b in biases]
 
@@ -200,9 +279,11 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     batch = arch.batch_size
     n_steps = -(-int(n_train.max()) // batch)
     model_index = torch.arange(n_models, device=device)[:, None]
+    # Everything the steps read lives in tensors updated in place, so a captured graph sees it.
+    epoch_now = torch.zeros((), dtype=torch.int64, device=device)
 
-    for epoch in range(total_epochs):
-        order = shuffle_order(seeds, train_mask, epoch)
+    def run_epoch() -> None:
+        order = shuffle_order(seeds, train_mask, epoch_now)
         for step in range(n_steps):
             idx = order[:, step * batch:(step + 1) * batch]  # [M, B]
             width = idx.shape[1]
@@ -211,14 +292,20 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
             n_valid = valid.sum(1)
             drop = None
             if use_dropout:
-                def drop(layer, h, epoch=epoch, step=step, width=width):
-                    return dropout_keep(seeds, layer, epoch, step, width, h.shape[2], rate)
+                def drop(layer, h, step=step, width=width):
+                    return dropout_keep(seeds, layer, epoch_now, step, width, h.shape[2], rate,
+                                        mask_fn)
             out = forward(x[idx], weights, biases, arch.activation, drop, arch.linear_skip)
             err = torch.where(valid, out - target[model_index, idx], torch.zeros((), device=device,
                                                                                 dtype=dtype))
             loss = ((err ** 2).sum(1) / n_valid.clamp(min=1)).sum()
             grads = torch.autograd.grad(loss, params)
             opt.step(list(grads), active & (n_valid > 0))
+
+    train_epoch = _EpochRunner(run_epoch, device, cuda_graph)
+    for epoch in range(total_epochs):
+        epoch_now.fill_(epoch)
+        train_epoch()
 
         with torch.no_grad():
             pred = (predict_rows(x, weights, biases, arch.activation, arch.linear_skip)
@@ -237,8 +324,7 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
             for src, dst in zip([*weights, *biases], [*best_w, *best_b], strict=True):
                 dst.copy_(torch.where(keep.view(-1, 1, 1), src, dst))
             since_best = torch.where(keep, 0, since_best + 1)
-            active = (active & (epoch + 1 < max_epochs)
-                      & ((patience == 0) | (since_best < patience)))
+            active &= (epoch + 1 < max_epochs) & ((patience == 0) | (since_best < patience))
         n_active = int(active.sum())  # the one host sync per epoch
         if on_epoch is not None:
             finite = best_stop[torch.isfinite(best_stop)]
@@ -251,4 +337,4 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     models = StackedModels([w.cpu() for w in best_w], [b.cpu() for b in best_b], arch.activation,
                            y_mean.cpu(), y_std.cpu(), names, arch.linear_skip)
     return TrainResult(models, hist_train.cpu(), hist_val.cpu(), best_epoch.cpu(),
-                       epochs_run.cpu())
+                       epochs_run.cpu(), train_epoch.mode + (" + torch.compile" if fused else ""))

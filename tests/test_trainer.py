@@ -8,6 +8,12 @@ from reference_trainer import train_one
 
 from pipeline.trainer import Architecture, PerModel, train_batched
 
+# CI has no GPU: there the CUDA cases are skipped; on a GPU machine they run the CUDA-graph path.
+NO_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=NO_GPU),
+           pytest.param("cuda+compile", marks=NO_GPU)]
+MODES = {"cpu": "eager", "cuda": "cuda graph", "cuda+compile": "cuda graph + torch.compile"}
+
 
 def fold_masks(n_rows, n_folds):
     fold = np.arange(n_rows) % n_folds
@@ -32,8 +38,9 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(("optimizer", "hidden", "settings", "patience", "skip"), CASES)
-def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip):
+def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip, device):
     x, y = make_case()
     train_mask, val_mask = fold_masks(len(y), 3)
     # Model i trains on fold i % 3 with its own hyperparameters and seed; the last row of one
@@ -45,7 +52,10 @@ def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip)
                          weight_decay=[s[1] for s in settings], l1=[s[2] for s in settings],
                          dropout=[s[3] for s in settings], max_epochs=[12, 9, 12],
                          patience=[patience] * 3)
-    result = train_batched(x, y, train_mask, val_mask, arch, per_model)
+    on = device.split("+")[0]
+    result = train_batched(x.to(on), y.to(on), train_mask, val_mask, arch, per_model,
+                           compile_kernels=device.endswith("+compile"))
+    assert result.epoch_mode == MODES[device]
     for m, (lr, wd, l1, rate) in enumerate(settings):
         ref_w, ref_b, ref_hist, ref_best = train_one(
             x, y, train_mask[m], val_mask[m], seed=seeds[m], hidden=hidden, activation="relu",
@@ -63,19 +73,73 @@ def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip)
             torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
 
 
-def test_model_result_does_not_depend_on_batch_companions():
+@pytest.mark.parametrize("device", DEVICES)
+def test_model_result_does_not_depend_on_batch_companions(device):
     x, y = make_case()
+    x, y = x.to(device.split("+")[0]), y.to(device.split("+")[0])
     train_mask, val_mask = fold_masks(len(y), 3)
     arch = Architecture((16,), "relu", "adamw", batch_size=16)
     kwargs = dict(lr=0.01, weight_decay=0.01, l1=1e-4, dropout=0.3, max_epochs=8, patience=3)
+    fuse = device.endswith("+compile")
     together = train_batched(x, y, train_mask, val_mask, arch,
-                             PerModel.repeat([5, 6, 7], **kwargs))
+                             PerModel.repeat([5, 6, 7], **kwargs), compile_kernels=fuse)
     alone = train_batched(x, y, train_mask[1:2], val_mask[1:2], arch,
-                          PerModel.repeat([6], **kwargs))
+                          PerModel.repeat([6], **kwargs), compile_kernels=fuse)
     for got, want in zip(together.models.weights, alone.models.weights, strict=True):
         torch.testing.assert_close(got[1], want[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(together.val_rmse[:, 1], alone.val_rmse[:together.val_rmse.shape[0], 0],
                                equal_nan=True, rtol=1e-5, atol=1e-6)
+
+
+@NO_GPU
+def test_cuda_graph_replay_gives_the_eager_result_exactly():
+    x, y = make_case()
+    train_mask, val_mask = fold_masks(len(y), 3)
+    arch = Architecture((16,), "relu", "adamw", batch_size=16, linear_skip=True)
+    per_model = PerModel(seeds=[1, 2, 3], lr=[0.01, 0.003, 0.02], weight_decay=[0.1, 0.0, 0.5],
+                         l1=[1e-4, 0.0, 1e-3], dropout=[0.3, 0.0, 0.5], max_epochs=[10, 6, 10],
+                         patience=[3, 0, 2])
+    runs = {graph: train_batched(x.cuda(), y.cuda(), train_mask, val_mask, arch, per_model,
+                                 cuda_graph=graph) for graph in (True, False)}
+    assert runs[True].epoch_mode == "cuda graph" and runs[False].epoch_mode == "eager"
+    for got, want in zip(runs[True].models.weights, runs[False].models.weights, strict=True):
+        assert torch.equal(got, want)
+    assert torch.equal(runs[True].val_rmse.nan_to_num(-1), runs[False].val_rmse.nan_to_num(-1))
+    assert torch.equal(runs[True].best_epoch, runs[False].best_epoch)
+
+
+@NO_GPU
+def test_failed_graph_capture_falls_back_to_eager_epochs(monkeypatch):
+    x, y = make_case()
+    train_mask, val_mask = fold_masks(len(y), 3)
+    arch = Architecture((8,), "relu", "adamw", batch_size=16)
+    per_model = PerModel.repeat([4, 5, 6], lr=0.01, weight_decay=0.1, l1=1e-4, dropout=0.3,
+                                max_epochs=6, patience=0)
+    eager = train_batched(x.cuda(), y.cuda(), train_mask, val_mask, arch, per_model,
+                          cuda_graph=False)
+
+    def broken_capture(*args, **kwargs):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(torch.cuda, "graph", broken_capture)
+    with pytest.warns(UserWarning, match="CUDA graph capture failed, training eagerly"):
+        fallback = train_batched(x.cuda(), y.cuda(), train_mask, val_mask, arch, per_model)
+    assert fallback.epoch_mode == "eager (graph capture failed)"
+    for got, want in zip(fallback.models.weights, eager.models.weights, strict=True):
+        assert torch.equal(got, want)
+
+
+def test_compile_is_a_cuda_option_and_changes_nothing_on_the_cpu():
+    x, y = make_case()
+    train_mask, val_mask = fold_masks(len(y), 3)
+    arch = Architecture((8,), "relu", "adamw", batch_size=16)
+    per_model = PerModel.repeat([4, 5, 6], lr=0.01, weight_decay=0.1, l1=1e-4, dropout=0.3,
+                                max_epochs=5, patience=0)
+    runs = [train_batched(x, y, train_mask, val_mask, arch, per_model, compile_kernels=fuse)
+            for fuse in (True, False)]
+    assert [r.epoch_mode for r in runs] == ["eager", "eager"]
+    for got, want in zip(runs[0].models.weights, runs[1].models.weights, strict=True):
+        assert torch.equal(got, want)
 
 
 def _train(**overrides):

@@ -1,0 +1,92 @@
+"""The default config's training (what the train stage runs) on each device: time, and how far
+the GPU's results are from the CPU's.
+
+    python bench/train_on_devices.py [--devices cpu,cuda,cuda+compile] [--repeats 2]
+
+(`cuda+compile` is the GPU with train.compile: true.)
+
+Each device trains the params.yaml config (all folds x seeds, early stopping as configured) twice.
+Prints a table: seconds, whether the two runs on a device are bit-identical, and against the
+first CPU run the largest difference in any out-of-fold or test log-price prediction, the CV
+scores and the best epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import time
+
+import numpy as np
+import torch
+from common import device_name, load_data, markdown_table, sync
+
+from pipeline.ensemble import combine_log_predictions
+from pipeline.train import cv_metrics, fit_mlp_configs, oof_predictions, plan_folds
+from pipeline.trainer import make_deterministic, resolve_device
+
+
+def run_once(data, params, plan, device, fuse):
+    sync(device)
+    started = time.perf_counter()
+    config = dataclasses.replace(params.train, compile=fuse)
+    result = fit_mlp_configs(data["x_train"], data["y_train"], plan, [config], device,
+                             label=f"train on {device}")[0]
+    sync(device)
+    seconds = time.perf_counter() - started
+    oof = oof_predictions(result.models, data["x_train"], plan, params.ensemble.average)
+    test = combine_log_predictions(
+        result.models.predict_log_price(torch.tensor(data["x_test"])).numpy(),
+        params.ensemble.average)
+    metrics = cv_metrics(oof, data["y_train"], data["outlier"].astype(bool), plan)
+    return {"seconds": seconds, "oof": oof, "test": test, "metrics": metrics,
+            "best_epoch": result.best_epoch.numpy(), "mode": result.epoch_mode,
+            "weights": [w.numpy() for w in result.models.weights]}
+
+
+def identical(a, b) -> bool:
+    return (np.array_equal(a["oof"], b["oof"]) and np.array_equal(a["test"], b["test"])
+            and all(np.array_equal(u, v) for u, v in zip(a["weights"], b["weights"], strict=True)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", default="cpu,cuda,cuda+compile")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    make_deterministic()
+    params, data = load_data()
+    plan = plan_folds(len(data["y_train"]), data["outlier"].astype(bool), params.train)
+    devices = args.devices.split(",")
+    runs = {d: [run_once(data, params, plan, resolve_device(d.split("+")[0]), d.endswith("+compile"))
+                for _ in range(args.repeats)] for d in devices}
+    reference = runs[devices[0]][0]
+    rows = []
+    for name, results in runs.items():
+        device = resolve_device(name.split("+")[0])
+        for i, r in enumerate(results):
+            m, ref = r["metrics"], reference["metrics"]
+            rows.append([
+                f"{device_name(device)} ({r['mode']})", i + 1, f"{r['seconds']:.2f}",
+                "yes" if identical(r, results[0]) else "NO",
+                f"{np.abs(r['oof'] - reference['oof']).max():.2e}",
+                f"{np.abs(r['test'] - reference['test']).max():.2e}",
+                f"{m['cv_rmse']:.5f} ({m['cv_rmse'] - ref['cv_rmse']:+.1e})",
+                f"{m['cv_rmse_no_outliers']:.5f} "
+                f"({m['cv_rmse_no_outliers'] - ref['cv_rmse_no_outliers']:+.1e})",
+                int((r["best_epoch"] != reference["best_epoch"]).sum()),
+            ])
+    print(f"# Default-config training on each device, torch {torch.__version__}, "
+          f"{datetime.date.today()}")
+    print(f"{len(plan.names)} models: {params.train.folds} folds x {params.train.n_seeds} seeds, "
+          f"hidden {list(params.train.hidden)}, max {params.train.max_epochs} epochs, patience "
+          f"{params.train.patience}; differences are against run 1 on {devices[0]}")
+    print()
+    print(markdown_table(["device", "run", "train seconds", "same bits as run 1 here",
+                          "max diff, oof log price", "max diff, test log price", "CV (diff)",
+                          "CV no outliers (diff)", "models with another best epoch"], rows))
+
+
+if __name__ == "__main__":
+    main()
