@@ -12,7 +12,8 @@ import argparse
 import torch
 from common import fold_masks, load_data
 
-from pipeline.trainer import Architecture, PerModel, resolve_device, train_batched
+from pipeline.train import architecture_of
+from pipeline.trainer import PerModel, resolve_device, train_batched
 
 
 def main() -> None:
@@ -29,7 +30,7 @@ def main() -> None:
     x = torch.tensor(data["x_train"], device=device)
     y = torch.tensor(data["y_train"], device=device)
     train_mask, val_mask = fold_masks(len(y), args.models, tp.folds)
-    arch = Architecture(tp.hidden, tp.activation, tp.optimizer, tp.batch_size, tp.linear_skip)
+    arch = architecture_of(tp)
     per_model = PerModel.repeat(list(range(args.models)), lr=tp.lr, weight_decay=tp.weight_decay,
                                 l1=tp.l1, dropout=tp.dropout, max_epochs=args.epochs, patience=0)
     activities = [torch.profiler.ProfilerActivity.CPU]

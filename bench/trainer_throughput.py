@@ -20,7 +20,8 @@ from common import device_name, fold_masks, load_data, markdown_table, sync
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from pipeline.trainer import ADAM_BETAS, Architecture, PerModel, resolve_device, train_batched
+from pipeline.train import architecture_of
+from pipeline.trainer import ADAM_BETAS, PerModel, resolve_device, train_batched
 
 ACT = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
 OPT = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -63,7 +64,7 @@ def batched_rate(x, y, train_mask, val_mask, tp, device, n_models, epochs, cuda_
     per-epoch evaluation. Steady state is the median epoch after the first two, from the
     per-epoch callback (which follows the trainer's one host sync per epoch).
     """
-    arch = Architecture(tp.hidden, tp.activation, tp.optimizer, tp.batch_size, tp.linear_skip)
+    arch = architecture_of(tp)
     per_model = PerModel.repeat(list(range(n_models)), lr=tp.lr, weight_decay=tp.weight_decay,
                                 l1=tp.l1, dropout=tp.dropout, max_epochs=epochs, patience=0)
     stamps = []
