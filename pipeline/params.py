@@ -140,6 +140,7 @@ class TrainParams:
     dropout: float
     weight_decay: float
     l1: float
+    l1_skip: float
     optimizer: str
     lr: float
     batch_size: int
@@ -168,6 +169,7 @@ class TrainParams:
         _number("train.dropout", self.dropout, low=0, high=1, high_open=True)
         _number("train.weight_decay", self.weight_decay, low=0)
         _number("train.l1", self.l1, low=0)
+        _number("train.l1_skip", self.l1_skip, low=0)
         _choice("train.optimizer", self.optimizer, OPTIMIZERS)
         _number("train.lr", self.lr, low=0, low_open=True)
         _number("train.batch_size", self.batch_size, low=1, integer=True)

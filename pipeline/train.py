@@ -135,7 +135,8 @@ def fit_mlp_configs(x: np.ndarray, y: np.ndarray, plan: FoldPlan, configs: list[
         return [getattr(c, attr) for c in configs for _ in range(n)]
 
     per_model = PerModel(seeds=plan.seeds * len(configs), lr=each("lr"),
-                         weight_decay=each("weight_decay"), l1=each("l1"), dropout=each("dropout"),
+                         weight_decay=each("weight_decay"), l1=each("l1"), l1_skip=each("l1_skip"),
+                         dropout=each("dropout"),
                          max_epochs=each("max_epochs"), patience=each("patience"))
     bar = tqdm(total=max(per_model.max_epochs), desc=f"{label}: {n * len(configs)} models on {device}",
                unit="epoch", disable=None, file=sys.stderr)

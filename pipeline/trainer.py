@@ -49,10 +49,11 @@ class PerModel:
     seeds: Sequence[int]
     lr: Sequence[float]
     weight_decay: Sequence[float]
-    l1: Sequence[float]
+    l1: Sequence[float]  # on the MLP's weights
     dropout: Sequence[float]
     max_epochs: Sequence[int]
     patience: Sequence[int]  # 0: no early stopping, keep the last epoch
+    l1_skip: Sequence[float] | None = None  # on the linear skip path; None: the same as l1
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -142,15 +143,17 @@ class _BatchedOptimizer:
     biases (L1 adds l1 * sign(w) to the gradient, the subgradient of l1 * |w|). `mask` [M] says
     which models take this step: the others (stopped, or with no rows in this step) get a zero
     step size and zero moment updates, so they stay exactly as they are. Updates are in place.
+    `l1` gives each parameter its [M] penalty (None: none, as for biases).
     """
 
     def __init__(self, kind: str, params: list[torch.Tensor], is_weight: list[bool],
-                 lr: torch.Tensor, weight_decay: torch.Tensor, l1: torch.Tensor,
-                 update: Callable = update_parameter):
+                 lr: torch.Tensor, weight_decay: torch.Tensor,
+                 l1: list[torch.Tensor | None], update: Callable = update_parameter):
         self.kind, self.params, self.is_weight, self.update = kind, params, is_weight, update
         self.lr = lr.view(-1, 1, 1)
         self.wd = weight_decay.view(-1, 1, 1)
-        self.l1 = l1.view(-1, 1, 1) if bool((l1 > 0).any()) else None
+        self.l1 = [p.view(-1, 1, 1) if p is not None and bool((p > 0).any()) else None
+                   for p in l1]
         self.use_wd = bool((weight_decay > 0).any())
         self.steps = torch.zeros_like(lr)
         self.exp_avg = [torch.zeros_like(p) for p in params]
@@ -166,8 +169,7 @@ class _BatchedOptimizer:
         bias2_sqrt = (1 - ADAM_BETAS[1] ** t).sqrt()
         for i, (p, g, is_w) in enumerate(zip(self.params, grads, self.is_weight, strict=True)):
             self.update(p, g, self.exp_avg[i], self.exp_avg_sq[i], lr, keep, step_size,
-                        bias2_sqrt, self.wd, self.l1 if is_w else None, self.kind,
-                        is_w and self.use_wd)
+                        bias2_sqrt, self.wd, self.l1[i], self.kind, is_w and self.use_wd)
 
 
 class _EpochRunner:
@@ -242,6 +244,7 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
 
     seeds = vec(per_model.seeds, torch.int64)
     lr, wd, l1 = vec(per_model.lr), vec(per_model.weight_decay), vec(per_model.l1)
+    l1_skip = l1 if per_model.l1_skip is None else vec(per_model.l1_skip)
     rate = vec(per_model.dropout)
     max_epochs = vec(per_model.max_epochs, torch.int64)
     patience = vec(per_model.patience, torch.int64)
@@ -262,8 +265,9 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     params = [*weights, *biases]
     fused = compile_kernels and device.type == "cuda"
     update, mask_fn = compiled_kernels() if fused else (update_parameter, keep_mask)
+    l1_per_weight = [l1] * (len(weights) - arch.linear_skip) + [l1_skip] * arch.linear_skip
     opt = _BatchedOptimizer(arch.optimizer, params, [True] * len(weights) + [False] * len(biases),
-                            lr, wd, l1, update)
+                            lr, wd, [*l1_per_weight, *[None] * len(biases)], update)
     best_w = [w.detach().clone() for w in weights]
     best_b = [b.detach().clone() for b in biases]
 

@@ -21,7 +21,8 @@ OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.o
 
 
 def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer, batch_size,
-              lr, weight_decay, l1, dropout, max_epochs, patience, linear_skip=False):
+              lr, weight_decay, l1, dropout, max_epochs, patience, linear_skip=False,
+              l1_skip=None):
     """Returns (weights [in,out] list, biases [1,out] list, val_rmse per epoch, best_epoch)."""
     sizes = layer_sizes(x.shape[1], hidden)
     w0, b0 = init_weights([seed], sizes)
@@ -63,7 +64,9 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
         for step, start in enumerate(range(0, n, batch_size)):
             idx = order[start:start + batch_size]
             loss = F.mse_loss(net(x[idx], epoch, step), target[idx])
-            loss = loss + l1 * sum(w.abs().sum() for w in decayed)
+            loss = loss + l1 * sum(la.weight.abs().sum() for la in layers)
+            if linear_skip:
+                loss = loss + (l1 if l1_skip is None else l1_skip) * skip.weight.abs().sum()
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -27,6 +27,7 @@ def test_repo_params_are_valid(repo_root):
     ("train", "early_stopping_holdout", 0.8, "train.early_stopping_holdout must be <= 0.5"),
     ("train", "hidden", [64, 0], "train.hidden must be >= 1"),
     ("train", "compile", "yes", "train.compile must be true or false"),
+    ("train", "l1_skip", -0.1, "train.l1_skip must be >= 0"),
     ("train", "folds", 1, "train.folds must be >= 2"),
     ("train", "batch_size", 3.5, "train.batch_size must be an integer"),
     ("preprocess", "fit_on", "test", "preprocess.fit_on must be one of train, train\\+test"),

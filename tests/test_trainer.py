@@ -73,6 +73,29 @@ def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip,
             torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
 
 
+def test_l1_on_the_skip_path_is_its_own_penalty():
+    x, y = make_case()
+    train_mask, val_mask = fold_masks(len(y), 3)
+    arch = Architecture((8,), "relu", "adamw", batch_size=16, linear_skip=True)
+    l1, l1_skip = [0.0, 1e-3, 0.0], [0.3, 0.0, 0.003]
+    per_model = PerModel(seeds=[7, 8, 9], lr=[0.01] * 3, weight_decay=[0.05] * 3, l1=l1,
+                         l1_skip=l1_skip, dropout=[0.0] * 3, max_epochs=[8] * 3, patience=[0] * 3)
+    result = train_batched(x, y, train_mask, val_mask, arch, per_model)
+    for m in range(3):
+        ref_w, _, ref_hist, _ = train_one(
+            x, y, train_mask[m], val_mask[m], seed=[7, 8, 9][m], hidden=(8,), activation="relu",
+            optimizer="adamw", batch_size=16, lr=0.01, weight_decay=0.05, l1=l1[m], dropout=0.0,
+            max_epochs=8, patience=0, linear_skip=True, l1_skip=l1_skip[m])
+        np.testing.assert_allclose(result.val_rmse[:, m].numpy(), ref_hist, rtol=1e-4, atol=1e-5)
+        for got, want in zip(result.models.weights, ref_w, strict=True):
+            torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
+    # The penalty bites: model 0's skip weights (l1_skip 0.3) end up smaller than without it.
+    plain = train_batched(x, y, train_mask[:1], val_mask[:1], arch, PerModel.repeat(
+        [7], lr=0.01, weight_decay=0.05, l1=0.0, dropout=0.0, max_epochs=8, patience=0))
+    assert (float(result.models.weights[-1][0].abs().sum())
+            < 0.8 * float(plain.models.weights[-1][0].abs().sum()))
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_model_result_does_not_depend_on_batch_companions(device):
     x, y = make_case()
