@@ -8,12 +8,13 @@ Prints the profiler's table (device time on CUDA, CPU time on the CPU), sorted b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import torch
 from common import fold_masks, load_data
 
-from pipeline.train import architecture_of
-from pipeline.trainer import PerModel, resolve_device, train_batched
+from pipeline.train import architecture_of, per_model_settings
+from pipeline.trainer import resolve_device, train_batched
 
 
 def main() -> None:
@@ -31,8 +32,8 @@ def main() -> None:
     y = torch.tensor(data["y_train"], device=device)
     train_mask, val_mask = fold_masks(len(y), args.models, tp.folds)
     arch = architecture_of(tp)
-    per_model = PerModel.repeat(list(range(args.models)), lr=tp.lr, weight_decay=tp.weight_decay,
-                                l1=tp.l1, dropout=tp.dropout, max_epochs=args.epochs, patience=0)
+    per_model = per_model_settings([dataclasses.replace(tp, max_epochs=args.epochs, patience=0)],
+                                   list(range(args.models)))
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)

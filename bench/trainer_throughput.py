@@ -10,6 +10,7 @@ on M: it is measured on a few models and reported beside every M.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import itertools
 import math
@@ -20,8 +21,8 @@ from common import device_name, fold_masks, load_data, markdown_table, sync
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from pipeline.train import architecture_of
-from pipeline.trainer import ADAM_BETAS, PerModel, resolve_device, train_batched
+from pipeline.train import architecture_of, per_model_settings
+from pipeline.trainer import ADAM_BETAS, resolve_device, train_batched
 
 ACT = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
 OPT = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -65,8 +66,8 @@ def batched_rate(x, y, train_mask, val_mask, tp, device, n_models, epochs, cuda_
     per-epoch callback (which follows the trainer's one host sync per epoch).
     """
     arch = architecture_of(tp)
-    per_model = PerModel.repeat(list(range(n_models)), lr=tp.lr, weight_decay=tp.weight_decay,
-                                l1=tp.l1, dropout=tp.dropout, max_epochs=epochs, patience=0)
+    per_model = per_model_settings([dataclasses.replace(tp, max_epochs=epochs, patience=0)],
+                                   list(range(n_models)))
     stamps = []
     sync(device)
     started = time.perf_counter()

@@ -123,6 +123,18 @@ def architecture_of(params: TrainParams) -> Architecture:
                         params.linear_skip)
 
 
+def per_model_settings(configs: list[TrainParams], seeds: list[int]) -> PerModel:
+    """Every config's scalars repeated for each of its models (one per seed), configs in order."""
+
+    def each(attr):
+        return [getattr(c, attr) for c in configs for _ in seeds]
+
+    return PerModel(seeds=list(seeds) * len(configs), lr=each("lr"),
+                    weight_decay=each("weight_decay"), l1=each("l1"), l1_skip=each("l1_skip"),
+                    dropout=each("dropout"), max_epochs=each("max_epochs"),
+                    patience=each("patience"))
+
+
 def fit_mlp_configs(x: np.ndarray, y: np.ndarray, plan: FoldPlan, configs: list[TrainParams],
                     device: torch.device, label: str = "train") -> list[TrainResult]:
     """Train every fold x seed model of every config in one batched run (one architecture)."""
@@ -130,14 +142,7 @@ def fit_mlp_configs(x: np.ndarray, y: np.ndarray, plan: FoldPlan, configs: list[
     if any(architecture_of(c) != arch for c in configs):
         raise ValueError("configs trained together must share one architecture")
     n = len(plan.names)
-
-    def each(attr):
-        return [getattr(c, attr) for c in configs for _ in range(n)]
-
-    per_model = PerModel(seeds=plan.seeds * len(configs), lr=each("lr"),
-                         weight_decay=each("weight_decay"), l1=each("l1"), l1_skip=each("l1_skip"),
-                         dropout=each("dropout"),
-                         max_epochs=each("max_epochs"), patience=each("patience"))
+    per_model = per_model_settings(configs, plan.seeds)
     bar = tqdm(total=max(per_model.max_epochs), desc=f"{label}: {n * len(configs)} models on {device}",
                unit="epoch", disable=None, file=sys.stderr)
 
