@@ -29,18 +29,22 @@ from pipeline.trainer import resolve_device
 def recipes(params):
     """name -> (preprocess params, train params, ensemble average)."""
     book_pre = dataclasses.replace(params.preprocess, fit_on="train+test", numeric_as_category=(),
-                                   ordinal_quality=False, log1p_skewed=False)
-    book = dataclasses.replace(params.train, model="mlp", hidden=(), linear_skip=False,
+                                   ordinal_quality=False, log1p_skewed=False,
+                                   engineered_features=False)
+    book = dataclasses.replace(params.train, model="mlp", hidden=(), linear_skip=False, skip_init="zeros",
                                optimizer="sgd", lr=0.01, weight_decay=0.0, l1=0.0, dropout=0.0,
                                max_epochs=10, patience=0, n_seeds=1, exclude_outliers=False)
     lasso = dataclasses.replace(params.train, model="lasso", n_seeds=1)
     default = dataclasses.replace(params.train, model="mlp")
+    from_zeros = dataclasses.replace(default, skip_init="zeros")
     return {
         "d2l book: linear model, SGD, 10 epochs, book preprocessing": (book_pre, book, "price"),
         f"Lasso (alpha {params.train.lasso_alpha:g}), project preprocessing":
             (params.preprocess, lasso, params.ensemble.average),
         "project default: MLP ensemble (params.yaml)":
             (params.preprocess, default, params.ensemble.average),
+        "the same MLP ensemble, linear path started at zeros (skip_init: zeros)":
+            (params.preprocess, from_zeros, params.ensemble.average),
     }
 
 

@@ -27,13 +27,23 @@ ORDINAL_SCALES = {
     "GarageFinish": {"Unf": 1, "RFn": 2, "Fin": 3},
 }
 MISSING_LEVEL = "missing"
+# Sums the classic Kaggle kernels add (a missing part counts as none), and whether a part exists.
+TOTALS = {
+    "TotalSF": {"TotalBsmtSF": 1.0, "1stFlrSF": 1.0, "2ndFlrSF": 1.0},
+    "TotalBath": {"FullBath": 1.0, "HalfBath": 0.5, "BsmtFullBath": 1.0, "BsmtHalfBath": 0.5},
+    "TotalPorchSF": {"OpenPorchSF": 1.0, "EnclosedPorch": 1.0, "3SsnPorch": 1.0,
+                     "ScreenPorch": 1.0, "WoodDeckSF": 1.0},
+}
+AGES = {"HouseAge": "YearBuilt", "RemodAge": "YearRemodAdd"}  # years before the sale
+PRESENCE = ("PoolArea", "2ndFlrSF", "GarageArea", "TotalBsmtSF", "Fireplaces")
 
 
 class FeatureEngineer(TransformerMixin, BaseEstimator):
     """Recode columns by the preprocess switches; which columns to log1p is learned in fit."""
 
     def __init__(self, numeric_as_category=(), ordinal_quality=False, log1p_skewed=False,
-                 skew_threshold=0.75):
+                 skew_threshold=0.75, engineered_features=False):
+        self.engineered_features = engineered_features
         self.numeric_as_category = numeric_as_category
         self.ordinal_quality = ordinal_quality
         self.log1p_skewed = log1p_skewed
@@ -41,6 +51,8 @@ class FeatureEngineer(TransformerMixin, BaseEstimator):
 
     def _recode(self, frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame.copy()
+        if self.engineered_features:
+            frame = add_engineered_features(frame)
         for col in self.numeric_as_category:
             values = frame[col]
             frame[col] = values.map(lambda v: MISSING_LEVEL if pd.isna(v) else str(v)).astype("str")
@@ -66,6 +78,15 @@ class FeatureEngineer(TransformerMixin, BaseEstimator):
         return recoded
 
 
+def add_engineered_features(frame: pd.DataFrame) -> pd.DataFrame:
+    """Totals, ages at sale and has-a-part flags: whole-house sizes no single column holds."""
+    added = {name: sum(frame[col].fillna(0) * weight for col, weight in parts.items())
+             for name, parts in TOTALS.items()}
+    added |= {name: (frame["YrSold"] - frame[col]).clip(lower=0) for name, col in AGES.items()}
+    added |= {f"Has{col}": (frame[col].fillna(0) > 0).astype("float64") for col in PRESENCE}
+    return frame.assign(**added)
+
+
 def build_transform(params: PreprocessParams) -> Pipeline:
     """Numeric: mean-impute then standardize. Categorical: one-hot, missing as its own level."""
     numeric = make_pipeline(SimpleImputer(strategy="mean"), StandardScaler())
@@ -83,5 +104,6 @@ def build_transform(params: PreprocessParams) -> Pipeline:
         ordinal_quality=params.ordinal_quality,
         log1p_skewed=params.log1p_skewed,
         skew_threshold=params.skew_threshold,
+        engineered_features=params.engineered_features,
     )
     return Pipeline([("engineer", engineer), ("columns", columns)])

@@ -106,6 +106,7 @@ class PreprocessParams:
     ordinal_quality: bool
     log1p_skewed: bool
     skew_threshold: float
+    engineered_features: bool
     outlier_min_gr_liv_area: float
     outlier_max_sale_price: float
 
@@ -116,6 +117,7 @@ class PreprocessParams:
         _bool("preprocess.ordinal_quality", self.ordinal_quality)
         _bool("preprocess.log1p_skewed", self.log1p_skewed)
         _number("preprocess.skew_threshold", self.skew_threshold, low=0)
+        _bool("preprocess.engineered_features", self.engineered_features)
         _number("preprocess.outlier_min_gr_liv_area", self.outlier_min_gr_liv_area, low=0)
         _number("preprocess.outlier_max_sale_price", self.outlier_max_sale_price, low=0)
 
@@ -136,6 +138,7 @@ class TrainParams:
     exclude_outliers: bool
     hidden: tuple[int, ...]
     linear_skip: bool
+    skip_init: str
     activation: str
     dropout: float
     weight_decay: float
@@ -165,6 +168,10 @@ class TrainParams:
             _number("train.hidden", width, low=1, integer=True)
         object.__setattr__(self, "hidden", tuple(hidden))
         _bool("train.linear_skip", self.linear_skip)
+        _choice("train.skip_init", self.skip_init, ("zeros", "lasso"))
+        if self.skip_init == "lasso" and not self.linear_skip:
+            _fail("train.skip_init", "lasso warm-starts the linear skip path; set "
+                  "train.linear_skip=true or train.skip_init=zeros")
         _choice("train.activation", self.activation, ACTIVATIONS)
         _number("train.dropout", self.dropout, low=0, high=1, high_open=True)
         _number("train.weight_decay", self.weight_decay, low=0)

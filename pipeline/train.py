@@ -37,6 +37,7 @@ from pipeline.trainer import (
     TrainResult,
     make_deterministic,
     resolve_device,
+    target_scaling,
     train_batched,
 )
 
@@ -105,17 +106,59 @@ def stopping_rows(plan: FoldPlan, params: TrainParams) -> tuple[np.ndarray, np.n
     return train_mask, stop_mask
 
 
+def lasso(x: np.ndarray, y: np.ndarray, alpha: float) -> Lasso:
+    """scikit-learn's Lasso, converged tightly: it is a baseline and a warm start, not a sketch."""
+    return Lasso(alpha=alpha, max_iter=50_000, tol=1e-6).fit(x, y)
+
+
 def fit_lasso(x: np.ndarray, y: np.ndarray, plan: FoldPlan, alpha: float) -> StackedModels:
     """Lasso per model on its training rows, stored as a linear (no hidden layer) model."""
     weights, biases = [], []
     for tmask in plan.train_mask:
-        lasso = Lasso(alpha=alpha, max_iter=50_000, tol=1e-6).fit(x[tmask], y[tmask])
-        weights.append(torch.tensor(lasso.coef_, dtype=torch.float32)[:, None])
-        biases.append(torch.tensor([[lasso.intercept_]], dtype=torch.float32))
+        fitted = lasso(x[tmask], y[tmask], alpha)
+        weights.append(torch.tensor(fitted.coef_, dtype=torch.float32)[:, None])
+        biases.append(torch.tensor([[fitted.intercept_]], dtype=torch.float32))
     n = len(weights)
     return StackedModels([torch.stack(weights)], [torch.stack(biases)], "relu",
                          torch.zeros(n, dtype=torch.float64), torch.ones(n, dtype=torch.float64),
                          list(plan.names))
+
+
+def lasso_skip_start(x: np.ndarray, y: np.ndarray, train_mask: np.ndarray, alpha: float,
+                     cache: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each model's Lasso on its own training rows, in the trainer's standardised target units.
+
+    The warm start of `train.skip_init: lasso`: the wide part begins at the convex optimum of
+    the linear problem and the deep part learns what it misses. Only the rows a model trains on
+    are used, so neither its early-stopping rows nor its scored fold leak in. `cache` shares the
+    fits between models (and configs) with the same rows and alpha.
+    """
+    cache = {} if cache is None else cache
+    y_mean, y_std = target_scaling(torch.tensor(y), torch.tensor(train_mask))
+    weights = torch.zeros(train_mask.shape[0], x.shape[1], dtype=torch.float64)
+    intercepts = torch.zeros(train_mask.shape[0], dtype=torch.float64)
+    for model, rows in enumerate(train_mask):
+        key = (rows.tobytes(), alpha)
+        if key not in cache:
+            fitted = lasso(x[rows], y[rows], alpha)
+            cache[key] = (torch.tensor(fitted.coef_, dtype=torch.float64), fitted.intercept_)
+        coef, intercept = cache[key]
+        weights[model] = coef / y_std[model]
+        intercepts[model] = (intercept - y_mean[model]) / y_std[model]
+    return weights, intercepts
+
+
+def skip_starts(x: np.ndarray, y: np.ndarray, configs: list[TrainParams],
+                train_masks: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The linear path's start for every model of every config (zeros where skip_init: zeros)."""
+    if all(c.skip_init == "zeros" for c in configs):
+        return None
+    cache: dict = {}
+    parts = [lasso_skip_start(x, y, mask, c.lasso_alpha, cache) if c.skip_init == "lasso"
+             else (torch.zeros(mask.shape[0], x.shape[1], dtype=torch.float64),
+                   torch.zeros(mask.shape[0], dtype=torch.float64))
+             for c, mask in zip(configs, train_masks, strict=True)]
+    return torch.cat([w for w, _ in parts]), torch.cat([b for _, b in parts])
 
 
 def architecture_of(params: TrainParams) -> Architecture:
@@ -151,6 +194,7 @@ def fit_mlp_configs(x: np.ndarray, y: np.ndarray, plan: FoldPlan, configs: list[
         bar.set_postfix(active=n_active, best_stop_rmse=f"{best_mean:.4f}")
 
     train_masks, stop_masks = zip(*(stopping_rows(plan, c) for c in configs), strict=True)
+    skip_start = skip_starts(x, y, configs, list(train_masks))
     try:
         result = train_batched(
             torch.tensor(x, device=device), torch.tensor(y, device=device),
@@ -158,7 +202,7 @@ def fit_mlp_configs(x: np.ndarray, y: np.ndarray, plan: FoldPlan, configs: list[
             torch.tensor(np.tile(plan.val_mask, (len(configs), 1))), arch, per_model,
             names=plan.names * len(configs), on_epoch=on_epoch,
             stop_mask=torch.tensor(np.concatenate(stop_masks)),
-            compile_kernels=configs[0].compile)
+            compile_kernels=configs[0].compile, skip_start=skip_start)
     finally:
         bar.close()
     return [result.select(slice(i * n, (i + 1) * n)) for i in range(len(configs))]

@@ -97,6 +97,19 @@ def make_deterministic() -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def target_scaling(y: torch.Tensor, train_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each model's mean and std of y over its own training rows, [M] float64 each.
+
+    Targets are standardised with these, so lr means the same across folds.
+    """
+    y64 = y.to(device=train_mask.device, dtype=torch.float64)
+    tm = train_mask.to(torch.float64)
+    n_train = tm.sum(1).clamp(min=1)
+    y_mean = (tm * y64).sum(1) / n_train
+    y_std = torch.sqrt((tm * (y64[None] - y_mean[:, None]) ** 2).sum(1) / n_train)
+    return y_mean, torch.where(y_std > 0, y_std, torch.ones_like(y_std))
+
+
 def _masked_rmse(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     count = mask.sum(1)
     sq = torch.where(mask, (pred - y[None, :]) ** 2, torch.zeros((), dtype=pred.dtype,
@@ -213,7 +226,8 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
                   names: Sequence[str] | None = None,
                   on_epoch: Callable[[int, int, float], None] | None = None,
                   stop_mask: torch.Tensor | None = None,
-                  cuda_graph: bool = True, compile_kernels: bool = False) -> TrainResult:
+                  cuda_graph: bool = True, compile_kernels: bool = False,
+                  skip_start: tuple[torch.Tensor, torch.Tensor] | None = None) -> TrainResult:
     """Train len(per_model) models on x [N, d] / y [N] (log price), all on x's device.
 
     train_mask / val_mask [M, N] (bool) give each model its rows; val_rmse is recorded on the
@@ -224,6 +238,9 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     `cuda_graph=False` runs every epoch eagerly on CUDA too (for comparison and debugging).
     `compile_kernels` (CUDA only) fuses the optimiser and dropout-mask elementwise work with
     torch.compile: the same arithmetic up to float rounding, for a one-off compile per process.
+    `skip_start` (with `arch.linear_skip`): (weights [M, d], intercepts [M]) of a linear fit in
+    standardised target units (see `target_scaling`); the linear path starts there instead of at
+    zero, and the intercept is added to the output bias. Zero rows leave a model's init as it is.
     """
     device, dtype = x.device, x.dtype
     n_models, n_rows = train_mask.shape
@@ -252,14 +269,17 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
 
     # Per-model target scaling from its own training rows (float64 for exact sums).
     y64 = y.to(device=device, dtype=torch.float64)
-    tm = train_mask.to(torch.float64)
-    y_mean = (tm * y64).sum(1) / n_train
-    y_std = torch.sqrt((tm * (y64[None] - y_mean[:, None]) ** 2).sum(1) / n_train)
-    y_std = torch.where(y_std > 0, y_std, torch.ones_like(y_std))
+    y_mean, y_std = target_scaling(y64, train_mask)
     target = ((y64[None] - y_mean[:, None]) / y_std[:, None]).to(dtype)  # [M, N]
 
     weights, biases = init_weights(per_model.seeds, layer_sizes(x.shape[1], arch.hidden),
                                    arch.linear_skip)
+    if skip_start is not None:
+        if not arch.linear_skip:
+            raise ValueError("skip_start needs an architecture with a linear skip path")
+        start_w, start_b = (t.to(torch.float32).cpu() for t in skip_start)
+        weights[-1] += start_w[:, :, None]
+        biases[-1] += start_b[:, None, None]
     weights = [w.to(device=device, dtype=dtype).requires_grad_() for w in weights]
     biases = [b.to(device=device, dtype=dtype).requires_grad_() for b in biases]
     params = [*weights, *biases]

@@ -28,6 +28,8 @@ def test_repo_params_are_valid(repo_root):
     ("train", "hidden", [64, 0], "train.hidden must be >= 1"),
     ("train", "compile", "yes", "train.compile must be true or false"),
     ("train", "l1_skip", -0.1, "train.l1_skip must be >= 0"),
+    ("train", "skip_init", "ridge", "train.skip_init must be one of zeros, lasso"),
+    ("preprocess", "engineered_features", "yes", "preprocess.engineered_features must be true or false"),
     ("train", "folds", 1, "train.folds must be >= 2"),
     ("train", "batch_size", 3.5, "train.batch_size must be an integer"),
     ("preprocess", "fit_on", "test", "preprocess.fit_on must be one of train, train\\+test"),
@@ -61,3 +63,10 @@ def test_bad_sha1(raw):
 def test_missing_file(tmp_path):
     with pytest.raises(PipelineError, match="not found; run from the repository root"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_lasso_warm_start_needs_the_skip_path(raw):
+    bad = copy.deepcopy(raw)
+    bad["train"].update(skip_init="lasso", linear_skip=False)
+    with pytest.raises(PipelineError, match="train.skip_init .*set train.linear_skip=true"):
+        parse_params(bad)

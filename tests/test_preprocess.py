@@ -9,8 +9,8 @@ from pipeline.params import PreprocessParams
 from pipeline.preprocess import preprocess
 
 BOOK = PreprocessParams(fit_on="train", numeric_as_category=[], ordinal_quality=False,
-                        log1p_skewed=False, skew_threshold=0.75, outlier_min_gr_liv_area=4000,
-                        outlier_max_sale_price=300000)
+                        log1p_skewed=False, skew_threshold=0.75, engineered_features=False,
+                        outlier_min_gr_liv_area=4000, outlier_max_sale_price=300000)
 
 
 def column(result, name):
@@ -66,6 +66,28 @@ def test_engineering_switches(ames_sample):
     assert "num__ExterQual" in names and not any(n.startswith("cat__ExterQual") for n in names)
     skewed = result["transform"].named_steps["engineer"].log1p_columns_
     assert "LotArea" in skewed
+
+
+def test_engineered_features_on_train_and_test(ames_sample):
+    train, test = ames_sample
+    test = test.copy()
+    test.loc[0, ["TotalBsmtSF", "BsmtFullBath", "BsmtHalfBath"]] = np.nan  # no basement at all
+    engineered = PreprocessParams(**{**BOOK.__dict__, "engineered_features": True})
+    engineer = preprocess(train, test, engineered)["transform"].named_steps["engineer"]
+    frame = engineer.transform(test)
+    row = test.iloc[0]
+    assert frame.loc[0, "TotalSF"] == row["1stFlrSF"] + row["2ndFlrSF"]  # missing counts as none
+    assert frame.loc[0, "HasTotalBsmtSF"] == 0
+    assert frame.loc[0, "TotalBath"] == row["FullBath"] + 0.5 * row["HalfBath"]
+    one = train.iloc[1]
+    expected = {"TotalSF": one["TotalBsmtSF"] + one["1stFlrSF"] + one["2ndFlrSF"],
+                "HouseAge": one["YrSold"] - one["YearBuilt"],
+                "RemodAge": one["YrSold"] - one["YearRemodAdd"],
+                "Has2ndFlrSF": float(one["2ndFlrSF"] > 0)}
+    assert engineer.transform(train).loc[1, list(expected)].to_dict() == expected
+    names = preprocess(train, test, engineered)["feature_names"]
+    assert {"num__TotalSF", "num__TotalPorchSF", "num__HasPoolArea"} <= set(names)
+    assert "num__TotalSF" not in preprocess(train, test, BOOK)["feature_names"]
 
 
 def test_outliers_flagged(ames_sample):

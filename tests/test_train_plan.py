@@ -1,8 +1,12 @@
 """Which rows each fold model trains on, stops on and is scored on."""
 
-import numpy as np
+import dataclasses
 
-from pipeline.train import plan_folds, stopping_rows
+import numpy as np
+import torch
+from conftest import synthetic_regression
+
+from pipeline.train import fit_mlp_configs, lasso, lasso_skip_start, plan_folds, stopping_rows
 
 N_ROWS = 200
 
@@ -10,7 +14,7 @@ N_ROWS = 200
 def _plan(**updates):
     from conftest import repo_params
 
-    params = repo_params(folds=4, n_seeds=2, **updates).train
+    params = repo_params(**{"folds": 4, "n_seeds": 2, **updates}).train
     outlier = np.zeros(N_ROWS, dtype=bool)
     outlier[[3, 50]] = True
     return plan_folds(N_ROWS, outlier, params), params, outlier
@@ -40,3 +44,31 @@ def test_holdout_zero_stops_on_the_scored_fold_and_patience_zero_on_nothing():
     np.testing.assert_array_equal(train, plan.train_mask)
     assert not stop.any()
 
+
+
+def test_lasso_warm_start_is_each_models_own_lasso_in_target_units():
+    x, y = synthetic_regression(N_ROWS, 6)
+    plan, params, _ = _plan(patience=10, early_stopping_holdout=0.2)
+    train, _ = stopping_rows(plan, params)
+    cache = {}
+    weights, intercepts = lasso_skip_start(x, y, train, 0.01, cache)
+    assert len(cache) == len(plan.names)  # every model has its own rows (its own holdout)
+    for model in (0, 5):
+        rows = train[model]
+        mean, std = y[rows].mean(), y[rows].std()
+        start = (x @ weights[model].numpy() + intercepts[model].item()) * std + mean
+        np.testing.assert_allclose(start, lasso(x[rows], y[rows], 0.01).predict(x), atol=1e-5)
+    again = lasso_skip_start(x, y, train, 0.01, cache)  # shared fits: the same start
+    assert torch.equal(again[0], weights)
+
+
+def test_configs_trained_together_keep_their_own_skip_init():
+    x, y = synthetic_regression(N_ROWS, 6)
+    plan, params, _ = _plan(hidden=[4], max_epochs=3, patience=2, n_seeds=1)
+    configs = [dataclasses.replace(params, skip_init=init) for init in ("lasso", "zeros")]
+    together = fit_mlp_configs(x, y, plan, configs, torch.device("cpu"))
+    for config, result in zip(configs, together, strict=True):
+        alone = fit_mlp_configs(x, y, plan, [config], torch.device("cpu"))[0]
+        for got, want in zip(result.models.weights, alone.models.weights, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert together[0].models.weights[-1].abs().sum() > together[1].models.weights[-1].abs().sum()

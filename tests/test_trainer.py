@@ -228,3 +228,24 @@ def test_early_stopping_watches_stop_rows_not_validation_rows():
     torch.testing.assert_close(on_val.val_rmse[:ran], on_stop.val_rmse[:ran])
     assert int(on_val.best_epoch[0]) == int(on_val.val_rmse[:, 0].nan_to_num(float("inf")).argmin())
     assert int(on_stop.best_epoch[0]) != int(on_val.best_epoch[0])
+
+
+def test_skip_start_is_where_the_linear_path_begins():
+    x, y = make_case()
+    train_mask, val_mask = fold_masks(len(y), 3)
+    arch = Architecture((4,), "relu", "adamw", batch_size=16, linear_skip=True)
+    settings = dict(lr=1e-30, weight_decay=0.0, l1=0.0, dropout=0.0, max_epochs=1, patience=0)
+    start_w = torch.arange(15, dtype=torch.float64).view(3, 5) / 10
+    start_b = torch.tensor([0.5, 0.0, -1.0], dtype=torch.float64)
+    plain = train_batched(x, y, train_mask, val_mask, arch, PerModel.repeat([1, 2, 3], **settings))
+    warm = train_batched(x, y, train_mask, val_mask, arch, PerModel.repeat([1, 2, 3], **settings),
+                         skip_start=(start_w, start_b))
+    assert plain.models.weights[-1].abs().max() < 1e-20  # the default start: zeros (lr ~ 0)
+    torch.testing.assert_close(warm.models.weights[-1][:, :, 0], start_w.float())
+    torch.testing.assert_close(warm.models.biases[-1][:, 0, 0],
+                               plain.models.biases[-1][:, 0, 0] + start_b.float())
+    for got, want in zip(warm.models.weights[:-1], plain.models.weights[:-1], strict=True):
+        torch.testing.assert_close(got, want)  # the deep part starts as it always does
+    with pytest.raises(ValueError, match="linear skip path"):
+        train_batched(x, y, train_mask, val_mask, Architecture((4,), "relu", "adamw", 16),
+                      PerModel.repeat([1, 2, 3], **settings), skip_start=(start_w, start_b))
