@@ -72,3 +72,23 @@ def test_configs_trained_together_keep_their_own_skip_init():
         for got, want in zip(result.models.weights, alone.models.weights, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     assert together[0].models.weights[-1].abs().sum() > together[1].models.weights[-1].abs().sum()
+
+
+def test_unconverged_lasso_is_one_line_not_a_warning(monkeypatch, capsys):
+    import warnings
+
+    import sklearn.linear_model
+
+    import pipeline.train
+
+    def short(**kwargs):
+        return sklearn.linear_model.Lasso(**{**kwargs, "max_iter": 1})
+
+    monkeypatch.setattr(pipeline.train, "Lasso", short)
+    x, y = synthetic_regression(N_ROWS, 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a ConvergenceWarning escaping would fail the test
+        fitted = lasso(x, y, 1e-4)
+    assert fitted.coef_.shape == (6,)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "stopped at its iteration limit" in err
