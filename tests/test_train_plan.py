@@ -45,7 +45,6 @@ def test_holdout_zero_stops_on_the_scored_fold_and_patience_zero_on_nothing():
     assert not stop.any()
 
 
-
 def test_lasso_warm_start_is_each_models_own_lasso_in_target_units():
     x, y = synthetic_regression(N_ROWS, 6)
     plan, params, _ = _plan(patience=10, early_stopping_holdout=0.2)
