@@ -1,12 +1,53 @@
-"""Write outputs atomically: a crash or a failed check never leaves a partial file behind."""
+"""Write outputs atomically: a crash or a failed check never leaves a partial file behind.
+
+Temporary files and directories sit beside their target as `.NAME.PID.RANDOM.tmp` (git and DVC
+ignore that pattern). A process killed with SIGKILL cannot remove its own, so every later write
+to the same target first removes the leftovers of processes that are no longer running.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+TMP_SUFFIX = ".tmp"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale(target: str | os.PathLike) -> list[Path]:
+    """Remove temporaries of `target` left by processes that died; return what was removed."""
+    target = Path(target)
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    for leftover in target.parent.glob(f".{target.name}.*{TMP_SUFFIX}"):
+        middle = leftover.name[len(target.name) + 2:-len(TMP_SUFFIX)]
+        pid_text = middle.split(".", 1)[0]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+        removed.append(leftover)
+    return removed
+
+
+def _prefix(target: Path) -> str:
+    return f".{target.name}.{os.getpid()}."
 
 
 @contextlib.contextmanager
@@ -14,7 +55,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_stale(target)
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(target), suffix=TMP_SUFFIX, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -31,3 +73,17 @@ def write_text(target: str | os.PathLike, text: str) -> None:
     """Atomically write `text` to `target`."""
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def replace_dir(target: str | os.PathLike, fill: Callable[[Path], object]) -> None:
+    """Fill a fresh sibling directory, then swap it in: no mix of old and new files."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=TMP_SUFFIX, dir=target.parent))
+    try:
+        fill(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

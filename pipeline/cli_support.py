@@ -1,19 +1,45 @@
-"""Shared CLI behaviour: a PipelineError becomes one line on stderr and exit status 1."""
+"""Shared CLI behaviour: a user-fixable failure becomes one line on stderr and a non-zero exit."""
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable
 
+# What to do about the operating-system errors a user can fix.
+OS_ERROR_HINTS = {
+    errno.ENOSPC: "no space left on the device; free some space and run again",
+    errno.EDQUOT: "disk quota exceeded; free some space and run again",
+    errno.EACCES: "permission denied; check the file's permissions",
+    errno.EPERM: "operation not permitted; check the file's permissions",
+    errno.EROFS: "read-only file system; run from a writable copy",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OSError: what failed, on which file, and what to do."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    hint = OS_ERROR_HINTS.get(exc.errno)
+    if hint:
+        return f"{hint}{where}; nothing was half-written"
+    return f"{exc.strerror or exc}{where}"
+
 
 def run_cli(stage: Callable[[], object]) -> None:
-    """Run a stage; report a user-fixable failure as one line instead of a traceback."""
+    """Run a stage; report a user-fixable failure as one line instead of a traceback.
+
+    Outputs are written through pipeline.atomic, so a failure at any point leaves the previous
+    outputs as they were.
+    """
     from pipeline.errors import PipelineError
 
     try:
         stage()
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as exc:
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

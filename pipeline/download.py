@@ -40,24 +40,33 @@ def _log(message: str) -> None:
     print(f"download: {message}", file=sys.stderr, flush=True)
 
 
-def _copy_hashing(reader, dest: Path, total: int | None, label: str) -> str:
-    """Stream `reader` into `dest` with a progress bar; return the SHA-1 of what was written."""
+def _copy_hashing(reader, dest: Path, total: int | None, label: str, max_bytes: int) -> str:
+    """Stream `reader` into `dest` with a progress bar; return the SHA-1 of what was written.
+
+    A source that sends more than `max_bytes` is abandoned (an endless or wrong stream).
+    """
+    if total is not None and total > max_bytes:
+        raise SourceFailed(f"{total:,} bytes announced, over download.max_file_mb")
     digest = hashlib.sha1()
+    written = 0
     with open(dest, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=label,
                                        disable=None, leave=False, file=sys.stderr) as bar:
         while chunk := reader.read(CHUNK_BYTES):
+            written += len(chunk)
+            if written > max_bytes:
+                raise SourceFailed(f"more than {max_bytes:,} bytes, over download.max_file_mb")
             digest.update(chunk)
             out.write(chunk)
             bar.update(len(chunk))
     return digest.hexdigest()
 
 
-def fetch_url(url: str, dest: Path, timeout_s: float) -> str:
+def fetch_url(url: str, dest: Path, timeout_s: float, max_bytes: int) -> str:
     """Download `url` into `dest`; return its SHA-1. Any failure becomes SourceFailed."""
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
             length = response.headers.get("Content-Length")
-            return _copy_hashing(response, dest, int(length) if length else None, url)
+            return _copy_hashing(response, dest, int(length) if length else None, url, max_bytes)
     except urllib.error.HTTPError as exc:
         raise SourceFailed(f"HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
@@ -70,19 +79,19 @@ def fetch_url(url: str, dest: Path, timeout_s: float) -> str:
         raise SourceFailed(f"network error ({exc})") from exc
 
 
-def fetch_dir(directory: Path, name: str, dest: Path) -> str:
+def fetch_dir(directory: Path, name: str, dest: Path, max_bytes: int) -> str:
     """Copy `directory/name` into `dest`; return its SHA-1."""
     src = directory / name
     if not src.is_file():
         raise SourceFailed(f"{src} does not exist")
     with open(src, "rb") as reader:
-        return _copy_hashing(reader, dest, src.stat().st_size, str(src))
+        return _copy_hashing(reader, dest, src.stat().st_size, str(src), max_bytes)
 
 
 Fetcher = Callable[[FileSpec, Path], str]
 
 
-def kaggle_fetcher(kaggle: KaggleParams, stack: contextlib.ExitStack) -> Fetcher:
+def kaggle_fetcher(kaggle: KaggleParams, max_bytes: int, stack: contextlib.ExitStack) -> Fetcher:
     """Fetch the competition archive once (on first use), then read train.csv/test.csv from it."""
     state: dict[str, Path] = {}
 
@@ -97,12 +106,13 @@ def kaggle_fetcher(kaggle: KaggleParams, stack: contextlib.ExitStack) -> Fetcher
                 api = kaggle_api.connect()
                 tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kaggle-")))
                 state["zip"] = kaggle_api.download_competition_zip(api, kaggle, tmp)
-            with kaggle_api.check_archive(state["zip"]) as archive:
+            with kaggle_api.check_archive(state["zip"], max_bytes) as archive:
                 if member not in archive.namelist():
                     raise SourceFailed(f"{member} is not in the Kaggle archive")
                 info = archive.getinfo(member)
                 with archive.open(info) as reader:
-                    return _copy_hashing(reader, dest, info.file_size, f"kaggle:{member}")
+                    return _copy_hashing(reader, dest, info.file_size, f"kaggle:{member}",
+                                         max_bytes)
         except kaggle_api.KaggleError as exc:
             state["error"] = "skipped (see above)"
             raise SourceFailed(f"{exc}; skipped") from exc
@@ -115,15 +125,16 @@ def kaggle_fetcher(kaggle: KaggleParams, stack: contextlib.ExitStack) -> Fetcher
 def make_fetcher(source: str, params: DownloadParams, kaggle: KaggleParams | None,
                  stack: contextlib.ExitStack) -> Fetcher:
     """Turn one entry of download.sources into a function that fetches a file and hashes it."""
+    max_bytes = int(params.max_file_mb * 1_000_000)
     if source.startswith(("http://", "https://")):
         base = source if source.endswith("/") else source + "/"
-        return lambda spec, dest: fetch_url(base + spec.name, dest, params.timeout_s)
+        return lambda spec, dest: fetch_url(base + spec.name, dest, params.timeout_s, max_bytes)
     if source == "kaggle":
         if kaggle is None:
             raise PipelineError("download: the kaggle source needs the kaggle section of params.yaml")
-        return kaggle_fetcher(kaggle, stack)
+        return kaggle_fetcher(kaggle, max_bytes, stack)
     directory = Path(source)
-    return lambda spec, dest: fetch_dir(directory, spec.name, dest)
+    return lambda spec, dest: fetch_dir(directory, spec.name, dest, max_bytes)
 
 
 def fetch_verified(role: str, spec: FileSpec, sources: list[tuple[str, Fetcher]],

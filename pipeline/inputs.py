@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,29 @@ def _existing(path: str | os.PathLike, hint: str) -> Path:
 def read_csv(path: str | os.PathLike, hint: str, **kwargs) -> pd.DataFrame:
     path = _existing(path, hint)
     try:
-        return pd.read_csv(path, **kwargs)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        frame = pd.read_csv(path, **kwargs)
+    except pd.errors.EmptyDataError as exc:
+        raise PipelineError(f"{path}: the file is empty; {hint}") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise PipelineError(f"{path}: not a readable CSV ({exc})") from exc
+    if frame.empty:
+        raise PipelineError(f"{path}: has a header but no rows; {hint}")
+    return frame
+
+
+def read_json(path: str | os.PathLike, hint: str, required: tuple[str, ...] = ()) -> dict:
+    """A JSON object with at least the `required` keys (a truncated file is named as such)."""
+    path = _existing(path, hint)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{path}: not valid JSON (truncated?) ({exc}); {hint}") from exc
+    if not isinstance(data, dict):
+        raise PipelineError(f"{path}: expected a JSON object; {hint}")
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise PipelineError(f"{path}: missing key(s) {', '.join(missing)}; {hint}")
+    return data
 
 
 def read_yaml(path: str | os.PathLike, hint: str) -> Any:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 import sys
+import threading
 import time
 import zipfile
 from collections.abc import Callable
@@ -51,11 +53,23 @@ def credential_source() -> str | None:
     return str(config) if config.is_file() else None
 
 
+def warn_if_readable_by_others(source: str) -> None:
+    """A credentials file others can read gets one warning line (the client's own is hidden)."""
+    path = Path(os.path.expanduser(source))
+    if not path.is_file():
+        return  # an environment variable
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        _log(f"warning: {source} can be read by other users of this machine; run "
+             f"'chmod 600 {source}'")
+
+
 def connect() -> Any:
     """An authenticated KaggleApi, or KaggleError saying where credentials belong."""
     source = credential_source()
     if source is None:
         raise KaggleError(NO_CREDENTIALS)
+    warn_if_readable_by_others(source)
     # The client prints its own help and calls exit() on failure: keep that to one line of ours.
     with contextlib.redirect_stdout(io.StringIO()):
         from kaggle.api.kaggle_api_extended import KaggleApi
@@ -108,16 +122,43 @@ def describe_status(action: str, status: int | None, params: KaggleParams) -> st
     return f"{action}: the Kaggle API answered HTTP {status}; try again later"
 
 
+def with_deadline(fn: Callable[[], T], timeout_s: float, action: str) -> T:
+    """fn() in a daemon thread; KaggleError if it has not returned within timeout_s.
+
+    The client sets no timeout on its HTTP requests, so a server that accepts the connection and
+    never answers would hang the caller forever. A call that is given up on is left to finish or
+    fail on its own; being a daemon thread, it never keeps the process from exiting.
+    """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # handed to the caller's thread as it is
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, name=f"kaggle-{action}", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise KaggleError(f"{action}: the Kaggle API did not answer within {timeout_s:g} s "
+                          "(kaggle.timeout_s); try again later")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def call(action: str, fn: Callable[[], T], params: KaggleParams,
          sleep: Callable[[float], None] = time.sleep) -> T:
-    """Run one API call: retry HTTP 429 with exponential backoff, map failures to KaggleError."""
+    """Run one API call with a deadline: retry HTTP 429 with exponential backoff, map failures
+    to KaggleError."""
     import requests
 
     delay = params.retry_backoff_s
     for attempt in range(params.retries + 1):
         try:
             with contextlib.redirect_stdout(io.StringIO()):
-                return fn()
+                return with_deadline(fn, params.timeout_s, action)
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else None
             if status == 429 and attempt < params.retries:
@@ -133,8 +174,9 @@ def call(action: str, fn: Callable[[], T], params: KaggleParams,
     raise AssertionError("unreachable")
 
 
-def check_archive(zip_path: Path) -> zipfile.ZipFile:
-    """Open a downloaded archive, refusing one with an entry that could escape its folder."""
+def check_archive(zip_path: Path, max_bytes: int | None = None) -> zipfile.ZipFile:
+    """Open a downloaded archive, refusing one with an entry that could escape its folder or
+    that would inflate to more than `max_bytes` (a zip bomb), before anything is extracted."""
     try:
         archive = zipfile.ZipFile(zip_path)
     except zipfile.BadZipFile as exc:
@@ -144,6 +186,11 @@ def check_archive(zip_path: Path) -> zipfile.ZipFile:
         if path.is_absolute() or ".." in path.parts or (name[1:2] == ":"):
             archive.close()
             raise ValueError(f"the archive has an unsafe entry {name!r} (absolute or '..' path)")
+    too_big = [i for i in archive.infolist() if max_bytes is not None and i.file_size > max_bytes]
+    if too_big:
+        archive.close()
+        raise ValueError(f"the archive's {too_big[0].filename} would inflate to "
+                         f"{too_big[0].file_size:,} bytes, over download.max_file_mb; refused")
     return archive
 
 

@@ -7,7 +7,6 @@ hash; the latest submission wins. Prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from pipeline.cli_support import run_cli
 from pipeline.errors import PipelineError
+from pipeline.submit import read_log
 
 
 def _metrics(data: dict) -> dict:
@@ -55,13 +55,6 @@ def join_scores(experiments: list[dict], logged: list[dict]) -> list[dict]:
     return joined
 
 
-def read_leaderboard(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with path.open(encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.leaderboard", description=__doc__)
     parser.add_argument("--leaderboard", default="leaderboard.csv")
@@ -73,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         if proc.returncode != 0:
             raise PipelineError(f"leaderboard: dvc exp show failed: {proc.stderr.strip()}")
         rows = join_scores(flatten_exp_show(json.loads(proc.stdout)),
-                           read_leaderboard(Path(args.leaderboard)))
+                           read_log(Path(args.leaderboard)))
         print("| experiment | rev | CV log-RMSE | CV std | public score | submitted (UTC) |")
         print("|---|---|---|---|---|---|")
         for r in rows:

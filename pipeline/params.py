@@ -75,12 +75,14 @@ class DownloadParams:
     sources: tuple[str, ...]
     files: dict[str, FileSpec]
     timeout_s: float
+    max_file_mb: float
 
     def __post_init__(self):
         object.__setattr__(self, "sources", _str_list("download.sources", list(self.sources)))
         if not self.sources:
             _fail("download.sources", "must list at least one source")
         _number("download.timeout_s", self.timeout_s, low=0, low_open=True)
+        _number("download.max_file_mb", self.max_file_mb, low=0, low_open=True)
         files = {}
         if not isinstance(self.files, dict) or set(self.files) != {"train", "test"}:
             _fail("download.files", "must have exactly the keys train and test")
@@ -215,6 +217,7 @@ class KaggleParams:
     retry_backoff_s: float
     poll_interval_s: float
     poll_timeout_s: float
+    timeout_s: float
 
     def __post_init__(self):
         if not isinstance(self.competition, str) or not self.competition:
@@ -223,6 +226,7 @@ class KaggleParams:
         _number("kaggle.retry_backoff_s", self.retry_backoff_s, low=0)
         _number("kaggle.poll_interval_s", self.poll_interval_s, low=0, low_open=True)
         _number("kaggle.poll_timeout_s", self.poll_timeout_s, low=0)
+        _number("kaggle.timeout_s", self.timeout_s, low=0, low_open=True)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pipeline.ensemble import combine_log_predictions
 from pipeline.errors import PipelineError
 from pipeline.params import EnsembleParams, PredictParams, load_params
 from pipeline.preprocess import load_test, load_train
-from pipeline.stacked_mlp import load_models
+from pipeline.stacked_mlp import listed_model_paths, load_models
 from pipeline.submission import write_submission
 
 
@@ -32,7 +32,7 @@ def predict(params: PredictParams, ensemble: EnsembleParams, data_dir="data/proc
     if params.clip_to_train_range:
         x, n_clipped = clip_to_range(x, load_train(data_dir)["x"])
         print(f"predict: {n_clipped} test rows had features outside the training range (clamped)")
-    paths = sorted(Path(models_dir).glob("*.pt"))
+    paths = listed_model_paths(models_dir)
     models = load_models(paths)
     if models.weights[0].shape[1] != x.shape[1]:
         raise PipelineError(f"models expect {models.weights[0].shape[1]} features, test data has "

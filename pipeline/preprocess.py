@@ -16,7 +16,7 @@ from pipeline.cli_support import run_cli
 from pipeline.features import build_transform
 from pipeline.inputs import read_csv, read_npz
 from pipeline.params import PreprocessParams, load_params
-from pipeline.schema import FEATURES, ID, TARGET, check_columns, check_target
+from pipeline.schema import FEATURES, ID, TARGET, check_columns, check_target, pin_kinds
 
 
 def read_raw(path: str | os.PathLike) -> pd.DataFrame:
@@ -34,6 +34,8 @@ def preprocess(train: pd.DataFrame, test: pd.DataFrame, params: PreprocessParams
     check_columns(train, "train.csv", with_target=True)
     check_columns(test, "test.csv", with_target=False)
     check_target(train, "train.csv")
+    train = pin_kinds(train, "train.csv")
+    test = pin_kinds(test, "test.csv")
     features_train = train.loc[:, list(FEATURES)]
     features_test = test.loc[:, list(FEATURES)]
     fit_frame = (features_train if params.fit_on == "train"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pandas as pd
 
 from pipeline.errors import PipelineError
@@ -25,6 +27,48 @@ FEATURES = (
     "ScreenPorch", "PoolArea", "PoolQC", "Fence", "MiscFeature", "MiscVal", "MoSold", "YrSold",
     "SaleType", "SaleCondition",
 )
+
+# The features that are numbers (counts, areas, years, codes); every other feature is a category.
+NUMERIC = (
+    "MSSubClass", "LotFrontage", "LotArea", "OverallQual", "OverallCond", "YearBuilt",
+    "YearRemodAdd", "MasVnrArea", "BsmtFinSF1", "BsmtFinSF2", "BsmtUnfSF", "TotalBsmtSF",
+    "1stFlrSF", "2ndFlrSF", "LowQualFinSF", "GrLivArea", "BsmtFullBath", "BsmtHalfBath",
+    "FullBath", "HalfBath", "BedroomAbvGr", "KitchenAbvGr", "TotRmsAbvGrd", "Fireplaces",
+    "GarageYrBlt", "GarageCars", "GarageArea", "WoodDeckSF", "OpenPorchSF", "EnclosedPorch",
+    "3SsnPorch", "ScreenPorch", "PoolArea", "MiscVal", "MoSold", "YrSold",
+)
+
+
+def _shown(values, limit: int = 5) -> str:
+    values = list(values)
+    return ", ".join(str(v) for v in values[:limit]) + (" ..." if len(values) > limit else "")
+
+
+def pin_kinds(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Each competition column read as its kind: a stray word in a numeric column is an error
+    (not a silent switch to one-hot), and a category column with no values stays a category.
+
+    Warns (one line on stderr) about a numeric column with no value at all.
+    """
+    frame = frame.copy()
+    for col in NUMERIC:
+        values = frame[col]
+        if not pd.api.types.is_numeric_dtype(values):
+            as_number = pd.to_numeric(values, errors="coerce")
+            bad = values.notna() & as_number.isna()
+            if bad.any():
+                raise PipelineError(
+                    f"{name}: column {col} must be numeric; non-numeric value(s) "
+                    f"{_shown(repr(v) for v in values[bad].unique())} for Id "
+                    f"{_shown(frame.loc[bad, ID])}; fix or blank those cells")
+            frame[col] = as_number
+        if frame[col].isna().all():
+            print(f"warning: {name}: column {col} has no values at all; every house gets the "
+                  "training mean", file=sys.stderr)
+    for col in FEATURES:
+        if col not in NUMERIC and pd.api.types.is_numeric_dtype(frame[col]):
+            frame[col] = frame[col].map(lambda v: v if pd.isna(v) else str(v)).astype("str")
+    return frame
 
 
 def check_ids(frame: pd.DataFrame, name: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from pipeline.atomic import atomic_path
 from pipeline.errors import PipelineError
 
 ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -28,6 +30,7 @@ ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 # Largest [models x rows x width] block evaluated at once; bounds memory for large M, not results.
 EVAL_BLOCK_ELEMENTS = 1 << 25
+MANIFEST = "models.json"  # the list of model files the train stage wrote
 
 
 def layer_sizes(n_features: int, hidden: Sequence[int]) -> list[int]:
@@ -125,8 +128,6 @@ class StackedModels:
         serialised in memory first: torch.save records the file name it writes to, and a
         temporary name would make identical models differ byte for byte.
         """
-        from pipeline.atomic import atomic_path
-
         out_dir = Path(out_dir)
         paths = []
         for i, name in enumerate(self.names):
@@ -147,7 +148,28 @@ class StackedModels:
             with atomic_path(path) as tmp:
                 tmp.write_bytes(buffer.getvalue())
             paths.append(path)
+        manifest = json.dumps({"models": [p.name for p in paths]}, indent=1) + "\n"
+        with atomic_path(out_dir / MANIFEST) as tmp:
+            tmp.write_text(manifest, encoding="utf-8")
         return paths
+
+
+def listed_model_paths(models_dir: str | os.PathLike) -> list[Path]:
+    """The model files the train stage wrote, by its manifest: a stray *.pt is never loaded."""
+    models_dir = Path(models_dir)
+    manifest = models_dir / MANIFEST
+    if not manifest.is_file():
+        raise PipelineError(f"{manifest}: not found; run the train stage first (dvc repro)")
+    try:
+        names = json.loads(manifest.read_text(encoding="utf-8"))["models"]
+        paths = [models_dir / Path(str(name)).name for name in names]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PipelineError(f"{manifest}: unreadable ({exc}); re-run the train stage") from exc
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing or not paths:
+        raise PipelineError(f"{models_dir}: model files {', '.join(missing) or '(none)'} listed in "
+                            f"{MANIFEST} are missing; re-run the train stage (dvc repro)")
+    return paths
 
 
 def load_models(paths: Sequence[str | os.PathLike]) -> StackedModels:

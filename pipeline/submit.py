@@ -14,7 +14,6 @@ import csv
 import datetime
 import hashlib
 import io
-import json
 import os
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from tqdm import tqdm
 from pipeline.atomic import write_text
 from pipeline.cli_support import run_cli
 from pipeline.errors import PipelineError
-from pipeline.inputs import read_csv
+from pipeline.inputs import read_csv, read_json
 from pipeline.params import KaggleParams, load_params
 from pipeline.submission import read_submission, validate_submission
 
@@ -64,9 +63,10 @@ def _git(*args: str) -> str:
 
 
 def provenance(params_path: Path, metrics_path: Path, experiment: str | None) -> Provenance:
-    if not metrics_path.is_file():
-        raise PipelineError(f"{metrics_path}: not found; run dvc repro first")
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    metrics = read_json(metrics_path, "run dvc repro to write it", ("cv_rmse", "cv_rmse_std"))
+    for key in ("cv_rmse", "cv_rmse_std"):
+        if isinstance(metrics[key], bool) or not isinstance(metrics[key], int | float):
+            raise PipelineError(f"{metrics_path}: {key} is not a number; run dvc repro to rewrite it")
     dirty = [line[3:] for line in _git("status", "--porcelain", "--", *PIPELINE_PATHS).splitlines()]
     return Provenance(
         commit=_git("rev-parse", "HEAD").strip(),
@@ -110,21 +110,45 @@ def wait_for_score(api, kaggle: KaggleParams, ref: int | None, message: str,
             sleep(kaggle.poll_interval_s)
 
 
-def append_leaderboard(path: Path, row: dict) -> None:
-    """Append one row (header on first use), rewriting the file atomically."""
-    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+def read_log(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_log(path: Path, rows: list[dict]) -> None:
+    """Rewrite the whole log atomically (a crash leaves the old file, never half a row)."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=LEADERBOARD_COLUMNS, lineterminator="\n")
-    if not old:
-        writer.writeheader()
-    writer.writerow(row)
-    write_text(path, old + out.getvalue())
+    writer = csv.DictWriter(out, fieldnames=LEADERBOARD_COLUMNS, lineterminator="\n",
+                            extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, out.getvalue())
+
+
+def append_leaderboard(path: Path, row: dict) -> None:
+    """Append one row (header on first use)."""
+    write_log(path, [*read_log(path), row])
+
+
+def set_score(path: Path, ref: str, score: str) -> None:
+    """Fill in the public score of the logged submission `ref`."""
+    rows = read_log(path)
+    for row in rows:
+        if row.get("submission_ref") == ref:
+            row["public_score"] = score
+    write_log(path, rows)
 
 
 def submit(params_path="params.yaml", file="submission.csv", raw_test="data/raw/test.csv",
            metrics="metrics/cv.json", leaderboard="leaderboard.csv", experiment: str | None = None,
            allow_dirty=False, dry_run=False, sleep: Callable[[float], None] = time.sleep) -> dict:
-    """Validate, submit, wait for the score, log it. Returns the leaderboard row (or the plan)."""
+    """Validate, submit, log, wait for the score. Returns the leaderboard row (or the plan).
+
+    The row is written the moment Kaggle accepts the file (score pending), so a failure while
+    waiting for the score never loses the record of a submission; `fetch_scores` fills it later.
+    """
     from pipeline import kaggle_api
 
     params = load_params(params_path)
@@ -146,21 +170,72 @@ def submit(params_path="params.yaml", file="submission.csv", raw_test="data/raw/
     if response is None or response.message == getattr(api, "COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE",
                                                         object()):
         raise PipelineError("submit: the upload to Kaggle failed; try again")
-    score, ref = wait_for_score(api, params.kaggle, response.ref or None, message, sleep)
+    ref = str(response.ref or "")
     row = {
         "utc_time": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "commit": prov.commit, "experiment": prov.experiment, "params_sha1": prov.params_sha1,
         "cv_rmse": f"{prov.cv_rmse:.6f}", "cv_rmse_std": f"{prov.cv_rmse_std:.6f}",
-        "public_score": score, "submission_ref": ref,
+        "public_score": "", "submission_ref": ref,
     }
-    append_leaderboard(Path(leaderboard), row)
+    log = Path(leaderboard)
+    append_leaderboard(log, row)
+    print(f"submit: Kaggle accepted the submission (ref {ref or 'unknown'}); logged in "
+          f"{leaderboard} with the score pending", file=sys.stderr)
+    pending = ("the submission is sent and logged; do not submit it again: run 'house-prices "
+               "submit --fetch-scores' later to fill in its score")
+    try:
+        score, found_ref = wait_for_score(api, params.kaggle, response.ref or None, message, sleep)
+    except PipelineError as exc:
+        raise PipelineError(f"{exc} ({pending})") from exc
+    if found_ref and not ref:
+        rows = read_log(log)
+        rows[-1]["submission_ref"] = row["submission_ref"] = found_ref
+        write_log(log, rows)
     if score:
+        row["public_score"] = score
+        set_score(log, row["submission_ref"], score)
         print(f"submit: public score {score} (CV {prov.cv_rmse:.5f}); logged in {leaderboard}")
     else:
-        print(f"submit: no public score after {params.kaggle.poll_timeout_s:g} s; logged the "
-              f"submission (ref {ref}) in {leaderboard} without it; see 'kaggle competitions "
-              f"submissions {params.kaggle.competition}'")
+        print(f"submit: no public score after {params.kaggle.poll_timeout_s:g} s; {pending}")
     return row
+
+
+def fetch_scores(params_path="params.yaml", leaderboard="leaderboard.csv") -> list[dict]:
+    """Fill in the public scores of logged submissions still pending; send nothing."""
+    from pipeline import kaggle_api
+
+    params = load_params(params_path)
+    log = Path(leaderboard)
+    rows = read_log(log)
+    waiting = {r["submission_ref"]: r for r in rows if not r.get("public_score")
+               and r.get("submission_ref")}
+    if not waiting:
+        print(f"submit: no pending submissions in {leaderboard}")
+        return []
+    api = kaggle_api.connect()
+    listed = kaggle_api.call("submissions",
+                             lambda: api.competition_submissions(params.kaggle.competition),
+                             params.kaggle)
+    filled = []
+    for sub in listed or []:
+        row = waiting.get(str(getattr(sub, "ref", "")))
+        if row is None:
+            continue
+        status = getattr(sub.status, "name", str(sub.status))
+        if status == "ERROR":
+            row["public_score"] = "error"
+        elif sub.public_score:
+            row["public_score"] = str(sub.public_score)
+        else:
+            continue
+        filled.append(row)
+        print(f"submit: ref {row['submission_ref']} (commit {row['commit'][:12]}): "
+              f"public score {row['public_score']}")
+    if filled:
+        write_log(log, rows)
+    still = len(waiting) - len(filled)
+    print(f"submit: {len(filled)} score(s) filled in {leaderboard}; {still} still pending")
+    return filled
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -175,7 +250,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--allow-dirty", action="store_true",
                         help="submit even with uncommitted pipeline changes")
     parser.add_argument("--dry-run", action="store_true", help="validate and show, send nothing")
+    parser.add_argument("--fetch-scores", action="store_true",
+                        help="send nothing: fill in the scores of logged submissions still pending")
     args = parser.parse_args(argv)
+    if args.fetch_scores:
+        run_cli(lambda: fetch_scores(args.params, args.leaderboard))
+        return
     run_cli(lambda: submit(args.params, args.file, args.test, args.metrics, args.leaderboard,
                            args.experiment, args.allow_dirty, args.dry_run))
 

@@ -61,7 +61,33 @@ def _load_space(path: str | os.PathLike) -> dict:
         if key in FIXED_KEYS:
             raise PipelineError(f"{path}: '{key}' cannot vary within a sweep (it fixes the folds "
                                 "or the model kind); set it in params.yaml")
+        _check_choice(path, key, spec["space"][key])
     return spec
+
+
+def _check_choice(path, key: str, choice) -> None:
+    """A list of choices, or {distribution: [low, high]} with numbers the distribution takes."""
+    if isinstance(choice, list):
+        if not choice:
+            raise PipelineError(f"{path}: space key '{key}' has an empty list of choices")
+        return
+    if not (isinstance(choice, dict) and len(choice) == 1 and next(iter(choice)) in DISTRIBUTIONS):
+        raise PipelineError(f"{path}: space key '{key}' must be a list of choices or one of "
+                            f"{', '.join(DISTRIBUTIONS)}: [low, high]")
+    kind, bounds = next(iter(choice.items()))
+    integer = kind == "int_uniform"
+    numbers = isinstance(bounds, list) and len(bounds) == 2 and all(
+        isinstance(b, int) if integer else isinstance(b, int | float) and math.isfinite(b)
+        for b in bounds) and not any(isinstance(b, bool) for b in bounds)
+    if not numbers:
+        raise PipelineError(f"{path}: space key '{key}': {kind} needs [low, high], two "
+                            f"{'integers' if integer else 'numbers'}, got {bounds!r}")
+    low, high = bounds
+    if low > high:
+        raise PipelineError(f"{path}: space key '{key}': {kind} low {low} is above high {high}")
+    if kind == "log_uniform" and low <= 0:
+        raise PipelineError(f"{path}: space key '{key}': log_uniform needs low > 0, got {low} "
+                            "(use uniform for a range that includes 0)")
 
 
 def _draw(rng: np.random.Generator, key: str, choice):

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -26,7 +25,7 @@ from sklearn.linear_model import Lasso
 from sklearn.model_selection import KFold
 from tqdm import tqdm
 
-from pipeline.atomic import atomic_path, write_text
+from pipeline.atomic import atomic_path, replace_dir, write_text
 from pipeline.cli_support import run_cli
 from pipeline.ensemble import combine_log_predictions, rmse
 from pipeline.errors import PipelineError
@@ -221,6 +220,35 @@ def fit_mlp_configs(x: np.ndarray, y: np.ndarray, plan: FoldPlan, configs: list[
     return [result.select(slice(i * n, (i + 1) * n)) for i in range(len(configs))]
 
 
+def check_trained(result: TrainResult, plan: FoldPlan, y: np.ndarray, params: TrainParams) -> None:
+    """Refuse a run whose models diverged or learned nothing, before any output is written:
+    NaN models would otherwise be cached and surface only as a bad submission.
+
+    Diverged: a non-finite training loss at any epoch, or non-finite kept weights. Learned
+    nothing: the kept model scores no better on its fold than its own training mean does.
+    """
+    ran = torch.arange(result.train_rmse.shape[0])[:, None] < result.epochs_run[None, :]
+    diverged = (~torch.isfinite(result.train_rmse) & ran).any(0)
+    for tensor in [*result.models.weights, *result.models.biases]:
+        diverged |= ~torch.isfinite(tensor.reshape(tensor.shape[0], -1)).all(1)
+    kind = "the training loss became non-finite (diverged)"
+    bad = diverged.numpy()
+    if not bad.any():
+        kept = result.val_rmse[result.best_epoch, torch.arange(len(plan.names))].numpy()
+        mean = result.models.y_mean.numpy()
+        constant = np.array([rmse(np.full(int(rows.sum()), m), y[rows])
+                             for m, rows in zip(mean, plan.val_mask, strict=True)])
+        bad = kept >= constant
+        kind = "they predict no better than the mean price (they never learned)"
+    if bad.any():
+        shown = [n for n, b in zip(plan.names, bad.tolist(), strict=True) if b]
+        listed = ", ".join(shown[:5]) + (" ..." if len(shown) > 5 else "")
+        raise PipelineError(
+            f"train: {len(shown)} of {len(plan.names)} models failed: {kind} ({listed}); the "
+            f"learning rate is likely too high (train.lr={params.lr:g}): lower it, e.g. -S "
+            f"train.lr={params.lr / 10:g}; nothing was written")
+
+
 def oof_predictions(models: StackedModels, x: np.ndarray, plan: FoldPlan, average: str
                     ) -> np.ndarray:
     """Each row predicted by the (seed-averaged) models of the fold that held it out."""
@@ -266,18 +294,6 @@ def log_learning_curves(live_dir: str | os.PathLike, names: list[str], train_rms
             live.next_step()
 
 
-def replace_dir(target: Path, fill) -> None:
-    """Fill a fresh sibling directory, then swap it in: no mix of old and new model files."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        fill(tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def train(params: TrainParams, average: str, data_dir="data/processed", models_dir="models",
           metrics_path="metrics/cv.json", oof_path="metrics/oof.csv", live_dir="dvclive") -> dict:
     """Run the cross-validation, write models, metrics and plots; return the metrics."""
@@ -295,6 +311,7 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
     else:
         device = resolve_device(params.device)
         result = fit_mlp_configs(x, y, plan, [params], device)[0]
+        check_trained(result, plan, y, params)
         models, history, where = result.models, result, f"on {device} ({result.epoch_mode})"
     seconds = time.perf_counter() - started
     oof = oof_predictions(models, x, plan, average)

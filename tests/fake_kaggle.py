@@ -34,6 +34,8 @@ class FakeKaggle:
         self.score = score
         self.polls_before_score = polls_before_score
         self.fail: dict[str, list[int]] = {}
+        self.hang: set[str] = set()  # calls accepted and then never answered (until exit)
+        self.released = threading.Event()
         self.calls: list[str] = []
         self.uploads: list[bytes] = []
         self.submissions: list[dict] = []
@@ -66,6 +68,9 @@ class FakeKaggle:
                 fake.calls.append(call)
                 if not self._authorised():
                     self._json(401, {"code": 401, "message": "Unauthenticated"})
+                    return
+                if call in fake.hang:
+                    fake.released.wait(30)  # bounded: the test's deadline is far shorter
                     return
                 if fake.fail.get(call):
                     status = fake.fail[call].pop(0)
@@ -125,5 +130,6 @@ class FakeKaggle:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -19,9 +19,9 @@ def sha1(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()
 
 
-def params(*sources, timeout_s=2.0):
+def params(*sources, timeout_s=2.0, max_file_mb=50):
     return DownloadParams(
-        sources=list(sources), timeout_s=timeout_s,
+        sources=list(sources), timeout_s=timeout_s, max_file_mb=max_file_mb,
         files={"train": {"name": "train_data.csv", "sha1": sha1(FILES["train_data.csv"])},
                "test": {"name": "test_data.csv", "sha1": sha1(FILES["test_data.csv"])}})
 

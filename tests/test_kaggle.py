@@ -4,6 +4,7 @@ import base64
 import csv
 import json
 import subprocess
+import time
 
 import pytest
 import yaml
@@ -56,7 +57,8 @@ def no_secret_in(*texts):
 
 def run_download(params, out, *sources):
     p = params.download.__class__(sources=list(sources), files=params.download.files,
-                                  timeout_s=params.download.timeout_s)
+                                  timeout_s=params.download.timeout_s,
+                                  max_file_mb=params.download.max_file_mb)
     return dl.download(p, out, params.kaggle)
 
 
@@ -260,3 +262,121 @@ def test_leaderboard_joins_scores_to_experiments():
     assert rows["main"]["public_score"] == "0.131"
     assert rows["lucid-fawn"]["public_score"] == "0.126" and rows["lucid-fawn"]["cv_rmse"] == 0.118
     assert rows["workspace"]["public_score"] == ""
+
+
+# --- reliability: deadlines, no lost submission, archive and credential checks ------------------
+
+def with_kaggle(params, **updates):
+    import dataclasses
+
+    return dataclasses.replace(params, kaggle=dataclasses.replace(params.kaggle, **updates))
+
+
+def test_download_from_a_hanging_api_falls_through_to_the_next_source(
+        kaggle_env, competition_files, params, tmp_path, capfd, repo_root):
+    quick = with_kaggle(params[0], timeout_s=0.5)
+    started = time.perf_counter()
+    with FakeKaggle(make_zip(competition_files)) as fake:
+        fake.hang.add("DownloadDataFiles")
+        run_download(quick, tmp_path / "raw", "kaggle", str(repo_root / "data/bundled"))
+    assert time.perf_counter() - started < 5
+    err = capfd.readouterr().err
+    assert "the Kaggle API did not answer within 0.5 s (kaggle.timeout_s)" in err
+    assert "from data/bundled" not in err or "verified" in err
+    assert (tmp_path / "raw/train.csv").read_bytes() == competition_files["train.csv"]
+
+
+def test_submit_to_a_hanging_api_stops_with_one_line(kaggle_env, project, params, monkeypatch):
+    import yaml as _yaml
+
+    raw = _yaml.safe_load((project / "params.yaml").read_text())
+    raw["kaggle"]["timeout_s"] = 0.5
+    (project / "params.yaml").write_text(_yaml.safe_dump(raw, sort_keys=False))
+    started = time.perf_counter()
+    with FakeKaggle(b"") as fake:
+        fake.hang.add("StartSubmissionUpload")
+        with pytest.raises(PipelineError, match=r"submit: the Kaggle API did not answer within 0\.5 s"):
+            submit(allow_dirty=True, sleep=lambda s: None)
+    assert time.perf_counter() - started < 5
+    assert not (project / "leaderboard.csv").exists()
+
+
+@pytest.mark.parametrize("failure", ["error", "hang"])
+def test_accepted_upload_is_logged_even_if_the_score_cannot_be_fetched(kaggle_env, project, capfd,
+                                                                       failure):
+    import yaml as _yaml
+
+    raw = _yaml.safe_load((project / "params.yaml").read_text())
+    raw["kaggle"]["timeout_s"] = 0.5
+    (project / "params.yaml").write_text(_yaml.safe_dump(raw, sort_keys=False))
+    with FakeKaggle(b"", score="0.11111") as fake:
+        if failure == "hang":
+            fake.hang.add("ListSubmissions")
+        else:
+            fake.fail["ListSubmissions"] = [500] * 10
+        with pytest.raises(PipelineError, match="do not submit it again: run 'house-prices submit "
+                                                "--fetch-scores'"):
+            submit(allow_dirty=True, sleep=lambda s: None)
+        assert len(fake.submissions) == 1
+        rows = list(csv.DictReader((project / "leaderboard.csv").open()))
+        assert len(rows) == 1 and rows[0]["submission_ref"] == "4000"
+        assert rows[0]["public_score"] == ""
+        # Later: fill the score in without sending anything again.
+        fake.hang.clear()
+        fake.fail.clear()
+        from pipeline.submit import fetch_scores
+
+        assert fetch_scores() == []  # Kaggle is still scoring it
+        assert [r["public_score"] for r in fetch_scores()] == ["0.11111"]
+        assert fetch_scores() == []  # nothing pending: asks nothing
+        assert "StartSubmissionUpload" not in fake.calls[1:]
+        assert fake.calls.count("CreateSubmission") == 1
+    rows = list(csv.DictReader((project / "leaderboard.csv").open()))
+    assert len(rows) == 1 and rows[0]["public_score"] == "0.11111"
+    assert "no pending submissions" in capfd.readouterr().out
+
+
+def test_world_readable_kaggle_json_gets_a_warning(kaggle_env, monkeypatch, capfd):
+    from pipeline import kaggle_api
+
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    config = kaggle_env / ".kaggle" / "kaggle.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"username": USER, "key": KEY}))
+    config.chmod(0o644)
+    # (connect() warns the same way; the client caches its config folder at import, so this test
+    # asks the check directly rather than through a client that another test's HOME configured.)
+    assert kaggle_api.credential_source() == str(config)
+    kaggle_api.warn_if_readable_by_others(kaggle_api.credential_source())
+    err = capfd.readouterr().err
+    assert "can be read by other users" in err and "chmod 600" in err
+    no_secret_in(err)
+    config.chmod(0o600)
+    kaggle_api.warn_if_readable_by_others(kaggle_api.credential_source())
+    assert "can be read by other users" not in capfd.readouterr().err
+
+
+def test_archive_that_inflates_past_the_limit_is_refused_before_extraction(
+        kaggle_env, competition_files, params, tmp_path, capfd):
+    import dataclasses
+
+    bomb = make_zip({**competition_files, "train.csv": b"0" * 3_000_000})
+    assert len(bomb) < 100_000
+    small = dataclasses.replace(params[0], download=dataclasses.replace(params[0].download,
+                                                                        max_file_mb=1))
+    with FakeKaggle(bomb), pytest.raises(PipelineError, match="no source supplied"):
+        p = small.download.__class__(sources=["kaggle"], files=small.download.files,
+                                     timeout_s=1.0, max_file_mb=1)
+        dl.download(p, tmp_path / "raw", small.kaggle)
+    assert "would inflate to 3,000,000 bytes, over download.max_file_mb" in capfd.readouterr().err
+    assert not (tmp_path / "raw").exists() or list((tmp_path / "raw").iterdir()) == []
+
+
+def test_submit_with_truncated_or_keyless_metrics_is_one_line(kaggle_env, project):
+    (project / "metrics/cv.json").write_text('{"cv_rmse": 0.12')
+    with pytest.raises(PipelineError, match=r"cv\.json: not valid JSON \(truncated\?\)"):
+        submit(dry_run=True, allow_dirty=True)
+    (project / "metrics/cv.json").write_text('{"cv_rmse": 0.12}')
+    with pytest.raises(PipelineError, match=r"missing key\(s\) cv_rmse_std"):
+        submit(dry_run=True, allow_dirty=True)
