@@ -1,25 +1,48 @@
-"""`house-prices STAGE ...`: one console script for every stage and tool."""
+"""`house-prices COMMAND ...`: one console script for every stage and tool."""
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 
+# name -> (module, one line of help)
 COMMANDS = {
-    "download": "pipeline.download",
-    "preprocess": "pipeline.preprocess",
-    "train": "pipeline.train",
-    "predict": "pipeline.predict",
-    "sweep": "pipeline.sweep",
-    "submit": "pipeline.submit",
-    "leaderboard": "pipeline.leaderboard",
+    "download": ("pipeline.download", "fetch train.csv/test.csv and check their SHA-1 (stage 1)"),
+    "preprocess": ("pipeline.preprocess", "fit the feature transform, write the matrices (stage 2)"),
+    "train": ("pipeline.train", "K-fold cross-validation, fold models and CV metrics (stage 3)"),
+    "predict": ("pipeline.predict", "ensemble the fold models into submission.csv (stage 4)"),
+    "sweep": ("pipeline.sweep", "score a search space by the train stage's CV; rank, apply, queue"),
+    "submit": ("pipeline.submit", "validate and send submission.csv to Kaggle, log the score"),
+    "experiments": ("pipeline.experiments", "DVC experiments' CV beside their logged public scores"),
+    "check-params": ("pipeline.params", "validate params.yaml (DVC runs this before any stage)"),
 }
+HELP = ("-h", "--help", "help")
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: house-prices COMMAND [options]   (house-prices COMMAND --help for its options)",
+             "", "The stages run in order with `dvc repro`; each can also run on its own.", "",
+             "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        print(f"usage: house-prices {{{','.join(COMMANDS)}}} [options]  (--help on each)",
+    if not argv or argv[0] in HELP:
+        print(usage(), file=sys.stdout if argv else sys.stderr)
+        sys.exit(0 if argv else 2)
+    name = argv[0]
+    if name not in COMMANDS:
+        near = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        print(f"house-prices: unknown command '{name}'{hint} (house-prices --help lists them)",
               file=sys.stderr)
         sys.exit(2)
-    importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
+    importlib.import_module(COMMANDS[name][0]).main(argv[1:])
+
+
+if __name__ == "__main__":
+    main()

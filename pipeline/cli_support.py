@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 import sys
 from collections.abc import Callable
@@ -44,3 +45,18 @@ def run_cli(stage: Callable[[], object]) -> None:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def stage_parser(command: str, doc: str | None) -> argparse.ArgumentParser:
+    """The parser of `house-prices COMMAND` (also `python -m pipeline.MODULE`): the module's
+    docstring as description, defaults shown beside each option's help."""
+
+    class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+        pass
+
+    return argparse.ArgumentParser(prog=f"house-prices {command}", description=doc,
+                                   formatter_class=Formatter)
+
+
+def add_params_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml", help="the parameters file")

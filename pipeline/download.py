@@ -9,7 +9,6 @@ reaches `data/raw/`.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import http.client
@@ -24,7 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline.atomic import atomic_path
-from pipeline.cli_support import run_cli
+from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.errors import PipelineError
 from pipeline.params import DownloadParams, FileSpec, KaggleParams, load_params
 
@@ -181,8 +180,8 @@ def remove_partial(out_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.download", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
+    parser = stage_parser("download", __doc__)
+    add_params_option(parser)
     parser.add_argument("--out", default="data/raw", help="directory for train.csv and test.csv")
     args = parser.parse_args(argv)
 

@@ -263,3 +263,28 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     from pipeline.inputs import read_yaml
 
     return parse_params(read_yaml(path, "run from the repository root or pass --params"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`house-prices check-params`: the first DVC stage, so a bad value stops `dvc repro` before
+    DVC removes any other stage's outputs."""
+    from pipeline.atomic import write_text
+    from pipeline.cli_support import add_params_option, run_cli, stage_parser
+
+    parser = stage_parser("check-params", main.__doc__)
+    add_params_option(parser)
+    parser.add_argument("--stamp", help="file to write once valid (the stage's output; its "
+                                        "content never changes, so no later stage re-runs for it)")
+    args = parser.parse_args(argv)
+
+    def stage() -> None:
+        load_params(args.params)
+        if args.stamp:
+            write_text(args.stamp, "params.yaml is valid\n")
+        print(f"check-params: {args.params} is valid")
+
+    run_cli(stage)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pipeline.cli_support import run_cli
+from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.ensemble import combine_log_predictions
 from pipeline.errors import PipelineError
 from pipeline.params import EnsembleParams, PredictParams, load_params
@@ -47,11 +46,11 @@ def predict(params: PredictParams, ensemble: EnsembleParams, data_dir="data/proc
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.predict", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", default="data/processed")
-    parser.add_argument("--models", default="models")
-    parser.add_argument("--out", default="submission.csv")
+    parser = stage_parser("predict", __doc__)
+    add_params_option(parser)
+    parser.add_argument("--data", default="data/processed", help="the preprocess stage's output")
+    parser.add_argument("--models", default="models", help="the train stage's model files")
+    parser.add_argument("--out", default="submission.csv", help="the submission file to write")
     args = parser.parse_args(argv)
 
     def stage() -> None:

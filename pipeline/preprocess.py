@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.atomic import atomic_path, write_text
-from pipeline.cli_support import run_cli
+from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.features import build_transform
 from pipeline.inputs import read_csv, read_npz
 from pipeline.params import PreprocessParams, load_params
@@ -76,10 +75,11 @@ def load_test(data_dir: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.preprocess", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
+    parser = stage_parser("preprocess", __doc__)
+    add_params_option(parser)
     parser.add_argument("--raw", default="data/raw", help="directory with train.csv and test.csv")
-    parser.add_argument("--out", default="data/processed")
+    parser.add_argument("--out", default="data/processed",
+                        help="directory for the matrices and the fitted transform")
     args = parser.parse_args(argv)
 
     def stage() -> None:

@@ -1,19 +1,20 @@
 """Submit submission.csv to Kaggle and log its public score beside the commit and params.
 
 Not a DVC stage: run it when you want a leaderboard score. It validates the file as predict
-does, refuses a working tree whose pipeline differs from the commit (unless --allow-dirty),
-sends the file with the official `kaggle` client, waits (bounded) for the public score, and
-appends a row to leaderboard.csv: UTC time, commit, experiment, params.yaml hash, CV mean and
-std, public score and Kaggle's submission ref. --dry-run stops before anything is sent.
+does (and against dvc.lock), refuses a working tree whose pipeline differs from the commit
+(unless --allow-dirty; --dry-run only reports it), sends the file with the official `kaggle`
+client, logs it in leaderboard.csv the moment Kaggle accepts it (UTC time, commit, experiment,
+params.yaml hash, CV mean and std, Kaggle's ref), then waits (bounded) for the public score and
+fills it in. --fetch-scores fills in scores still pending later, sending nothing.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -22,10 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from tqdm import tqdm
 
 from pipeline.atomic import write_text
-from pipeline.cli_support import run_cli
+from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.errors import PipelineError
 from pipeline.inputs import read_csv, read_json
 from pipeline.params import KaggleParams, load_params
@@ -62,17 +64,93 @@ def _git(*args: str) -> str:
     return proc.stdout
 
 
-def provenance(params_path: Path, metrics_path: Path, experiment: str | None) -> Provenance:
-    metrics = read_json(metrics_path, "run dvc repro to write it", ("cv_rmse", "cv_rmse_std"))
+def _number_metrics(metrics: dict, where: str) -> dict:
     for key in ("cv_rmse", "cv_rmse_std"):
+        if key not in metrics:
+            raise PipelineError(f"{where}: missing key {key}; run dvc repro to rewrite it")
         if isinstance(metrics[key], bool) or not isinstance(metrics[key], int | float):
-            raise PipelineError(f"{metrics_path}: {key} is not a number; run dvc repro to rewrite it")
-    dirty = [line[3:] for line in _git("status", "--porcelain", "--", *PIPELINE_PATHS).splitlines()]
+            raise PipelineError(f"{where}: {key} is not a number; run dvc repro to rewrite it")
+    return metrics
+
+
+def _show(rev: str, path: str) -> str | None:
+    """A file's text at a commit, or None if the commit has no such file."""
+    proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def experiment_rev(name: str) -> str:
+    """The commit of DVC experiment `name` (DVC keeps experiments as refs/exps/.../NAME)."""
+    refs = _git("for-each-ref", "--format=%(objectname) %(refname)", "refs/exps").splitlines()
+    revs = [line.split(" ", 1)[0] for line in refs if line.endswith(f"/{name}")]
+    if not revs:
+        raise PipelineError(f"submit: no DVC experiment named '{name}' here ('dvc exp show' lists "
+                            "them; a queued experiment must run first)")
+    return revs[0]
+
+
+def locked_md5(lock_text: str, output: str) -> str | None:
+    """The md5 dvc.lock records for `output`, or None if it records none."""
+    lock = yaml.safe_load(lock_text) or {}
+    for stage in (lock.get("stages") or {}).values():
+        for out in stage.get("outs") or []:
+            if out.get("path") == output:
+                return out.get("md5")
+    return None
+
+
+def check_is_output(file: Path, lock_text: str | None, what: str, fix: str) -> None:
+    """Refuse a submission file that is not the one dvc.lock says the pipeline produced."""
+    expected = locked_md5(lock_text, file.as_posix()) if lock_text else None
+    if expected is None:
+        return
+    if hashlib.md5(file.read_bytes()).hexdigest() != expected:
+        raise PipelineError(f"submit: {file} is not {what}'s output (its md5 differs from the one "
+                            f"in dvc.lock); {fix} first")
+
+
+def provenance(params_path: Path, metrics_path: Path, experiment: str | None,
+               file: Path | None = None) -> Provenance:
+    """Where the submission came from: HEAD and the workspace, or a named DVC experiment.
+
+    With an experiment, the workspace must be that experiment (its pipeline files and its
+    submission.csv), and its own metrics are reported, read from its commit.
+    """
+    if experiment:
+        rev = experiment_rev(experiment)
+        dirty = [p for p in _git("diff", "--name-only", rev, "--", *PIPELINE_PATHS).splitlines()]
+        if dirty:
+            raise PipelineError(f"submit: the workspace is not experiment '{experiment}' "
+                                f"({', '.join(dirty)} differ); run 'dvc exp apply {experiment}' "
+                                "first")
+        if file is not None:
+            check_is_output(file, _show(rev, "dvc.lock"), f"experiment {experiment}",
+                            f"run 'dvc exp apply {experiment}'")
+        try:
+            metrics = json.loads(_show(rev, metrics_path.as_posix()) or "")
+        except ValueError as exc:
+            raise PipelineError(f"submit: experiment {experiment} has no readable "
+                                f"{metrics_path}; re-run it") from exc
+        metrics = _number_metrics(metrics, f"{experiment}:{metrics_path}")
+        params_bytes = (_show(rev, params_path.as_posix()) or "").encode()
+        commit = rev
+    else:
+        metrics = _number_metrics(read_json(metrics_path, "run dvc repro to write it"),
+                                  str(metrics_path))
+        dirty = [line[3:] for line in
+                 _git("status", "--porcelain", "--", *PIPELINE_PATHS).splitlines()]
+        lock = Path("dvc.lock")
+        if file is not None and lock.is_file():
+            check_is_output(file, lock.read_text(encoding="utf-8"), "this workspace",
+                            "run dvc repro")
+        params_bytes = params_path.read_bytes()
+        commit = _git("rev-parse", "HEAD").strip()
+        experiment = os.environ.get("DVC_EXP_NAME", "")
     return Provenance(
-        commit=_git("rev-parse", "HEAD").strip(),
+        commit=commit,
         dirty=dirty,
-        experiment=experiment if experiment is not None else os.environ.get("DVC_EXP_NAME", ""),
-        params_sha1=hashlib.sha1(params_path.read_bytes()).hexdigest(),
+        experiment=experiment,
+        params_sha1=hashlib.sha1(params_bytes).hexdigest(),
         cv_rmse=float(metrics["cv_rmse"]),
         cv_rmse_std=float(metrics["cv_rmse_std"]),
     )
@@ -143,7 +221,8 @@ def set_score(path: Path, ref: str, score: str) -> None:
 
 def submit(params_path="params.yaml", file="submission.csv", raw_test="data/raw/test.csv",
            metrics="metrics/cv.json", leaderboard="leaderboard.csv", experiment: str | None = None,
-           allow_dirty=False, dry_run=False, sleep: Callable[[float], None] = time.sleep) -> dict:
+           allow_dirty=False, dry_run=False, sleep: Callable[[float], None] = time.sleep,
+           note: str = "") -> dict:
     """Validate, submit, log, wait for the score. Returns the leaderboard row (or the plan).
 
     The row is written the moment Kaggle accepts the file (score pending), so a failure while
@@ -153,16 +232,19 @@ def submit(params_path="params.yaml", file="submission.csv", raw_test="data/raw/
 
     params = load_params(params_path)
     validate_submission(read_submission(file), test_ids(Path(raw_test)))
-    prov = provenance(Path(params_path), Path(metrics), experiment)
-    if prov.dirty and not allow_dirty:
-        raise PipelineError(f"submit: uncommitted changes to {', '.join(prov.dirty)}; commit them "
-                            "(so the score can be traced to code) or pass --allow-dirty")
-    message = prov.message()
+    prov = provenance(Path(params_path), Path(metrics), experiment, Path(file))
+    dirty = (f"uncommitted changes to {', '.join(prov.dirty)}; commit them (so the score can be "
+             "traced to code) or pass --allow-dirty")
+    message = f"{note} | {prov.message()}" if note else prov.message()
     plan = {"competition": params.kaggle.competition, "file": str(file), "message": message}
     if dry_run:
+        if prov.dirty and not allow_dirty:
+            print(f"submit (dry run): note: a real submit would refuse: {dirty}")
         print(f"submit (dry run): {file} is valid; would send to {params.kaggle.competition} with "
               f"message: {message}")
         return plan
+    if prov.dirty and not allow_dirty:
+        raise PipelineError(f"submit: {dirty}")
     api = kaggle_api.connect()
     print(f"submit: sending {file} to {params.kaggle.competition}", file=sys.stderr)
     response = kaggle_api.call("submit", lambda: api.competition_submit(
@@ -239,14 +321,18 @@ def fetch_scores(params_path="params.yaml", leaderboard="leaderboard.csv") -> li
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.submit", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--file", default="submission.csv")
+    parser = stage_parser("submit", __doc__)
+    add_params_option(parser)
+    parser.add_argument("--file", default="submission.csv", help="the file to send")
     parser.add_argument("--test", default="data/raw/test.csv", help="raw test file (for its Ids)")
-    parser.add_argument("--metrics", default="metrics/cv.json")
-    parser.add_argument("--leaderboard", default="leaderboard.csv")
-    parser.add_argument("--experiment", help="experiment name for the log (default: DVC_EXP_NAME)")
+    parser.add_argument("--metrics", default="metrics/cv.json", help="CV metrics to log beside it")
+    parser.add_argument("--leaderboard", default="leaderboard.csv",
+                        help="the log of submissions and their public scores")
+    parser.add_argument("-m", "--message", default="",
+                        help="your description, sent before the commit/params/CV provenance")
+    parser.add_argument("--experiment",
+                        help="submit this DVC experiment's output: the workspace must be it "
+                             "(dvc exp apply NAME), and its own CV is logged")
     parser.add_argument("--allow-dirty", action="store_true",
                         help="submit even with uncommitted pipeline changes")
     parser.add_argument("--dry-run", action="store_true", help="validate and show, send nothing")
@@ -257,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
         run_cli(lambda: fetch_scores(args.params, args.leaderboard))
         return
     run_cli(lambda: submit(args.params, args.file, args.test, args.metrics, args.leaderboard,
-                           args.experiment, args.allow_dirty, args.dry_run))
+                           args.experiment, args.allow_dirty, args.dry_run, note=args.message))
 
 
 if __name__ == "__main__":

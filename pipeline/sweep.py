@@ -19,7 +19,6 @@ Space file (YAML):
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import math
@@ -34,7 +33,7 @@ import pandas as pd
 import yaml
 
 from pipeline.atomic import atomic_path, write_text
-from pipeline.cli_support import run_cli
+from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.errors import PipelineError
 from pipeline.inputs import read_yaml
 from pipeline.params import Params, TrainParams, load_params
@@ -155,6 +154,7 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
             oof = oof_predictions(result.models, x, plan, params.ensemble.average)
             metrics = cv_metrics(oof, y, outlier, plan)
             metrics.pop("fold_rmse")
+            metrics.pop("fold_rmse_no_outliers")
             metrics["best_epoch_mean"] = float(result.best_epoch.double().mean() + 1)
             shown = {k: _show(v) for k, v in overrides[index].items()}
             rows[index] = {"config": index, **shown, **metrics}
@@ -250,13 +250,13 @@ def queue_experiments(table: pd.DataFrame, spec: dict, top: int, cwd: str | os.P
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.sweep", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("space", help="YAML file with the search space")
+    parser = stage_parser("sweep", __doc__)
+    parser.add_argument("space", help="YAML file with the search space (e.g. sweeps/example.yaml)")
     parser.add_argument("--name", help="table name (default: the space file's stem)")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", default="data/processed")
-    parser.add_argument("--out", default="sweeps")
+    add_params_option(parser)
+    parser.add_argument("--data", default="data/processed", help="the preprocess stage's output")
+    parser.add_argument("--out", default="sweeps/results",
+                        help="directory for the ranked tables (git-ignored)")
     parser.add_argument("--apply", action="store_true", help="write the best config to params.yaml")
     parser.add_argument("--queue", type=int, default=0, metavar="N",
                         help="queue the best N configs as DVC experiments")

@@ -7,7 +7,6 @@ as an in-project baseline; it is saved as a linear model in the same format.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -26,9 +25,15 @@ from sklearn.model_selection import KFold
 from tqdm import tqdm
 
 from pipeline.atomic import atomic_path, replace_dir, write_text
-from pipeline.cli_support import run_cli
+from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.ensemble import combine_log_predictions, rmse
 from pipeline.errors import PipelineError
+from pipeline.importance import (
+    column_groups,
+    importance_table,
+    lasso_weights,
+    permutation_importance,
+)
 from pipeline.params import TrainParams, load_params
 from pipeline.preprocess import load_train
 from pipeline.stacked_mlp import StackedModels
@@ -198,6 +203,9 @@ def fit_mlp_configs(x: np.ndarray, y: np.ndarray, plan: FoldPlan, configs: list[
         raise ValueError("configs trained together must share one architecture")
     n = len(plan.names)
     per_model = per_model_settings(configs, plan.seeds)
+    # The Lasso warm starts first: their notes must not break into the progress bar.
+    train_masks, stop_masks = zip(*(stopping_rows(plan, c) for c in configs), strict=True)
+    skip_start = skip_starts(x, y, configs, list(train_masks))
     bar = tqdm(total=max(per_model.max_epochs), desc=f"{label}: {n * len(configs)} models on {device}",
                unit="epoch", disable=None, file=sys.stderr)
 
@@ -205,8 +213,6 @@ def fit_mlp_configs(x: np.ndarray, y: np.ndarray, plan: FoldPlan, configs: list[
         bar.update(1)
         bar.set_postfix(active=n_active, best_stop_rmse=f"{best_mean:.4f}")
 
-    train_masks, stop_masks = zip(*(stopping_rows(plan, c) for c in configs), strict=True)
-    skip_start = skip_starts(x, y, configs, list(train_masks))
     try:
         result = train_batched(
             torch.tensor(x, device=device), torch.tensor(y, device=device),
@@ -218,6 +224,16 @@ def fit_mlp_configs(x: np.ndarray, y: np.ndarray, plan: FoldPlan, configs: list[
     finally:
         bar.close()
     return [result.select(slice(i * n, (i + 1) * n)) for i in range(len(configs))]
+
+
+def read_feature_names(data_dir: str | os.PathLike, n_features: int) -> list[str]:
+    """The preprocess stage's feature names (features.json), or f0, f1, ... without it."""
+    path = Path(data_dir) / "features.json"
+    if path.is_file():
+        names = json.loads(path.read_text(encoding="utf-8"))
+        if len(names) == n_features:
+            return [str(n) for n in names]
+    return [f"num__f{i}" for i in range(n_features)]
 
 
 def check_trained(result: TrainResult, plan: FoldPlan, y: np.ndarray, params: TrainParams) -> None:
@@ -275,28 +291,65 @@ def cv_metrics(oof: np.ndarray, y: np.ndarray, outlier: np.ndarray, plan: FoldPl
         "oof_rmse": rmse(oof, y),
         "oof_rmse_no_outliers": rmse(oof[clean], y[clean]),
         "fold_rmse": {f"fold{f}": float(v) for f, v in zip(folds, per_fold, strict=True)},
+        "fold_rmse_no_outliers": {f"fold{f}": float(v)
+                                  for f, v in zip(folds, per_fold_clean, strict=True)},
     }
 
 
-def log_learning_curves(live_dir: str | os.PathLike, names: list[str], train_rmse: torch.Tensor,
-                        val_rmse: torch.Tensor) -> None:
-    """Per-epoch train/validation log-RMSE of every model, for `dvc plots show`."""
+def log_learning_curves(live_dir: str | os.PathLike, plan: FoldPlan, result: TrainResult) -> None:
+    """Per-epoch log-RMSE of every model on its training rows, its early-stopping rows and its
+    scored fold (dvclive metrics), and one chart per fold (its seed-0 model) with the three
+    curves and the epoch early stopping kept, for `dvc plots show`."""
     from dvclive import Live
 
+    curves = {"training rows": result.train_rmse, "scored fold": result.val_rmse}
+    if result.stop_rmse is not None and not torch.equal(result.stop_rmse.nan_to_num(-1),
+                                                        result.val_rmse.nan_to_num(-1)):
+        curves["early-stopping rows"] = result.stop_rmse
     shutil.rmtree(live_dir, ignore_errors=True)
     with Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None) as live:
-        for epoch in range(train_rmse.shape[0]):
-            for i, name in enumerate(names):
-                if not torch.isnan(train_rmse[epoch, i]):
-                    live.log_metric(f"train/{name}", round(float(train_rmse[epoch, i]), 6))
-                if not torch.isnan(val_rmse[epoch, i]):
-                    live.log_metric(f"val/{name}", round(float(val_rmse[epoch, i]), 6))
+        for epoch in range(result.train_rmse.shape[0]):
+            for i, name in enumerate(plan.names):
+                for label, history in curves.items():
+                    if not torch.isnan(history[epoch, i]):
+                        live.log_metric(f"{label.replace(' ', '_').replace('-', '_')}/{name}",
+                                        round(float(history[epoch, i]), 6))
             live.next_step()
+        for fold in np.unique(plan.fold_of_model):
+            model = int(np.flatnonzero(plan.fold_of_model == fold)[0])
+            chosen = int(result.best_epoch[model]) + 1
+            points = [{"epoch": epoch + 1, "rows": label, "log_rmse": round(float(h[epoch, model]), 6),
+                       "chosen_epoch": chosen}
+                      for label, h in curves.items() for epoch in range(h.shape[0])
+                      if not torch.isnan(h[epoch, model])]
+            live.log_plot(f"learning_curve_fold{fold}", points, x="epoch", y="log_rmse")
+
+
+def write_importance(path: str | os.PathLike, models: StackedModels, x: np.ndarray, y: np.ndarray,
+                     outlier: np.ndarray, plan: FoldPlan, params: TrainParams, average: str,
+                     feature_names: list[str]) -> None:
+    """metrics/importance.csv: permutation importance on out-of-fold rows, Lasso |coef|."""
+    groups = column_groups(feature_names)
+    permutation = permutation_importance(models, x, y, plan.fold_of_model, plan.fold_of_row,
+                                         groups, average, params.seed)
+    keep = ~outlier if params.exclude_outliers else np.ones_like(outlier)
+    coef = lasso(x[keep], y[keep], params.lasso_alpha).coef_
+    with atomic_path(path) as tmp:
+        importance_table(permutation, lasso_weights(coef, groups)).to_csv(
+            tmp, index=False, lineterminator="\n")
 
 
 def train(params: TrainParams, average: str, data_dir="data/processed", models_dir="models",
-          metrics_path="metrics/cv.json", oof_path="metrics/oof.csv", live_dir="dvclive") -> dict:
-    """Run the cross-validation, write models, metrics and plots; return the metrics."""
+          metrics_path="metrics/cv.json", oof_path="metrics/oof.csv", live_dir="dvclive",
+          folds_path: str | os.PathLike | None = None,
+          importance_path: str | os.PathLike | None = None) -> dict:
+    """Run the cross-validation, write models, metrics and plots; return the headline metrics.
+
+    metrics_path gets the headline numbers (what `dvc exp show` lists); the per-fold scores go
+    to folds_path and the column importances to importance_path (by default beside it).
+    """
+    folds_path = folds_path or Path(metrics_path).with_name("cv_folds.json")
+    importance_path = importance_path or Path(metrics_path).with_name("importance.csv")
     data = load_train(data_dir)
     x, y, outlier = data["x"], data["y"], data["outlier"].astype(bool)
     plan = plan_folds(len(y), outlier, params)
@@ -316,6 +369,7 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
     seconds = time.perf_counter() - started
     oof = oof_predictions(models, x, plan, average)
     metrics = cv_metrics(oof, y, outlier, plan)
+    per_fold = {key: metrics.pop(key) for key in ("fold_rmse", "fold_rmse_no_outliers")}
     if history is not None:
         metrics["best_epoch_mean"] = float(history.best_epoch.double().mean() + 1)
 
@@ -327,10 +381,13 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
     with atomic_path(oof_path) as tmp:
         frame.to_csv(tmp, index=False)
     if history is not None:
-        log_learning_curves(live_dir, plan.names, history.train_rmse, history.val_rmse)
+        log_learning_curves(live_dir, plan, history)
     else:
         shutil.rmtree(live_dir, ignore_errors=True)
         Path(live_dir, "plots", "metrics").mkdir(parents=True)
+    feature_names = read_feature_names(data_dir, x.shape[1])
+    write_importance(importance_path, models, x, y, outlier, plan, params, average, feature_names)
+    write_text(folds_path, json.dumps(per_fold, indent=2) + "\n")
     write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
     print(f"train: {len(plan.names)} {params.model} models in {seconds:.1f} s {where}; CV log-RMSE "
           f"{metrics['cv_rmse']:.4f} +- {metrics['cv_rmse_std']:.4f} (without outlier rows "
@@ -339,13 +396,13 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.train", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", default="data/processed")
-    parser.add_argument("--models", default="models")
-    parser.add_argument("--metrics", default="metrics/cv.json")
-    parser.add_argument("--oof", default="metrics/oof.csv")
-    parser.add_argument("--live", default="dvclive")
+    parser = stage_parser("train", __doc__)
+    add_params_option(parser)
+    parser.add_argument("--data", default="data/processed", help="the preprocess stage's output")
+    parser.add_argument("--models", default="models", help="directory for the fold models")
+    parser.add_argument("--metrics", default="metrics/cv.json", help="headline CV metrics (JSON)")
+    parser.add_argument("--oof", default="metrics/oof.csv", help="out-of-fold predictions (CSV)")
+    parser.add_argument("--live", default="dvclive", help="dvclive directory for learning curves")
     args = parser.parse_args(argv)
 
     def stage() -> None:

@@ -71,12 +71,14 @@ class TrainResult:
     best_epoch: torch.Tensor  # [M], 0-based
     epochs_run: torch.Tensor  # [M]
     epoch_mode: str = "eager"  # how the training steps ran: eager, or replayed as a CUDA graph
+    stop_rmse: torch.Tensor | None = None  # [epochs, M] on the rows that pick the best epoch
 
     def select(self, models: slice) -> TrainResult:
         """The results of a contiguous range of models (e.g. one config of a sweep)."""
         return TrainResult(self.models.select(models), self.train_rmse[:, models],
                            self.val_rmse[:, models], self.best_epoch[models],
-                           self.epochs_run[models], self.epoch_mode)
+                           self.epochs_run[models], self.epoch_mode,
+                           None if self.stop_rmse is None else self.stop_rmse[:, models])
 
 
 def resolve_device(name: str) -> torch.device:
@@ -294,6 +296,7 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     total_epochs = int(max_epochs.max())
     hist_train = torch.full((total_epochs, n_models), float("nan"), device=device)
     hist_val = torch.full((total_epochs, n_models), float("nan"), device=device)
+    hist_stop = torch.full((total_epochs, n_models), float("nan"), device=device)
     has_stop = stop_mask.any(1)
     best_stop = torch.full((n_models,), float("inf"), device=device)
     best_epoch = torch.zeros(n_models, dtype=torch.int64, device=device)
@@ -339,6 +342,7 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
             stop_rmse = val_rmse if stop_on_val else _masked_rmse(pred, y64.to(dtype), stop_mask)
             hist_train[epoch] = torch.where(active, train_rmse, hist_train[epoch])
             hist_val[epoch] = torch.where(active, val_rmse, hist_val[epoch])
+            hist_stop[epoch] = torch.where(active, stop_rmse, hist_stop[epoch])
             epochs_run += active.to(torch.int64)
             # Keep this epoch's weights if it is the model's best so far (always, without early
             # stopping or stopping rows: then the last epoch is the one kept).
@@ -355,10 +359,12 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
             on_epoch(epoch, n_active, float(finite.mean()) if finite.numel() else float("nan"))
         if n_active == 0:
             hist_train, hist_val = hist_train[:epoch + 1], hist_val[:epoch + 1]
+            hist_stop = hist_stop[:epoch + 1]
             break
 
     names = list(names) if names is not None else [f"m{i}" for i in range(n_models)]
     models = StackedModels([w.cpu() for w in best_w], [b.cpu() for b in best_b], arch.activation,
                            y_mean.cpu(), y_std.cpu(), names, arch.linear_skip)
     return TrainResult(models, hist_train.cpu(), hist_val.cpu(), best_epoch.cpu(),
-                       epochs_run.cpu(), train_epoch.mode + (" + torch.compile" if fused else ""))
+                       epochs_run.cpu(), train_epoch.mode + (" + torch.compile" if fused else ""),
+                       hist_stop.cpu())

@@ -169,32 +169,55 @@ def project(tmp_path, params, repo_root, monkeypatch):
     return root
 
 
+def make_experiment(project, name, metrics=None, params_edit=None):
+    """Commit the workspace (changed as asked) as DVC does for an experiment: a commit that is
+    not on any branch, under refs/exps/; HEAD and the workspace are left as they were."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          cwd=project, check=True).stdout.strip()
+    saved = {p: (project / p).read_text() for p in ("params.yaml", "metrics/cv.json")}
+    if params_edit:
+        (project / "params.yaml").write_text(saved["params.yaml"] + params_edit)
+    if metrics:
+        (project / "metrics/cv.json").write_text(json.dumps(metrics))
+    subprocess.run([*GIT, "commit", "-qam", name, "--allow-empty"], cwd=project, check=True)
+    rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                         cwd=project, check=True).stdout.strip()
+    subprocess.run(["git", "update-ref", f"refs/exps/{head[:2]}/{head[2:]}/{name}", rev],
+                   cwd=project, check=True)
+    subprocess.run(["git", "reset", "-q", "--hard", head], cwd=project, check=True)
+    return rev
+
+
 def test_submit_happy_path_logs_score(kaggle_env, project, capfd):
+    exp_rev = make_experiment(project, "exp-demo", metrics={"cv_rmse": 0.1111, "cv_rmse_std": 0.02})
+    subprocess.run(["git", "checkout", "-q", exp_rev, "--", "metrics/cv.json"], cwd=project,
+                   check=True)  # as after 'dvc exp apply exp-demo'
     with FakeKaggle(b"", score="0.12001", polls_before_score=2) as fake:
-        row = submit(experiment="exp-demo", sleep=lambda s: None)
+        row = submit(experiment="exp-demo", sleep=lambda s: None, note="first try")
     assert fake.calls[:2] == ["StartSubmissionUpload", "CreateSubmission"]
     assert fake.calls[2:] == ["ListSubmissions"] * 3
     assert fake.uploads == [(project / "submission.csv").read_bytes()]
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            cwd=project).stdout.strip()
     description = fake.submissions[0]["description"]
-    assert commit[:12] in description and "exp exp-demo" in description
-    assert "CV 0.12340" in description
+    assert description.startswith("first try | commit " + exp_rev[:12])
+    assert "exp exp-demo" in description and "CV 0.11110" in description
     rows = list(csv.DictReader((project / "leaderboard.csv").open()))
     assert rows == [row]
-    assert row["commit"] == commit and row["public_score"] == "0.12001"
-    assert row["submission_ref"] == "4000" and row["cv_rmse"] == "0.123400"
+    assert row["commit"] == exp_rev and row["public_score"] == "0.12001"
+    assert row["submission_ref"] == "4000" and row["cv_rmse"] == "0.111100"
     assert len(row["params_sha1"]) == 40
     out, err = capfd.readouterr()
     assert "public score 0.12001" in out
     no_secret_in(out, err, (project / "leaderboard.csv").read_text())
 
 
-def test_submit_refuses_dirty_pipeline(kaggle_env, project):
+def test_submit_refuses_dirty_pipeline(kaggle_env, project, capfd):
     (project / "params.yaml").write_text((project / "params.yaml").read_text() + "\n# edit\n")
     with FakeKaggle(b"") as fake:
         with pytest.raises(PipelineError, match="uncommitted changes to params.yaml"):
             submit(sleep=lambda s: None)
+        submit(dry_run=True)  # a dry run reports it instead of refusing
+        assert "a real submit would refuse: uncommitted changes to params.yaml" in \
+            capfd.readouterr().out
         assert fake.calls == []
         submit(allow_dirty=True, sleep=lambda s: None)
         assert "(dirty)" in fake.submissions[0]["description"]
@@ -246,22 +269,30 @@ def test_wrong_key_is_401_and_never_printed(kaggle_env, project, monkeypatch, ca
     assert "wrong-key-987654321" not in out + err
 
 
-def test_leaderboard_joins_scores_to_experiments():
-    from pipeline.leaderboard import flatten_exp_show, join_scores
+def test_experiments_table_joins_scores_and_shows_changed_params():
+    from pipeline.experiments import flatten_exp_show, join_scores, table
 
-    shown = [{"rev": "workspace", "name": None, "data": {"metrics": {
-                  "metrics/cv.json": {"data": {"cv_rmse": 0.12, "cv_rmse_std": 0.02}}}}},
-             {"rev": "abc123", "name": "main", "data": {"metrics": {
-                  "metrics/cv.json": {"data": {"cv_rmse": 0.125, "cv_rmse_std": 0.02}}}},
-              "experiments": [{"name": "lucid-fawn", "revs": [{"rev": "def456", "name": "lucid-fawn",
-                  "data": {"metrics": {"metrics/cv.json": {"data": {"cv_rmse": 0.118}}}}}]}]}]
-    logged = [{"experiment": "", "commit": "abc123", "public_score": "0.131", "utc_time": "t1"},
-              {"experiment": "lucid-fawn", "commit": "abc123", "public_score": "0.127", "utc_time": "t2"},
-              {"experiment": "lucid-fawn", "commit": "abc123", "public_score": "0.126", "utc_time": "t3"}]
+    def data(cv, cv_clean, lr):
+        return {"metrics": {"metrics/cv.json": {"data": {"cv_rmse": cv, "cv_rmse_std": 0.02,
+                                                          "cv_rmse_no_outliers": cv_clean}}},
+                "params": {"params.yaml": {"data": {"train": {"lr": lr, "folds": 5}}}}}
+
+    shown = [{"rev": "workspace", "name": None, "data": data(0.12, 0.110, 0.001)},
+             {"rev": "abc1234", "name": "main", "data": data(0.125, 0.111, 0.001),
+              "experiments": [{"name": "lucid-fawn", "revs": [{"rev": "def4567", "name": "lucid-fawn",
+                                                               "data": data(0.118, 0.108, 0.003)}]}]}]
+    logged = [{"experiment": "", "commit": "abc1234", "public_score": "0.131", "utc_time": "t1"},
+              {"experiment": "lucid-fawn", "commit": "abc1234", "public_score": "0.127", "utc_time": "t2"},
+              {"experiment": "lucid-fawn", "commit": "abc1234", "public_score": "", "utc_time": "t3"}]
     rows = {r["name"]: r for r in join_scores(flatten_exp_show(shown), logged)}
     assert rows["main"]["public_score"] == "0.131"
-    assert rows["lucid-fawn"]["public_score"] == "0.126" and rows["lucid-fawn"]["cv_rmse"] == 0.118
+    assert rows["lucid-fawn"]["public_score"] == "pending" and rows["lucid-fawn"]["cv_rmse"] == 0.118
     assert rows["workspace"]["public_score"] == ""
+    lines = table(list(rows.values())).splitlines()
+    assert "CV no outliers" in lines[0]
+    # best CV without outliers first; only train.lr differs, so only it is shown
+    assert lines[2].startswith("| lucid-fawn | def4567 | 0.10800 | 0.11800 |")
+    assert "train.lr=0.003" in lines[2] and "folds" not in lines[2]
 
 
 # --- reliability: deadlines, no lost submission, archive and credential checks ------------------
@@ -378,5 +409,32 @@ def test_submit_with_truncated_or_keyless_metrics_is_one_line(kaggle_env, projec
     with pytest.raises(PipelineError, match=r"cv\.json: not valid JSON \(truncated\?\)"):
         submit(dry_run=True, allow_dirty=True)
     (project / "metrics/cv.json").write_text('{"cv_rmse": 0.12}')
-    with pytest.raises(PipelineError, match=r"missing key\(s\) cv_rmse_std"):
+    with pytest.raises(PipelineError, match=r"missing key cv_rmse_std"):
         submit(dry_run=True, allow_dirty=True)
+
+
+def test_submit_experiment_refuses_a_workspace_that_is_not_it(kaggle_env, project):
+    make_experiment(project, "lr-high", params_edit="# lr changed\n",
+                    metrics={"cv_rmse": 0.2, "cv_rmse_std": 0.02})
+    with FakeKaggle(b"") as fake:
+        with pytest.raises(PipelineError, match=r"the workspace is not experiment 'lr-high' "
+                                                r"\(params\.yaml differ\); run 'dvc exp apply lr-high'"):
+            submit(experiment="lr-high", allow_dirty=True, sleep=lambda s: None)
+        with pytest.raises(PipelineError, match="no DVC experiment named 'nope'"):
+            submit(experiment="nope", dry_run=True)
+    assert fake.calls == []
+
+
+def test_submit_refuses_a_file_that_is_not_the_pipelines_output(kaggle_env, project):
+    import hashlib
+
+    sub = project / "submission.csv"
+    (project / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"predict": {
+        "outs": [{"path": "submission.csv", "hash": "md5",
+                  "md5": hashlib.md5(sub.read_bytes()).hexdigest()}]}}}))
+    subprocess.run([*GIT, "add", "dvc.lock"], cwd=project, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "lock"], cwd=project, check=True)
+    submit(dry_run=True)  # the file dvc.lock names: fine
+    sub.write_text(sub.read_text().replace("180000.0", "190000.0", 1))  # edited by hand
+    with pytest.raises(PipelineError, match="is not this workspace's output"):
+        submit(dry_run=True)
