@@ -1,7 +1,8 @@
 """Cross-validated quality of the book's recipe, the Lasso baseline and the project's default MLP
-ensemble, each on the same repeated K-fold splits.
+ensemble (and, with --stacked, the classic Stacked Regressions recipe), each on the same
+repeated K-fold splits. The blend and its members: bench/blend_quality.py.
 
-    python bench/model_quality.py [--repeats 3]
+    python bench/model_quality.py [--repeats 3] [--stacked]
 
 Each repeat reshuffles the K folds (fold_seed = repeat); the table gives the mean and std over
 repeats of the mean per-fold log-RMSE, on all rows and with the outlier rows left out of scoring.
@@ -66,10 +67,24 @@ def evaluate(pre, tp, average, repeats, device):
     return np.array(scores)
 
 
+def stacked_recipe_scores(repeats: int) -> np.ndarray:
+    """The classic Stacked Regressions recipe on the same fold shuffles (needs the `stacked` extra)."""
+    from stacked_regressions import oof_log_price
+
+    scores = []
+    for repeat in range(repeats):
+        oof, y, outlier, plan = oof_log_price(repeat)
+        metrics = cv_metrics(oof, y, outlier, plan)
+        scores.append((metrics["cv_rmse"], metrics["cv_rmse_no_outliers"]))
+    return np.array(scores)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--stacked", action="store_true",
+                        help="add the Stacked Regressions recipe's row (slow: ~2 min a repeat)")
     args = parser.parse_args()
     params = load_params(ROOT / "params.yaml")
     device = resolve_device(args.device)
@@ -78,6 +93,13 @@ def main() -> None:
         started = time.perf_counter()
         scores = evaluate(pre, tp, average, args.repeats, device)
         rows.append([name, f"{scores[:, 0].mean():.4f} +- {scores[:, 0].std():.4f}",
+                     f"{scores[:, 1].mean():.4f} +- {scores[:, 1].std():.4f}",
+                     f"{time.perf_counter() - started:.0f}"])
+    if args.stacked:
+        started = time.perf_counter()
+        scores = stacked_recipe_scores(args.repeats)
+        rows.append(["Stacked Regressions recipe (bench/stacked_regressions.py)",
+                     f"{scores[:, 0].mean():.4f} +- {scores[:, 0].std():.4f}",
                      f"{scores[:, 1].mean():.4f} +- {scores[:, 1].std():.4f}",
                      f"{time.perf_counter() - started:.0f}"])
     print(f"# Model quality, {params.train.folds}-fold CV x {args.repeats} repeats, "

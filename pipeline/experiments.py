@@ -1,4 +1,5 @@
-"""DVC experiments side by side: CV without and with the outlier rows, the params that differ
+"""DVC experiments side by side: the submission's CV (the blend's) without and with the outlier
+rows, the params that differ
 between them, and the public score `house-prices submit` logged for each (leaderboard.csv).
 
 An experiment's score is matched by the experiment name given at submit time, a commit's by its
@@ -17,11 +18,15 @@ from pipeline.cli_support import run_cli, stage_parser
 from pipeline.errors import PipelineError
 from pipeline.submit import read_log
 
+# The submission's own CV: the blend's where there is one, else the MLP's (older commits).
+HEADLINE_METRICS = ("metrics/blend.json", "metrics/cv.json")
+
 
 def _metrics(data: dict) -> dict:
-    for path, entry in (data.get("metrics") or {}).items():
-        if path.endswith("cv.json"):
-            return entry.get("data") or {}
+    found = data.get("metrics") or {}
+    for path in HEADLINE_METRICS:
+        if path in found:
+            return found[path].get("data") or {}
     return {}
 
 

@@ -191,13 +191,66 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class MembersParams:
+    """The settings of each model family of the blend besides the MLP (the train section)."""
+
+    lasso: dict
+    lgbm: dict
+
+    def __post_init__(self):
+        from pipeline.members import FAMILIES, settings_of
+
+        for family in FAMILIES:
+            value = getattr(self, family)
+            key = f"members.{family}"
+            expected = settings_of(family)
+            if not isinstance(value, dict):
+                _fail(key, "must be a mapping of settings")
+            unknown = sorted(set(value) - set(expected))
+            if unknown:
+                _fail(f"{key}.{unknown[0]}", f"is not a known setting (known: "
+                      f"{', '.join(sorted(expected))})")
+            missing = sorted(set(expected) - set(value))
+            if missing:
+                _fail(f"{key}.{missing[0]}", "is missing")
+            for name, kind in expected.items():
+                full = f"{key}.{name}"
+                if kind is int:
+                    _number(full, value[name], low=0 if name == "seed" else 1, integer=True)
+                elif name in ("subsample", "colsample_bytree"):
+                    _number(full, value[name], low=0, low_open=True, high=1)
+                else:
+                    _number(full, value[name], low=0, low_open=True)
+
+
+MEMBER_NAMES = ("mlp", "lasso", "lgbm")
+BLEND_METHODS = ("weights", "ridge")
+
+
+@dataclass(frozen=True)
 class EnsembleParams:
-    """How fold and seed models are averaged, in CV scoring and in the submission alike."""
+    """How fold and seed models are averaged (in CV scoring and in the submission alike), and
+    which members the submission blends, with weights fitted on out-of-fold predictions."""
 
     average: str
+    members: tuple[str, ...] = ("mlp",)
+    blend: str = "weights"
+    ridge_alpha: float = 1.0
 
     def __post_init__(self):
         _choice("ensemble.average", self.average, ("price", "log"))
+        members = _str_list("ensemble.members", list(self.members))
+        if not members:
+            _fail("ensemble.members", "must name at least one member")
+        for name in members:
+            if name not in MEMBER_NAMES:
+                _fail("ensemble.members", f"names an unknown member {name!r} (known: "
+                      f"{', '.join(MEMBER_NAMES)})")
+        if len(set(members)) != len(members):
+            _fail("ensemble.members", f"names a member twice: {members}")
+        object.__setattr__(self, "members", members)
+        _choice("ensemble.blend", self.blend, BLEND_METHODS)
+        _number("ensemble.ridge_alpha", self.ridge_alpha, low=0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -237,6 +290,7 @@ class Params:
     ensemble: EnsembleParams
     predict: PredictParams
     kaggle: KaggleParams
+    members: MembersParams
     raw: dict = field(repr=False, compare=False, default_factory=dict)
 
 
@@ -247,6 +301,7 @@ SECTIONS = {
     "ensemble": EnsembleParams,
     "predict": PredictParams,
     "kaggle": KaggleParams,
+    "members": MembersParams,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,9 @@ import torch
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.ensemble import combine_log_predictions
 from pipeline.errors import PipelineError
-from pipeline.params import EnsembleParams, PredictParams, load_params
+from pipeline.inputs import read_csv
+from pipeline.member import save_predictions
+from pipeline.params import EnsembleParams, Params, PredictParams, load_params
 from pipeline.preprocess import load_test, load_train
 from pipeline.stacked_mlp import listed_model_paths, load_models
 from pipeline.submission import write_submission
@@ -25,7 +28,11 @@ def clip_to_range(x_test: np.ndarray, x_train: np.ndarray) -> tuple[np.ndarray, 
 
 
 def predict(params: PredictParams, ensemble: EnsembleParams, data_dir="data/processed",
-            models_dir="models", out="submission.csv") -> Path:
+            models_dir="models", out: str | os.PathLike | None = "submission.csv",
+            member_out: str | os.PathLike | None = None, oof_csv="metrics/oof.csv",
+            all_params: Params | None = None) -> Path:
+    """The fold models' mean test prediction: as a submission (`out`), and/or as the MLP's
+    blend-member predictions (`member_out`, with the train stage's out-of-fold predictions)."""
     test = load_test(data_dir)
     x = test["x"]
     if params.clip_to_train_range:
@@ -38,8 +45,20 @@ def predict(params: PredictParams, ensemble: EnsembleParams, data_dir="data/proc
                             f"{x.shape[1]}; re-run preprocess and train (dvc repro)")
     log_pred = models.predict_log_price(torch.tensor(x)).numpy()
     with np.errstate(over="ignore", invalid="ignore"):
-        prices = np.exp(combine_log_predictions(log_pred, ensemble.average))
-    path = write_submission(out, test["id"], prices)
+        test_log = combine_log_predictions(log_pred, ensemble.average)
+        prices = np.exp(test_log)
+    if member_out is not None:
+        if all_params is None:
+            raise ValueError("member_out needs all_params (the fold plan it is checked against)")
+        if not (np.isfinite(prices).all() and (prices > 0).all()):
+            raise PipelineError("predict: the MLP's test predictions are not finite; re-run train")
+        oof = read_csv(oof_csv, "run the train stage first (dvc repro)")
+        train = load_train(data_dir)
+        if not np.array_equal(oof["Id"].to_numpy(), train["id"]):
+            raise PipelineError(f"{oof_csv}: its Ids are not the training rows'; re-run train")
+        save_predictions(member_out, oof["predicted_log_price"].to_numpy(dtype=np.float64),
+                         test_log, train["id"], test["id"], oof["fold"].to_numpy(), all_params)
+    path = Path(member_out) if out is None else write_submission(out, test["id"], prices)
     print(f"predict: {len(paths)} models averaged ({ensemble.average}); wrote {path} with "
           f"{len(prices)} rows, median price {np.median(prices):,.0f}")
     return path
@@ -50,12 +69,18 @@ def main(argv: list[str] | None = None) -> None:
     add_params_option(parser)
     parser.add_argument("--data", default="data/processed", help="the preprocess stage's output")
     parser.add_argument("--models", default="models", help="the train stage's model files")
-    parser.add_argument("--out", default="submission.csv", help="the submission file to write")
+    parser.add_argument("--out", help="write a submission file of the MLP alone here")
+    parser.add_argument("--member", help="write the MLP's blend-member predictions here")
+    parser.add_argument("--oof", default="metrics/oof.csv",
+                        help="the train stage's out-of-fold predictions (for --member)")
     args = parser.parse_args(argv)
 
     def stage() -> None:
         params = load_params(args.params)
-        predict(params.predict, params.ensemble, args.data, args.models, args.out)
+        if args.out is None and args.member is None:
+            raise PipelineError("predict: give --out (a submission) and/or --member")
+        predict(params.predict, params.ensemble, args.data, args.models, args.out, args.member,
+                args.oof, params)
 
     run_cli(stage)
 

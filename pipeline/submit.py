@@ -220,7 +220,7 @@ def set_score(path: Path, ref: str, score: str) -> None:
 
 
 def submit(params_path="params.yaml", file="submission.csv", raw_test="data/raw/test.csv",
-           metrics="metrics/cv.json", leaderboard="leaderboard.csv", experiment: str | None = None,
+           metrics="metrics/blend.json", leaderboard="leaderboard.csv", experiment: str | None = None,
            allow_dirty=False, dry_run=False, sleep: Callable[[float], None] = time.sleep,
            note: str = "") -> dict:
     """Validate, submit, log, wait for the score. Returns the leaderboard row (or the plan).
@@ -325,7 +325,8 @@ def main(argv: list[str] | None = None) -> None:
     add_params_option(parser)
     parser.add_argument("--file", default="submission.csv", help="the file to send")
     parser.add_argument("--test", default="data/raw/test.csv", help="raw test file (for its Ids)")
-    parser.add_argument("--metrics", default="metrics/cv.json", help="CV metrics to log beside it")
+    parser.add_argument("--metrics", default="metrics/blend.json",
+                        help="the submission's CV metrics, logged beside it")
     parser.add_argument("--leaderboard", default="leaderboard.csv",
                         help="the log of submissions and their public scores")
     parser.add_argument("-m", "--message", default="",

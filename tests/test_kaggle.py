@@ -161,7 +161,7 @@ def project(tmp_path, params, repo_root, monkeypatch):
     (root / "data/raw/test.csv").write_bytes(test_csv)
     ids = [line.split(b",")[0].decode() for line in test_csv.splitlines()[1:]]
     (root / "submission.csv").write_text("Id,SalePrice\n" + "".join(f"{i},180000.0\n" for i in ids))
-    (root / "metrics/cv.json").write_text(json.dumps({"cv_rmse": 0.1234, "cv_rmse_std": 0.01}))
+    (root / "metrics/blend.json").write_text(json.dumps({"cv_rmse": 0.1234, "cv_rmse_std": 0.01}))
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     subprocess.run([*GIT, "add", "-A"], cwd=root, check=True)
     subprocess.run([*GIT, "commit", "-qm", "x"], cwd=root, check=True)
@@ -174,11 +174,11 @@ def make_experiment(project, name, metrics=None, params_edit=None):
     not on any branch, under refs/exps/; HEAD and the workspace are left as they were."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                           cwd=project, check=True).stdout.strip()
-    saved = {p: (project / p).read_text() for p in ("params.yaml", "metrics/cv.json")}
+    saved = {p: (project / p).read_text() for p in ("params.yaml", "metrics/blend.json")}
     if params_edit:
         (project / "params.yaml").write_text(saved["params.yaml"] + params_edit)
     if metrics:
-        (project / "metrics/cv.json").write_text(json.dumps(metrics))
+        (project / "metrics/blend.json").write_text(json.dumps(metrics))
     subprocess.run([*GIT, "commit", "-qam", name, "--allow-empty"], cwd=project, check=True)
     rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                          cwd=project, check=True).stdout.strip()
@@ -190,7 +190,7 @@ def make_experiment(project, name, metrics=None, params_edit=None):
 
 def test_submit_happy_path_logs_score(kaggle_env, project, capfd):
     exp_rev = make_experiment(project, "exp-demo", metrics={"cv_rmse": 0.1111, "cv_rmse_std": 0.02})
-    subprocess.run(["git", "checkout", "-q", exp_rev, "--", "metrics/cv.json"], cwd=project,
+    subprocess.run(["git", "checkout", "-q", exp_rev, "--", "metrics/blend.json"], cwd=project,
                    check=True)  # as after 'dvc exp apply exp-demo'
     with FakeKaggle(b"", score="0.12001", polls_before_score=2) as fake:
         row = submit(experiment="exp-demo", sleep=lambda s: None, note="first try")
@@ -273,7 +273,7 @@ def test_experiments_table_joins_scores_and_shows_changed_params():
     from pipeline.experiments import flatten_exp_show, join_scores, table
 
     def data(cv, cv_clean, lr):
-        return {"metrics": {"metrics/cv.json": {"data": {"cv_rmse": cv, "cv_rmse_std": 0.02,
+        return {"metrics": {"metrics/blend.json": {"data": {"cv_rmse": cv, "cv_rmse_std": 0.02,
                                                           "cv_rmse_no_outliers": cv_clean}}},
                 "params": {"params.yaml": {"data": {"train": {"lr": lr, "folds": 5}}}}}
 
@@ -405,10 +405,10 @@ def test_archive_that_inflates_past_the_limit_is_refused_before_extraction(
 
 
 def test_submit_with_truncated_or_keyless_metrics_is_one_line(kaggle_env, project):
-    (project / "metrics/cv.json").write_text('{"cv_rmse": 0.12')
-    with pytest.raises(PipelineError, match=r"cv\.json: not valid JSON \(truncated\?\)"):
+    (project / "metrics/blend.json").write_text('{"cv_rmse": 0.12')
+    with pytest.raises(PipelineError, match=r"blend\.json: not valid JSON \(truncated\?\)"):
         submit(dry_run=True, allow_dirty=True)
-    (project / "metrics/cv.json").write_text('{"cv_rmse": 0.12}')
+    (project / "metrics/blend.json").write_text('{"cv_rmse": 0.12}')
     with pytest.raises(PipelineError, match=r"missing key cv_rmse_std"):
         submit(dry_run=True, allow_dirty=True)
 

@@ -1,0 +1,176 @@
+"""Stage 5: blend the members' predictions with weights fitted on their out-of-fold predictions,
+and write submission.csv.
+
+`ensemble.blend: weights` fits non-negative weights that sum to one (least squares on the
+out-of-fold log prices; the outlier rows, which no model trains on, are left out of the fit);
+`ridge` fits a ridge meta-model with an intercept instead. The blend's CV is nested: for each
+fold, the weights are fitted on the other folds' out-of-fold rows only and scored on that fold,
+so no weight ever sees the rows it is scored on. The submission uses weights fitted on all rows.
+With one member the blend is that member, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import nnls
+from sklearn.linear_model import Ridge
+
+from pipeline.atomic import atomic_path, write_text
+from pipeline.cli_support import add_params_option, run_cli, stage_parser
+from pipeline.errors import PipelineError
+from pipeline.inputs import read_npz
+from pipeline.params import EnsembleParams, Params, load_params
+from pipeline.submission import write_submission
+from pipeline.train import FoldPlan, cv_metrics
+
+# Weight of the sum-to-one row in the constrained least squares; large enough that the weights
+# sum to one to ~1e-9, after which they are renormalised exactly.
+SUM_TO_ONE_WEIGHT = 1e4
+
+
+def fit_weights(preds: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative weights summing to one minimising ||preds @ w - y|| ([N, M] -> [M])."""
+    n, m = preds.shape
+    if m == 1:
+        return np.ones(1)
+    scale = SUM_TO_ONE_WEIGHT * np.sqrt(n)
+    a = np.vstack([preds, np.full((1, m), scale)])
+    b = np.concatenate([y, [scale]])
+    weights, _ = nnls(a, b)
+    return weights / weights.sum()
+
+
+class Blender:
+    """fit(preds [N, M], y) / predict(preds) for either blend method."""
+
+    def __init__(self, method: str, ridge_alpha: float):
+        self.method, self.ridge_alpha = method, ridge_alpha
+
+    def fit(self, preds: np.ndarray, y: np.ndarray) -> Blender:
+        if self.method == "weights" or preds.shape[1] == 1:
+            self.weights_, self.intercept_ = fit_weights(preds, y), 0.0
+        else:
+            ridge = Ridge(alpha=self.ridge_alpha).fit(preds, y)
+            self.weights_, self.intercept_ = ridge.coef_, float(ridge.intercept_)
+        return self
+
+    def predict(self, preds: np.ndarray) -> np.ndarray:
+        if len(self.weights_) == 1 and self.intercept_ == 0.0:
+            return preds[:, 0] * self.weights_[0]  # exactly the member when it is alone
+        return preds @ self.weights_ + self.intercept_
+
+
+def nested_oof(preds: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, fold_of_row: np.ndarray,
+               method: str, ridge_alpha: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Each fold's rows blended with weights fitted on the other folds' rows (fit_rows only)."""
+    oof = np.empty(len(y))
+    fold_weights = []
+    for fold in np.unique(fold_of_row):
+        held = fold_of_row == fold
+        blender = Blender(method, ridge_alpha).fit(preds[~held & fit_rows], y[~held & fit_rows])
+        oof[held] = blender.predict(preds[held])
+        fold_weights.append(blender.weights_)
+    return oof, fold_weights
+
+
+def load_member(name: str, members_dir: Path, mlp_path: Path) -> dict:
+    path = mlp_path if name == "mlp" else members_dir / name / "predictions.npz"
+    data = read_npz(path, f"member {name} has no predictions; run dvc repro")
+    for key in ("oof", "test", "id_train", "id_test", "fold_of_row", "plan"):
+        if key not in data:
+            raise PipelineError(f"{path}: no '{key}' array; re-run the member's stage (dvc repro)")
+    for key in ("oof", "test"):
+        if not np.isfinite(data[key]).all():
+            raise PipelineError(f"member {name}: non-finite {key} predictions in {path}; re-run "
+                                "its stage or drop it from ensemble.members")
+    return data
+
+
+def check_same_plan(members: dict[str, dict], params: Params) -> None:
+    """Every member on the same houses and the same folds as the train stage says."""
+    expected = np.array([params.train.folds, params.train.fold_seed,
+                         int(params.train.exclude_outliers)])
+    first = next(iter(members.values()))
+    for name, data in members.items():
+        if not np.array_equal(data["plan"], expected):
+            raise PipelineError(
+                f"member {name} was trained on another fold plan (folds, fold_seed, "
+                f"exclude_outliers = {data['plan'].tolist()}, params say {expected.tolist()}); "
+                "re-run it (dvc repro)")
+        for key in ("id_train", "id_test", "fold_of_row"):
+            if not np.array_equal(data[key], first[key]):
+                raise PipelineError(f"member {name}: its {key} differ from the other members'; "
+                                    "re-run the pipeline (dvc repro)")
+
+
+def blend(params: Params, members_dir="members", mlp_predictions="members/mlp/predictions.npz",
+          data_dir="data/processed", out="submission.csv", metrics_path="metrics/blend.json",
+          table_path="metrics/blend_members.csv") -> dict:
+    """Fit the blend, score it by nested CV, write the submission and the blend's metrics."""
+    ens: EnsembleParams = params.ensemble
+    members = {name: load_member(name, Path(members_dir), Path(mlp_predictions))
+               for name in ens.members}
+    check_same_plan(members, params)
+    y = read_npz(Path(data_dir) / "train.npz", "run the preprocess stage (dvc repro)")
+    first = next(iter(members.values()))
+    outlier = y["outlier"].astype(bool)
+    if not np.array_equal(y["id"], first["id_train"]):
+        raise PipelineError("members were trained on other training rows than data/processed; "
+                            "re-run the pipeline (dvc repro)")
+    target, fold_of_row = y["y"], first["fold_of_row"]
+    preds = np.stack([m["oof"] for m in members.values()], axis=1)
+    fit_rows = ~outlier if params.train.exclude_outliers else np.ones(len(target), dtype=bool)
+    plan = FoldPlan([], np.array([]), [], np.empty((0, 0)), np.empty((0, 0)), fold_of_row)
+    oof, fold_weights = nested_oof(preds, target, fit_rows, fold_of_row, ens.blend,
+                                   ens.ridge_alpha)
+    blender = Blender(ens.blend, ens.ridge_alpha).fit(preds[fit_rows], target[fit_rows])
+    test_log = blender.predict(np.stack([m["test"] for m in members.values()], axis=1))
+
+    metrics = {k: v for k, v in cv_metrics(oof, target, outlier, plan).items()
+               if not k.startswith("fold_rmse")}
+    metrics["weights"] = {name: round(float(w), 6)
+                          for name, w in zip(members, blender.weights_, strict=True)}
+    metrics["weights_spread"] = round(float(np.ptp(np.stack(fold_weights), axis=0).max()), 6)
+    members_cv = {name: cv_metrics(m["oof"], target, outlier, plan) for name, m in members.items()}
+    metrics["members"] = {name: {"cv_rmse": m["cv_rmse"],
+                                 "cv_rmse_no_outliers": m["cv_rmse_no_outliers"]}
+                          for name, m in members_cv.items()}
+    rows = [{"model": name, "cv_rmse": m["cv_rmse"], "cv_rmse_no_outliers": m["cv_rmse_no_outliers"]}
+            for name, m in members_cv.items()]
+    rows.append({"model": "blend (nested CV)", "cv_rmse": metrics["cv_rmse"],
+                 "cv_rmse_no_outliers": metrics["cv_rmse_no_outliers"]})
+    with np.errstate(over="ignore"):
+        prices = np.exp(test_log)
+    path = write_submission(out, first["id_test"], prices)
+    with atomic_path(table_path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
+    write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
+    weights = ", ".join(f"{n} {w:.3f}" for n, w in metrics["weights"].items())
+    print(f"blend: {len(members)} member(s) ({weights}); nested CV log-RMSE "
+          f"{metrics['cv_rmse']:.4f} +- {metrics['cv_rmse_std']:.4f} (without outlier rows "
+          f"{metrics['cv_rmse_no_outliers']:.4f}); wrote {path}")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = stage_parser("blend", __doc__)
+    add_params_option(parser)
+    parser.add_argument("--members", default="members", help="members/NAME/predictions.npz")
+    parser.add_argument("--mlp", default="members/mlp/predictions.npz",
+                        help="the MLP's predictions (written by the predict stage)")
+    parser.add_argument("--data", default="data/processed", help="the preprocess stage's output")
+    parser.add_argument("--out", default="submission.csv", help="the submission file to write")
+    parser.add_argument("--metrics", default="metrics/blend.json", help="the blend's CV (JSON)")
+    parser.add_argument("--table", default="metrics/blend_members.csv",
+                        help="members' and blend's CV side by side (CSV, plotted)")
+    args = parser.parse_args(argv)
+    run_cli(lambda: blend(load_params(args.params), args.members, args.mlp, args.data, args.out,
+                          args.metrics, args.table))
+
+
+if __name__ == "__main__":
+    main()

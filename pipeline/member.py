@@ -1,0 +1,101 @@
+"""Stage 3b (one per family, `dvc.yaml`'s foreach): train a blend member on the MLP's fold plan.
+
+Each fold's model is fitted on exactly the rows the MLP's fold models train on (the same KFold
+shuffle, the outlier rows left out when train.exclude_outliers), predicts the fold it held out,
+and the test set; the member's test prediction is the mean of its fold models in log space.
+Writes members/NAME/predictions.npz (what the blend stage reads) and members/NAME/cv.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from pipeline.atomic import atomic_path, write_text
+from pipeline.cli_support import add_params_option, run_cli, stage_parser
+from pipeline.errors import PipelineError
+from pipeline.members import FAMILIES, family
+from pipeline.params import Params, load_params
+from pipeline.preprocess import load_test, load_train
+from pipeline.train import FoldPlan, cv_metrics, plan_folds
+
+
+def member_plan(n_rows: int, outlier: np.ndarray, params: Params) -> FoldPlan:
+    """The train stage's folds, one model per fold (a member's own seed is in its settings)."""
+    return plan_folds(n_rows, outlier, dataclasses.replace(params.train, n_seeds=1))
+
+
+def cross_fit(make_model, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, plan: FoldPlan
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(out-of-fold log prices [N], test log prices [N_test], the mean of the fold models)."""
+    oof = np.full(len(y), np.nan)
+    test = np.zeros(len(x_test))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        for fold, train_rows in enumerate(plan.train_mask):
+            held = plan.fold_of_row == fold
+            model = make_model().fit(x[train_rows], y[train_rows])
+            oof[held] = model.predict(x[held])
+            test += model.predict(x_test) / len(plan.train_mask)
+    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+        print("member: note: a fit stopped at its iteration limit short of its tolerance; its "
+              "coefficients are used as they are", file=sys.stderr)
+    return oof, test
+
+
+def save_predictions(path: str | os.PathLike, oof: np.ndarray, test: np.ndarray,
+                     id_train: np.ndarray, id_test: np.ndarray, fold_of_row: np.ndarray,
+                     params: Params) -> None:
+    """What the blend stage needs, with what it checks members against (Ids, fold plan)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, oof=oof, test=test, id_train=id_train, id_test=id_test,
+                 fold_of_row=fold_of_row,
+                 plan=np.array([params.train.folds, params.train.fold_seed,
+                                int(params.train.exclude_outliers)]))
+
+
+def run_member(name: str, params: Params, data_dir="data/processed", out_dir="members") -> dict:
+    if name not in FAMILIES:
+        raise PipelineError(f"member: unknown family {name!r} (known: {', '.join(FAMILIES)})")
+    train, test = load_train(data_dir), load_test(data_dir)
+    x, y, outlier = train["x"].astype(np.float64), train["y"], train["outlier"].astype(bool)
+    plan = member_plan(len(y), outlier, params)
+    settings = getattr(params.members, name)
+    started = time.perf_counter()
+    oof, test_pred = cross_fit(lambda: family(name).make_model(settings), x, y,
+                               test["x"].astype(np.float64), plan)
+    seconds = time.perf_counter() - started
+    if not (np.isfinite(oof).all() and np.isfinite(test_pred).all()):
+        raise PipelineError(f"member {name}: non-finite predictions; check members.{name}")
+    metrics = cv_metrics(oof, y, outlier, plan)
+    metrics = {k: v for k, v in metrics.items() if not k.startswith("fold_rmse")}
+    out = Path(out_dir) / name
+    save_predictions(out / "predictions.npz", oof, test_pred, train["id"], test["id"],
+                     plan.fold_of_row, params)
+    write_text(out / "cv.json", json.dumps(metrics, indent=2) + "\n")
+    print(f"member {name}: {len(plan.train_mask)} fold models in {seconds:.1f} s; CV log-RMSE "
+          f"{metrics['cv_rmse']:.4f} +- {metrics['cv_rmse_std']:.4f} (without outlier rows "
+          f"{metrics['cv_rmse_no_outliers']:.4f})")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = stage_parser("member", __doc__)
+    parser.add_argument("name", help=f"the model family ({', '.join(FAMILIES)})")
+    add_params_option(parser)
+    parser.add_argument("--data", default="data/processed", help="the preprocess stage's output")
+    parser.add_argument("--out", default="members", help="members/NAME/ gets its predictions")
+    args = parser.parse_args(argv)
+    run_cli(lambda: run_member(args.name, load_params(args.params), args.data, args.out))
+
+
+if __name__ == "__main__":
+    main()

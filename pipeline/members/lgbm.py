@@ -1,0 +1,20 @@
+"""Gradient-boosted trees with LightGBM: the family whose errors differ most from the linear
+and MLP members'. Deterministic for a fixed seed and thread count (row-wise histograms)."""
+
+from __future__ import annotations
+
+SETTINGS = {"n_estimators": int, "learning_rate": float, "num_leaves": int,
+            "min_child_samples": int, "subsample": float, "colsample_bytree": float,
+            "reg_lambda": float, "seed": int, "threads": int}
+
+
+def make_model(settings: dict):
+    import lightgbm
+
+    return lightgbm.LGBMRegressor(
+        n_estimators=settings["n_estimators"], learning_rate=settings["learning_rate"],
+        num_leaves=settings["num_leaves"], min_child_samples=settings["min_child_samples"],
+        subsample=settings["subsample"], subsample_freq=1 if settings["subsample"] < 1 else 0,
+        colsample_bytree=settings["colsample_bytree"], reg_lambda=settings["reg_lambda"],
+        random_state=settings["seed"], n_jobs=settings["threads"], deterministic=True,
+        force_row_wise=True, verbose=-1)

@@ -1,0 +1,188 @@
+"""Blend members on out-of-fold predictions: honest nested CV, a one-member blend equal to the MLP
+alone, members on the MLP's folds, and one clear line for every bad input."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import repo_params
+
+from pipeline import blend as blend_mod
+from pipeline.blend import Blender, blend, fit_weights, nested_oof
+from pipeline.errors import PipelineError
+from pipeline.member import cross_fit, member_plan, run_member
+from pipeline.params import parse_params
+from pipeline.predict import predict
+from pipeline.preprocess import preprocess, save
+from pipeline.train import train
+
+
+def test_weights_are_non_negative_sum_to_one_and_recover_a_mixture():
+    rng = np.random.default_rng(0)
+    y = rng.normal(12, 0.4, 500)
+    a, b, c = y + rng.normal(0, 0.1, 500), y + rng.normal(0, 0.1, 500), -y  # c is useless
+    w = fit_weights(np.stack([a, b, c], axis=1), y)
+    assert (w >= 0).all() and w.sum() == pytest.approx(1, abs=1e-12)
+    assert w[2] < 1e-6 and w[0] == pytest.approx(0.5, abs=0.1)
+
+
+def test_nested_cv_never_fits_weights_on_the_scored_fold(monkeypatch):
+    n = 200
+    fold_of_row = np.arange(n) % 5
+    rows_seen = []
+    real_fit = Blender.fit
+
+    def spy(self, preds, y):
+        rows_seen.append(preds[:, 0].astype(int))  # column 0 carries each row's index
+        return real_fit(self, preds, y)
+
+    monkeypatch.setattr(Blender, "fit", spy)
+    preds = np.stack([np.arange(n, dtype=float), np.ones(n)], axis=1)
+    fit_rows = np.ones(n, dtype=bool)
+    fit_rows[7] = False  # e.g. an outlier: never fitted on
+    nested_oof(preds, np.arange(n, dtype=float), fit_rows, fold_of_row, "weights", 1.0)
+    assert len(rows_seen) == 5
+    for fold, seen in enumerate(rows_seen):
+        assert not np.isin(seen, np.flatnonzero(fold_of_row == fold)).any()
+        assert 7 not in seen
+        assert len(seen) == (fold_of_row != fold).sum() - (fold_of_row[7] != fold)
+
+
+def test_a_member_perfect_only_on_one_fold_does_not_flatter_the_nested_score():
+    rng = np.random.default_rng(1)
+    n = 500
+    y = rng.normal(12, 0.4, n)
+    fold_of_row = np.arange(n) % 5
+    honest = y + rng.normal(0, 0.1, n)
+    leaky = np.where(fold_of_row == 0, y, y + rng.normal(0, 0.5, n))  # knows fold 0's answers
+    oof, _ = nested_oof(np.stack([honest, leaky], axis=1), y, np.ones(n, dtype=bool), fold_of_row,
+                        "weights", 1.0)
+    fold0 = fold_of_row == 0
+    # Weights for fold 0 come from folds 1-4, where `leaky` is bad: fold 0 is scored mostly on
+    # `honest`, so its error stays near honest's (0.1), far above zero.
+    assert np.sqrt(np.mean((oof[fold0] - y[fold0]) ** 2)) > 0.05
+
+
+@pytest.fixture
+def pipeline_run(ames_sample, tmp_path):
+    """A tiny end-to-end run: preprocess, MLP train + predict, lasso and lgbm members."""
+    params = repo_params(folds=3, n_seeds=1, max_epochs=15, patience=5, device="cpu")
+    raw = dict(params.raw)
+    raw["members"] = {**raw["members"], "lgbm": {**raw["members"]["lgbm"], "n_estimators": 50,
+                                                 "threads": 1}}
+    raw["train"] = {**raw["train"], "folds": 3, "n_seeds": 1, "max_epochs": 15, "patience": 5,
+                    "device": "cpu"}
+    params = parse_params(raw)
+    train_frame, test_frame = ames_sample
+    save(preprocess(train_frame, test_frame, params.preprocess), tmp_path / "processed")
+    train(params.train, params.ensemble.average, tmp_path / "processed", tmp_path / "models",
+          tmp_path / "cv.json", tmp_path / "oof.csv", tmp_path / "live")
+    predict(params.predict, params.ensemble, tmp_path / "processed", tmp_path / "models",
+            tmp_path / "mlp_alone.csv", tmp_path / "members/mlp/predictions.npz",
+            tmp_path / "oof.csv", params)
+    for name in ("lasso", "lgbm"):
+        run_member(name, params, tmp_path / "processed", tmp_path / "members")
+    return params, tmp_path
+
+
+def run_blend(params, tmp_path, out="submission.csv"):
+    return blend(params, tmp_path / "members", tmp_path / "members/mlp/predictions.npz",
+                 tmp_path / "processed", tmp_path / out, tmp_path / "blend.json",
+                 tmp_path / "blend_members.csv")
+
+
+def with_ensemble(params, **updates):
+    return dataclasses.replace(params, ensemble=dataclasses.replace(params.ensemble, **updates))
+
+
+def test_one_member_blend_is_the_mlp_submission_byte_for_byte(pipeline_run):
+    params, tmp_path = pipeline_run
+    metrics = run_blend(with_ensemble(params, members=("mlp",)), tmp_path)
+    assert metrics["weights"] == {"mlp": 1.0}
+    assert (tmp_path / "submission.csv").read_bytes() == (tmp_path / "mlp_alone.csv").read_bytes()
+    mlp_cv = __import__("json").loads((tmp_path / "cv.json").read_text())
+    assert metrics["cv_rmse"] == pytest.approx(mlp_cv["cv_rmse"], abs=1e-12)
+
+
+def test_three_member_blend_writes_weights_members_and_a_valid_submission(pipeline_run):
+    params, tmp_path = pipeline_run
+    metrics = run_blend(params, tmp_path)
+    assert set(metrics["weights"]) == {"mlp", "lasso", "lgbm"}
+    assert sum(metrics["weights"].values()) == pytest.approx(1, abs=1e-5)
+    assert set(metrics["members"]) == {"mlp", "lasso", "lgbm"}
+    table = (tmp_path / "blend_members.csv").read_text().splitlines()
+    assert table[0] == "model,cv_rmse,cv_rmse_no_outliers" and len(table) == 5
+    assert (tmp_path / "submission.csv").is_file()
+    again = run_blend(params, tmp_path, "again.csv")
+    assert again == metrics
+    assert (tmp_path / "again.csv").read_bytes() == (tmp_path / "submission.csv").read_bytes()
+
+
+def test_members_train_on_the_mlps_folds_without_the_outliers(pipeline_run):
+    params, tmp_path = pipeline_run
+    data = np.load(tmp_path / "processed/train.npz")
+    outlier = data["outlier"].astype(bool)
+    outlier[:3] = True  # pretend: the sample has no real outlier rows
+    plan = member_plan(len(data["y"]), outlier, params)
+    fitted_rows = []
+
+    class Recorder:
+        def fit(self, x, y):
+            fitted_rows.append(x[:, 0].copy())
+            return self
+
+        def predict(self, x):
+            return np.zeros(len(x))
+
+    x = np.arange(len(data["y"]), dtype=float)[:, None]  # column 0: the row's index
+    cross_fit(Recorder, x, data["y"], x[:4], plan)
+    mlp_folds = np.loadtxt(tmp_path / "oof.csv", delimiter=",", skiprows=1, usecols=1)
+    for fold, rows in enumerate(fitted_rows):
+        expected = np.flatnonzero((mlp_folds != fold) & ~outlier)
+        assert np.array_equal(rows.astype(int), expected)
+
+
+@pytest.mark.parametrize("case", ["missing", "other_folds", "nan", "other_rows"])
+def test_bad_member_outputs_are_one_line_and_leave_the_submission(pipeline_run, case):
+    params, tmp_path = pipeline_run
+    run_blend(params, tmp_path)
+    before = (tmp_path / "submission.csv").read_bytes()
+    path = tmp_path / "members/lgbm/predictions.npz"
+    if case == "missing":
+        path.unlink()
+        message = "member lgbm has no predictions; run dvc repro"
+    else:
+        data = dict(np.load(path))
+        if case == "other_folds":
+            data["plan"] = np.array([3, 7, 1])
+            message = "member lgbm was trained on another fold plan"
+        elif case == "nan":
+            data["oof"][4] = np.nan
+            message = "member lgbm: non-finite oof predictions"
+        else:
+            data["fold_of_row"] = np.roll(data["fold_of_row"], 1)
+            message = "member lgbm: its fold_of_row differ"
+        np.savez(path, **data)
+    with pytest.raises(PipelineError, match=message):
+        run_blend(params, tmp_path)
+    assert (tmp_path / "submission.csv").read_bytes() == before
+
+
+def test_unknown_member_is_a_params_error(repo_root):
+    import yaml
+
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    raw["ensemble"]["members"] = ["mlp", "xgboost"]
+    with pytest.raises(PipelineError, match="ensemble.members names an unknown member 'xgboost'"):
+        parse_params(raw)
+    raw["ensemble"]["members"] = ["mlp"]
+    raw["members"]["lgbm"]["subsample"] = 1.5
+    with pytest.raises(PipelineError, match=r"members\.lgbm\.subsample must be <= 1"):
+        parse_params(raw)
+
+
+def test_ridge_blend_has_an_intercept_and_is_nested_too(pipeline_run):
+    params, tmp_path = pipeline_run
+    metrics = run_blend(with_ensemble(params, blend="ridge"), tmp_path)
+    assert set(metrics["weights"]) == {"mlp", "lasso", "lgbm"}
+    assert blend_mod.Blender("ridge", 1.0).fit(np.ones((4, 2)), np.ones(4)).intercept_ != 0.0
