@@ -170,18 +170,26 @@ class _BatchedOptimizer:
         self.l1 = [p.view(-1, 1, 1) if p is not None and bool((p > 0).any()) else None
                    for p in l1]
         self.use_wd = bool((weight_decay > 0).any())
-        self.steps = torch.zeros_like(lr)
+        # beta1**t and beta2**t per model as running products (float64), not pow(): a pow over
+        # the [M] step counts is vectorised for some models and scalar for the rest, depending
+        # on M, and the two paths round differently, so a model's steps would depend on how many
+        # models share the batch. Products, divisions and square roots round the same either way.
+        self.beta_powers = torch.ones(2, lr.shape[0], dtype=torch.float64, device=lr.device)
+        self.betas = torch.tensor(ADAM_BETAS, dtype=torch.float64, device=lr.device)[:, None]
         self.exp_avg = [torch.zeros_like(p) for p in params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in params]
 
     @torch.no_grad()
     def step(self, grads: list[torch.Tensor], mask: torch.Tensor) -> None:
         keep = mask.to(self.lr.dtype).view(-1, 1, 1)
-        self.steps += keep.view(-1)
+        self.beta_powers.copy_(torch.where(mask[None], self.beta_powers * self.betas,
+                                           self.beta_powers))
+        # A model that has not stepped yet (power 1) takes no step: use t = 1 to stay finite.
+        powers = torch.where(self.beta_powers == 1, self.betas, self.beta_powers)
+        corrections = (1 - powers).to(self.lr.dtype)
         lr = self.lr * keep
-        t = self.steps.clamp(min=1).view(-1, 1, 1)
-        step_size = lr / (1 - ADAM_BETAS[0] ** t)
-        bias2_sqrt = (1 - ADAM_BETAS[1] ** t).sqrt()
+        step_size = lr / corrections[0].view(-1, 1, 1)
+        bias2_sqrt = corrections[1].sqrt().view(-1, 1, 1)
         for i, (p, g, is_w) in enumerate(zip(self.params, grads, self.is_weight, strict=True)):
             self.update(p, g, self.exp_avg[i], self.exp_avg_sq[i], lr, keep, step_size,
                         bias2_sqrt, self.wd, self.l1[i], self.kind, is_w and self.use_wd)

@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 import torch
-from conftest import synthetic_regression
+from conftest import repo_params, synthetic_regression
 
 from pipeline.train import fit_mlp_configs, lasso, lasso_skip_start, plan_folds, stopping_rows
 
@@ -91,3 +91,36 @@ def test_unconverged_lasso_is_one_line_not_a_warning(monkeypatch, capsys):
     assert fitted.coef_.shape == (6,)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "stopped at its iteration limit" in err
+
+
+def test_a_configs_result_is_bit_identical_alone_and_inside_any_batch(ames_sample):
+    """The default training (200 epochs, early stopping on a holdout, Lasso warm start), one
+    config alone and as the 3rd of a 4-config grid: the same bits, so a sweep's score for a
+    config is the score dvc repro gives for it."""
+    import dataclasses
+
+    import torch
+
+    from pipeline.preprocess import preprocess
+    from pipeline.train import fit_mlp_configs, plan_folds
+    from pipeline.trainer import make_deterministic
+
+    params = repo_params(device="cpu")
+    train_frame, test_frame = ames_sample
+    data = preprocess(train_frame, test_frame, params.preprocess)
+    x, y, outlier = data["x_train"], data["y_train"], data["outlier"]
+    make_deterministic()
+    grid = [dataclasses.replace(params.train, dropout=d, lr=lr)
+            for d in (0.3, 0.56) for lr in (0.00078, 0.002)]
+    target = grid[2]
+    plan = plan_folds(len(y), outlier, target)
+    alone = fit_mlp_configs(x, y, plan, [target], torch.device("cpu"))[0]
+    batched = fit_mlp_configs(x, y, plan, grid, torch.device("cpu"))[2]
+    assert int(alone.epochs_run.max()) > 40  # early stopping had room to differ
+    assert torch.equal(alone.best_epoch, batched.best_epoch)
+    assert torch.equal(alone.epochs_run, batched.epochs_run)
+    for got, want in zip(batched.models.weights + batched.models.biases,
+                         alone.models.weights + alone.models.biases, strict=True):
+        assert torch.equal(got, want)
+    ran = alone.train_rmse.shape[0]
+    assert torch.equal(batched.train_rmse[:ran].nan_to_num(-1), alone.train_rmse.nan_to_num(-1))
