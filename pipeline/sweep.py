@@ -11,6 +11,7 @@ Space file (YAML):
     samples: 20             # random only
     seed: 0                 # random only: seed of the draws
     rank_by: cv_rmse        # a key of metrics/cv.json; lower is better
+    tie_below: 0.0003       # configs closer than this to the best (or 2 paired SEs) are ties
     space:                  # train.* keys; a list is a set of choices
       lr: [0.0003, 0.001]
       hidden: [[64], [256, 128]]
@@ -44,15 +45,21 @@ from pipeline.trainer import make_deterministic, resolve_device
 FIXED_KEYS = ("model", "folds", "fold_seed", "seed", "n_seeds", "exclude_outliers", "device",
               "lasso_alpha")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform")
+# Default of a space's `tie_below`: a config's CV moves by about this much with the fold shuffle
+# or a float rounding, so smaller differences from the best are ties (docs/model-search.md).
+TIE_BELOW = 0.0003
 
 
 def _load_space(path: str | os.PathLike) -> dict:
     spec = read_yaml(path, "give the path of a sweep space file (see sweeps/example.yaml)")
     if not isinstance(spec, dict) or not isinstance(spec.get("space"), dict) or not spec["space"]:
         raise PipelineError(f"{path}: needs a non-empty 'space' mapping of train.* keys")
-    unknown = set(spec) - {"method", "samples", "seed", "rank_by", "space"}
+    unknown = set(spec) - {"method", "samples", "seed", "rank_by", "tie_below", "space"}
     if unknown:
         raise PipelineError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+    tie = spec.get("tie_below", TIE_BELOW)
+    if isinstance(tie, bool) or not isinstance(tie, int | float) or not 0 <= tie < math.inf:
+        raise PipelineError(f"{path}: tie_below must be a number >= 0, got {tie!r}")
     known = {f.name for f in dataclasses.fields(TrainParams)}
     for key in spec["space"]:
         if key not in known:
@@ -147,14 +154,16 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
     for index, config in enumerate(configs):
         groups.setdefault(architecture_of(config), []).append(index)
     rows: list[dict] = [{} for _ in configs]
+    per_fold: list[dict] = [{} for _ in configs]
     for number, indices in enumerate(groups.values(), start=1):
         results = fit_mlp_configs(x, y, plan, [configs[i] for i in indices], device,
                                   label=f"sweep group {number}/{len(groups)}")
         for index, result in zip(indices, results, strict=True):
             oof = oof_predictions(result.models, x, plan, params.ensemble.average)
             metrics = cv_metrics(oof, y, outlier, plan)
-            metrics.pop("fold_rmse")
-            metrics.pop("fold_rmse_no_outliers")
+            per_fold[index] = {"cv_rmse": list(metrics.pop("fold_rmse").values()),
+                               "cv_rmse_no_outliers":
+                                   list(metrics.pop("fold_rmse_no_outliers").values())}
             metrics["best_epoch_mean"] = float(result.best_epoch.double().mean() + 1)
             shown = {k: _show(v) for k, v in overrides[index].items()}
             rows[index] = {"config": index, **shown, **metrics}
@@ -164,7 +173,28 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
                             f"(one of {', '.join(c for c in table.columns if 'rmse' in c)})")
     table = table.sort_values([rank_by, "config"], kind="stable").reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
+    if rank_by in per_fold[0]:
+        mark_ties(table, [per_fold[c][rank_by] for c in table["config"]],
+                  spec.get("tie_below", TIE_BELOW))
     return table
+
+
+def mark_ties(table: pd.DataFrame, folds: list[list[float]], tie_below: float) -> None:
+    """Add how far each config is behind the best, and whether that is within noise.
+
+    Paired over the folds (every config is scored on the same folds): a config ties with the
+    best when its mean per-fold difference is below two standard errors of that difference, or
+    below `tie_below` (what a float rounding or another fold shuffle moves a score by).
+    """
+    best = np.asarray(folds[0])
+    behind, ties = [], []
+    for row in folds:
+        diff = np.asarray(row) - best
+        se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+        behind.append(float(diff.mean()))
+        ties.append(bool(diff.mean() < max(2 * se, tie_below)))
+    table["behind_best"] = behind
+    table["tie_with_best"] = np.where(ties, "tie", "")
 
 
 def _show(value):
@@ -271,6 +301,10 @@ def main(argv: list[str] | None = None) -> None:
         csv_path, md_path = write_tables(table, args.out, name, rank_by)
         print(md_path.read_text(encoding="utf-8"))
         print(f"sweep: wrote {csv_path} and {md_path}")
+        if "tie_with_best" in table and (table["tie_with_best"] == "tie").sum() > 1:
+            tied = table.loc[table["tie_with_best"] == "tie", "rank"].tolist()[1:]
+            print(f"sweep: note: rank(s) {', '.join(map(str, tied))} tie with rank 1 (within "
+                  "noise); re-score them on other fold seeds before trusting the order")
         if args.apply:
             best = best_overrides(table, spec)
             apply_to_params(args.params, best)

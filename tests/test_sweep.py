@@ -95,3 +95,32 @@ def test_bad_value_in_space_is_a_param_error(tiny):
     params, tmp_path, _ = tiny
     with pytest.raises(PipelineError, match="train.dropout must be < 1"):
         sweep.run_sweep(params, {"space": {"dropout": [0.5, 1.5]}}, tmp_path / "processed")
+
+
+def test_ties_with_the_best_are_marked_paired_over_folds():
+    table = pd.DataFrame({"rank": [1, 2, 3, 4]})
+    best = [0.10, 0.12, 0.11, 0.13, 0.09]
+    folds = [best,
+             [v + 0.0001 for v in best],                  # below tie_below: a tie
+             [0.1015, 0.1195, 0.1103, 0.1299, 0.0910],    # 0.0004 behind, but noisy: a tie
+             [v + 0.002 for v in best]]                   # consistently behind: no tie
+    sweep.mark_ties(table, folds, 0.0003)
+    assert table["tie_with_best"].tolist() == ["tie", "tie", "tie", ""]
+    assert table["behind_best"].tolist()[0] == 0.0
+    assert table["behind_best"].tolist()[3] == pytest.approx(0.002)
+
+
+def test_sweep_table_says_which_configs_tie(tiny):
+    params, tmp_path, _ = tiny
+    spec = {**SPACE, "rank_by": "cv_rmse_no_outliers"}
+    table = sweep.run_sweep(params, spec, tmp_path / "processed")
+    assert table.loc[0, "tie_with_best"] == "tie" and table.loc[0, "behind_best"] == 0.0
+    assert (table["behind_best"].diff().dropna() >= -1e-12).all()  # ranked by the same mean
+    assert set(table["tie_with_best"]) <= {"tie", ""}
+
+
+def test_tie_below_must_be_a_number(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({"tie_below": "small", "space": {"lr": [0.001]}}))
+    with pytest.raises(PipelineError, match="tie_below must be a number >= 0"):
+        sweep._load_space(path)
