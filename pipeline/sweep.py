@@ -1,27 +1,30 @@
-"""Hyperparameter sweep: every config scored by the train stage's own K-fold CV, many at once.
+"""Hyperparameter sweep on an Optuna study, every trial scored by the train stage's own K-fold CV.
 
-Configs that share an architecture (hidden widths, activation, optimizer, batch size, linear
-skip) train together in one batched run: configs x folds x seeds models side by side. The folds,
-seeds and averaging are the train stage's, so a sweep's numbers are the numbers `dvc repro` would
-report. Same params + space -> same table and ranking.
+Optuna's sampler (TPE by default, seeded) proposes trials; a worker asks for a batch of them,
+trains the trials that share an architecture together (trials x folds x seeds models in one
+batched run) and tells each trial its CV score. The folds, seeds and averaging are the train
+stage's, so a trial's number is the number `dvc repro` would report for its params, bit for bit
+on the CPU. The study is kept in a database (default sweeps/results/NAME.db, SQLite), so a rerun
+of the same command resumes it, and workers on many machines can share one (--storage URL).
 
 Space file (YAML):
 
-    method: grid            # grid: every combination | random: `samples` draws
-    samples: 20             # random only
-    seed: 0                 # random only: seed of the draws
+    sampler: tpe            # tpe | random | grid (every combination) | cmaes
+    trials: 40              # completed trials the study aims at, all workers together
+    batch: 8                # trials a worker asks for and trains at once
+    seed: 0                 # the sampler's seed
     rank_by: cv_rmse        # a key of metrics/cv.json; lower is better
     tie_below: 0.0003       # configs closer than this to the best (or 2 paired SEs) are ties
+    heartbeat_s: 30         # a worker silent for 2x this long is presumed dead; its trials re-run
     space:                  # train.* keys; a list is a set of choices
       lr: [0.0003, 0.001]
       hidden: [[64], [256, 128]]
-      weight_decay: {log_uniform: [0.01, 1.0]}   # random only: uniform, log_uniform, int_uniform
+      weight_decay: {log_uniform: [0.01, 1.0]}   # also uniform, int_uniform
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import os
 import shlex
@@ -45,6 +48,8 @@ from pipeline.trainer import make_deterministic, resolve_device
 FIXED_KEYS = ("model", "folds", "fold_seed", "seed", "n_seeds", "exclude_outliers", "device",
               "lasso_alpha")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform")
+SAMPLERS = ("tpe", "random", "grid", "cmaes")
+RANKABLE = ("cv_rmse", "cv_rmse_no_outliers", "oof_rmse", "oof_rmse_no_outliers")
 # Default of a space's `tie_below`: a config's CV moves by about this much with the fold shuffle
 # or a float rounding, so smaller differences from the best are ties (docs/model-search.md).
 TIE_BELOW = 0.0003
@@ -54,12 +59,15 @@ def _load_space(path: str | os.PathLike) -> dict:
     spec = read_yaml(path, "give the path of a sweep space file (see sweeps/example.yaml)")
     if not isinstance(spec, dict) or not isinstance(spec.get("space"), dict) or not spec["space"]:
         raise PipelineError(f"{path}: needs a non-empty 'space' mapping of train.* keys")
-    unknown = set(spec) - {"method", "samples", "seed", "rank_by", "tie_below", "space"}
+    return check_space(spec, path)
+
+
+def check_space(spec: dict, path="sweep space") -> dict:
+    """The space with its defaults filled in; one clear line for anything it cannot use."""
+    unknown = set(spec) - {"sampler", "method", "trials", "samples", "batch", "seed", "rank_by",
+                           "tie_below", "heartbeat_s", "space"}
     if unknown:
         raise PipelineError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
-    tie = spec.get("tie_below", TIE_BELOW)
-    if isinstance(tie, bool) or not isinstance(tie, int | float) or not 0 <= tie < math.inf:
-        raise PipelineError(f"{path}: tie_below must be a number >= 0, got {tie!r}")
     known = {f.name for f in dataclasses.fields(TrainParams)}
     for key in spec["space"]:
         if key not in known:
@@ -68,6 +76,30 @@ def _load_space(path: str | os.PathLike) -> dict:
             raise PipelineError(f"{path}: '{key}' cannot vary within a sweep (it fixes the folds "
                                 "or the model kind); set it in params.yaml")
         _check_choice(path, key, spec["space"][key])
+    # `method` and `samples` are the names older space files use for `sampler` and `trials`.
+    spec = {**spec, "sampler": spec.get("sampler", spec.get("method", "tpe"))}
+    if spec["sampler"] not in SAMPLERS:
+        raise PipelineError(f"{path}: sampler must be one of {', '.join(SAMPLERS)}, got "
+                            f"{spec['sampler']!r}")
+    if spec["sampler"] == "grid":
+        for key, choice in spec["space"].items():
+            if not isinstance(choice, list):
+                raise PipelineError(f"{path}: the grid sampler needs a list of choices for {key}")
+        grid_size = math.prod(len(c) for c in spec["space"].values())
+        spec.setdefault("trials", spec.get("samples", grid_size))
+    spec["trials"] = spec.get("trials", spec.get("samples"))
+    for key, default in (("batch", 8), ("heartbeat_s", 30), ("seed", 0)):
+        spec[key] = spec.get(key, default)
+    for key in ("trials", "batch", "heartbeat_s"):
+        if isinstance(spec[key], bool) or not isinstance(spec[key], int) or spec[key] < 1:
+            raise PipelineError(f"{path}: {key} must be a positive integer, got {spec[key]!r}")
+    spec["rank_by"] = spec.get("rank_by", "cv_rmse")
+    if spec["rank_by"] not in RANKABLE:
+        raise PipelineError(f"{path}: rank_by must be one of {', '.join(RANKABLE)}, got "
+                            f"{spec['rank_by']!r}")
+    tie = spec.setdefault("tie_below", TIE_BELOW)
+    if isinstance(tie, bool) or not isinstance(tie, int | float) or not 0 <= tie < math.inf:
+        raise PipelineError(f"{path}: tie_below must be a number >= 0, got {tie!r}")
     return spec
 
 
@@ -96,86 +128,70 @@ def _check_choice(path, key: str, choice) -> None:
                             "(use uniform for a range that includes 0)")
 
 
-def _draw(rng: np.random.Generator, key: str, choice):
-    if isinstance(choice, list):
-        return choice[int(rng.integers(len(choice)))]
-    if isinstance(choice, dict) and len(choice) == 1 and next(iter(choice)) in DISTRIBUTIONS:
-        kind, (low, high) = next(iter(choice.items()))
-        if kind == "uniform":
-            return float(rng.uniform(low, high))
-        if kind == "log_uniform":
-            return float(math.exp(rng.uniform(math.log(low), math.log(high))))
-        return int(rng.integers(low, high + 1))
-    raise PipelineError(f"sweep space: {key} must be a list of choices or one of "
-                        f"{', '.join(DISTRIBUTIONS)}: [low, high]")
-
-
-def expand_space(spec: dict) -> list[dict]:
-    """The configs to evaluate, as dicts of overridden train keys, in a fixed order."""
-    space = spec["space"]
-    method = spec.get("method", "grid")
-    if method == "grid":
-        for key, choice in space.items():
-            if not isinstance(choice, list) or not choice:
-                raise PipelineError(f"sweep space: grid needs a non-empty list for {key}")
-        return [dict(zip(space, values, strict=True))
-                for values in itertools.product(*space.values())]
-    if method == "random":
-        samples = spec.get("samples")
-        if not isinstance(samples, int) or samples < 1:
-            raise PipelineError("sweep space: random needs samples: N (a positive integer)")
-        rng = np.random.default_rng(spec.get("seed", 0))
-        return [{key: _draw(rng, key, choice) for key, choice in space.items()}
-                for _ in range(samples)]
-    raise PipelineError(f"sweep space: method must be grid or random, got {method!r}")
-
-
 def _as_train_params(base: TrainParams, overrides: dict) -> TrainParams:
     values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()}
     return dataclasses.replace(base, **values)
 
 
-def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/processed"
-              ) -> pd.DataFrame:
-    """Score every config by K-fold CV; return the table ranked best first."""
+def score_configs(params: Params, overrides: list[dict], data: dict, device) -> list[tuple]:
+    """(CV metrics, per-fold scores) of each config, trained in batches per architecture."""
     from pipeline.train import architecture_of, cv_metrics, fit_mlp_configs, oof_predictions, plan_folds
 
-    if params.train.model != "mlp":
-        raise PipelineError("sweep: train.model must be mlp (the Lasso baseline has no sweep)")
-    rank_by = spec.get("rank_by", "cv_rmse")
-    overrides = expand_space(spec)
     configs = [_as_train_params(params.train, o) for o in overrides]
-    data = load_train(data_dir)
     x, y, outlier = data["x"], data["y"], data["outlier"].astype(bool)
     plan = plan_folds(len(y), outlier, params.train)
-    device = resolve_device(params.train.device)
-    make_deterministic()
     groups: dict = {}
     for index, config in enumerate(configs):
         groups.setdefault(architecture_of(config), []).append(index)
-    rows: list[dict] = [{} for _ in configs]
-    per_fold: list[dict] = [{} for _ in configs]
+    results: list = [None] * len(configs)
     for number, indices in enumerate(groups.values(), start=1):
-        results = fit_mlp_configs(x, y, plan, [configs[i] for i in indices], device,
-                                  label=f"sweep group {number}/{len(groups)}")
-        for index, result in zip(indices, results, strict=True):
+        trained = fit_mlp_configs(x, y, plan, [configs[i] for i in indices], device,
+                                  label=f"sweep batch, architecture {number}/{len(groups)}")
+        for index, result in zip(indices, trained, strict=True):
             oof = oof_predictions(result.models, x, plan, params.ensemble.average)
             metrics = cv_metrics(oof, y, outlier, plan)
-            per_fold[index] = {"cv_rmse": list(metrics.pop("fold_rmse").values()),
-                               "cv_rmse_no_outliers":
-                                   list(metrics.pop("fold_rmse_no_outliers").values())}
+            per_fold = {"cv_rmse": list(metrics.pop("fold_rmse").values()),
+                        "cv_rmse_no_outliers": list(metrics.pop("fold_rmse_no_outliers").values())}
             metrics["best_epoch_mean"] = float(result.best_epoch.double().mean() + 1)
-            shown = {k: _show(v) for k, v in overrides[index].items()}
-            rows[index] = {"config": index, **shown, **metrics}
-    table = pd.DataFrame(rows)
-    if rank_by not in table.columns:
-        raise PipelineError(f"sweep: rank_by {rank_by!r} is not a CV metric "
-                            f"(one of {', '.join(c for c in table.columns if 'rmse' in c)})")
-    table = table.sort_values([rank_by, "config"], kind="stable").reset_index(drop=True)
+            results[index] = (metrics, per_fold)
+    return results
+
+
+def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/processed",
+              storage: str | None = None, study_name: str = "sweep") -> pd.DataFrame:
+    """Run (or resume, or join) the study until it holds its trials; return the ranked table.
+
+    Without `storage` the study is kept in memory (nothing to resume)."""
+    import optuna
+
+    from pipeline import study as studies
+
+    if params.train.model != "mlp":
+        raise PipelineError("sweep: train.model must be mlp (the Lasso baseline has no sweep)")
+    spec = check_space(spec)
+    for override in studies.decode_all(spec):
+        _as_train_params(params.train, override)  # a bad value fails here, before any training
+    data = load_train(data_dir)
+    device = resolve_device(params.train.device)
+    make_deterministic()
+    store = (studies.open_storage(storage, spec["heartbeat_s"]) if storage
+             else optuna.storages.InMemoryStorage())
+    fixed = {k: v for k, v in dataclasses.asdict(params.train).items() if k not in spec["space"]}
+    fixed["average"] = params.ensemble.average
+    study = studies.open_study(store, study_name, spec, fixed)
+    studies.run_worker(study, store, spec, lambda overrides: score_configs(params, overrides, data,
+                                                                           device))
+    rows, folds = studies.completed_rows(study, spec)
+    if not rows:
+        raise PipelineError(f"sweep: study '{study_name}' has no completed trial")
+    rank_by = spec["rank_by"]
+    shown = [{k: (_show(v) if k in spec["space"] else v) for k, v in row.items()} for row in rows]
+    table = pd.DataFrame(shown)
+    order = table.sort_values([rank_by, "config"], kind="stable").index
+    table = table.loc[order].reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
-    if rank_by in per_fold[0]:
-        mark_ties(table, [per_fold[c][rank_by] for c in table["config"]],
-                  spec.get("tie_below", TIE_BELOW))
+    if rank_by in folds[0]:
+        mark_ties(table, [folds[i][rank_by] for i in order], spec["tie_below"])
     return table
 
 
@@ -286,7 +302,10 @@ def main(argv: list[str] | None = None) -> None:
     add_params_option(parser)
     parser.add_argument("--data", default="data/processed", help="the preprocess stage's output")
     parser.add_argument("--out", default="sweeps/results",
-                        help="directory for the ranked tables (git-ignored)")
+                        help="directory for the ranked tables and the default study database")
+    parser.add_argument("--storage",
+                        help="Optuna storage URL shared by workers (default: sqlite:///OUT/NAME.db)")
+    parser.add_argument("--study", help="study name to create, resume or join (default: NAME)")
     parser.add_argument("--apply", action="store_true", help="write the best config to params.yaml")
     parser.add_argument("--queue", type=int, default=0, metavar="N",
                         help="queue the best N configs as DVC experiments")
@@ -296,8 +315,12 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params(args.params)
         spec = _load_space(args.space)
         name = args.name or Path(args.space).stem
-        table = run_sweep(params, spec, args.data)
-        rank_by = spec.get("rank_by", "cv_rmse")
+        storage = args.storage
+        if storage is None:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            storage = f"sqlite:///{Path(args.out) / name}.db"
+        table = run_sweep(params, spec, args.data, storage, args.study or name)
+        rank_by = spec["rank_by"]
         csv_path, md_path = write_tables(table, args.out, name, rank_by)
         print(md_path.read_text(encoding="utf-8"))
         print(f"sweep: wrote {csv_path} and {md_path}")

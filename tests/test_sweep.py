@@ -11,7 +11,7 @@ from pipeline.errors import PipelineError
 from pipeline.params import load_params
 from pipeline.preprocess import preprocess, save
 
-SPACE = {"method": "grid", "rank_by": "cv_rmse",
+SPACE = {"sampler": "grid", "rank_by": "cv_rmse",
          "space": {"lr": [0.0001, 0.01], "hidden": [[4], [8, 4]]}}
 
 
@@ -25,19 +25,22 @@ def tiny(ames_sample, repo_root, tmp_path):
     return params, tmp_path, params_file
 
 
-def test_grid_expansion_order():
-    configs = sweep.expand_space(SPACE)
-    assert configs == [{"lr": 0.0001, "hidden": [4]}, {"lr": 0.0001, "hidden": [8, 4]},
-                       {"lr": 0.01, "hidden": [4]}, {"lr": 0.01, "hidden": [8, 4]}]
+def test_grid_sampler_runs_every_combination_once(tiny):
+    params, tmp_path, _ = tiny
+    table = sweep.run_sweep(params, SPACE, tmp_path / "processed")
+    combos = sorted(zip(table["lr"], table["hidden"], strict=True))
+    assert combos == [(0.0001, "[4]"), (0.0001, "[8, 4]"), (0.01, "[4]"), (0.01, "[8, 4]")]
 
 
-def test_random_draws_are_seeded_and_in_range():
-    spec = {"method": "random", "samples": 6, "seed": 3,
+def test_tpe_trials_are_seeded_and_in_range(tiny):
+    params, tmp_path, _ = tiny
+    spec = {"sampler": "tpe", "trials": 5, "batch": 2, "seed": 3,
             "space": {"lr": {"log_uniform": [1e-4, 1e-2]}, "batch_size": {"int_uniform": [16, 64]},
                       "activation": ["relu", "gelu"]}}
-    first, second = sweep.expand_space(spec), sweep.expand_space(spec)
-    assert first == second
-    assert all(1e-4 <= c["lr"] <= 1e-2 and 16 <= c["batch_size"] <= 64 for c in first)
+    first = sweep.run_sweep(params, spec, tmp_path / "processed")
+    second = sweep.run_sweep(params, spec, tmp_path / "processed")
+    pd.testing.assert_frame_equal(first, second)  # one worker, same seed and batch: same table
+    assert first["lr"].between(1e-4, 1e-2).all() and first["batch_size"].between(16, 64).all()
 
 
 def test_sweep_ranks_by_cv_and_matches_train_stage(tiny):
@@ -94,7 +97,8 @@ def test_bad_space(tmp_path, space, message):
 def test_bad_value_in_space_is_a_param_error(tiny):
     params, tmp_path, _ = tiny
     with pytest.raises(PipelineError, match="train.dropout must be < 1"):
-        sweep.run_sweep(params, {"space": {"dropout": [0.5, 1.5]}}, tmp_path / "processed")
+        sweep.run_sweep(params, {"sampler": "grid", "space": {"dropout": [0.5, 1.5]}},
+                        tmp_path / "processed")
 
 
 def test_ties_with_the_best_are_marked_paired_over_folds():
@@ -121,6 +125,6 @@ def test_sweep_table_says_which_configs_tie(tiny):
 
 def test_tie_below_must_be_a_number(tmp_path):
     path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump({"tie_below": "small", "space": {"lr": [0.001]}}))
+    path.write_text(yaml.safe_dump({"tie_below": "small", "trials": 2, "space": {"lr": [0.001]}}))
     with pytest.raises(PipelineError, match="tie_below must be a number >= 0"):
         sweep._load_space(path)

@@ -1,0 +1,291 @@
+"""Optuna drives a sweep; the batched trainer evaluates it.
+
+A worker asks the study for a batch of trials, trains every trial x fold x seed of an
+architecture as one batched model (pipeline/sweep.py's `score_configs`, the train stage's own
+CV), and tells each trial its score. The study lives in a database (SQLite by default, any
+SQLAlchemy URL Optuna takes: PostgreSQL, MySQL), so a search can be stopped and resumed, and any
+number of workers on any number of machines can share it. Workers send heartbeats for their
+running trials; a killed worker's trials go stale, are marked failed and re-queued once
+(Optuna's RetryFailedTrialCallback), so completed trials are never lost or run twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import threading
+import time
+import warnings
+import zlib
+from collections.abc import Callable
+from urllib.parse import urlparse
+
+import numpy as np
+import yaml
+
+from pipeline.errors import PipelineError
+
+SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
+SAMPLERS = ("tpe", "random", "grid", "cmaes")
+
+
+@contextlib.contextmanager
+def quiet():
+    """Optuna's notes that heartbeats and stale-trial handling are experimental, and that they
+    are meant for Study.optimize (this worker records heartbeats itself): not the user's concern."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+        yield
+
+
+def open_storage(url: str, heartbeat_s: int):
+    """An Optuna RDB storage with heartbeats, or one clear line for a URL it cannot use."""
+    import sqlalchemy.exc
+
+    scheme = urlparse(url).scheme.split("+", 1)[0]
+    if scheme not in SQL_SCHEMES:
+        raise PipelineError(f"sweep: storage URL scheme '{scheme or url}' is not supported; use "
+                            "sqlite:///path.db, postgresql://user:pass@host/db or mysql://...")
+    for attempt in range(3):  # workers starting together race to create the tables
+        try:
+            return _rdb_storage(url, scheme, heartbeat_s)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:
+            racing = "already exists" in str(exc) or "UNIQUE constraint" in str(exc)
+            if not racing or attempt == 2:
+                raise _unusable(url, exc) from exc
+            time.sleep(0.5)
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+            raise _unusable(url, exc) from exc
+    raise AssertionError("unreachable")
+
+
+def _unusable(url: str, exc: Exception) -> PipelineError:
+    detail = str(exc).splitlines()[0][:200]
+    return PipelineError(f"sweep: cannot open the study storage {url.split('@')[-1]} ({detail}); "
+                         "check the URL and that the database is reachable")
+
+
+def _rdb_storage(url: str, scheme: str, heartbeat_s: int):
+    import optuna
+
+    with quiet():
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs={"connect_args": {"timeout": 30}} if scheme == "sqlite" else None,
+            heartbeat_interval=heartbeat_s, grace_period=2 * heartbeat_s,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=1))
+
+
+def distributions(space: dict) -> tuple[dict, set]:
+    """Optuna distributions for a space; lists of lists (e.g. hidden widths) become strings."""
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    out, encoded = {}, set()
+    for key, choice in space.items():
+        if isinstance(choice, list):
+            if any(isinstance(c, list | dict) for c in choice):
+                encoded.add(key)
+                choice = [yaml.safe_dump(c, default_flow_style=True).strip() for c in choice]
+            out[key] = CategoricalDistribution(choice)
+            continue
+        kind, (low, high) = next(iter(choice.items()))
+        if kind == "int_uniform":
+            out[key] = IntDistribution(low, high)
+        else:
+            out[key] = FloatDistribution(float(low), float(high), log=kind == "log_uniform")
+    return out, encoded
+
+
+def decode(params: dict, encoded: set) -> dict:
+    return {k: yaml.safe_load(v) if k in encoded else v for k, v in params.items()}
+
+
+def _trial_seed(seed: int, number: int, name: str) -> int:
+    return int(np.random.SeedSequence([seed, number, zlib.crc32(name.encode())])
+               .generate_state(1)[0])
+
+
+def number_seeded_random(seed: int):
+    """Random search whose draws are a function of (seed, trial number, parameter): workers that
+    start together with the same seed still propose different trials, and one worker's study is
+    the same every time."""
+    import optuna
+
+    class NumberSeededRandomSampler(optuna.samplers.BaseSampler):
+        def infer_relative_search_space(self, study, trial):
+            return {}
+
+        def sample_relative(self, study, trial, search_space):
+            return {}
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            draw = optuna.samplers.RandomSampler(seed=_trial_seed(seed, trial.number, param_name))
+            return draw.sample_independent(study, trial, param_name, param_distribution)
+
+    return NumberSeededRandomSampler()
+
+
+def make_sampler(spec: dict):
+    import optuna
+
+    kind, seed = spec["sampler"], spec.get("seed", 0)
+    random = number_seeded_random(seed)
+    if kind == "tpe":
+
+        class Tpe(optuna.samplers.TPESampler):
+            """TPE whose random start-up trials are drawn per trial number (see above)."""
+
+            def sample_independent(self, study, trial, param_name, param_distribution):
+                complete = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if len(complete) < self._n_startup_trials:
+                    return random.sample_independent(study, trial, param_name,
+                                                     param_distribution)
+                return super().sample_independent(study, trial, param_name, param_distribution)
+
+        from optuna.trial import TrialState
+
+        return Tpe(seed=seed, constant_liar=True)
+    if kind in ("random", "grid"):  # grid: the combinations are queued in open_study
+        return random
+    try:
+        import cmaes  # noqa: F401
+    except ImportError as exc:
+        raise PipelineError("sweep: sampler cmaes needs the cmaes package: "
+                            "python -m pip install cmaes") from exc
+    return optuna.samplers.CmaEsSampler(seed=seed)
+
+
+def open_study(storage, name: str, spec: dict, fixed: dict):
+    """Create or load the study; refuse one created with another space or fixed settings."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    signature = json.dumps({"space": spec["space"], "rank_by": spec["rank_by"], "fixed": fixed},
+                           sort_keys=True, default=str)
+    study = optuna.create_study(storage=storage, study_name=name, sampler=make_sampler(spec),
+                                direction="minimize", load_if_exists=True)
+    stored = study.user_attrs.get("signature")
+    if stored is None:
+        study.set_user_attr("signature", signature)
+        if spec["sampler"] == "grid":
+            # Optuna's GridSampler stops the study from inside tell(), which only works under
+            # Study.optimize; queueing every combination in order does the same for ask/tell.
+            dists, _ = distributions(spec["space"])
+            keys = list(dists)
+            for values in itertools.product(*(dists[k].choices for k in keys)):
+                study.enqueue_trial(dict(zip(keys, values, strict=True)))
+    elif stored != signature:
+        raise PipelineError(f"sweep: study '{name}' was created with another space, rank_by or "
+                            "params; use another --study name (or the original space)")
+    return study
+
+
+def _counts(study) -> tuple[int, list[int]]:
+    """(completed trials, numbers of the trials still to run or running), in number order."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    done = sum(t.state == TrialState.COMPLETE for t in trials)
+    pending = [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    return done, pending
+
+
+class _Heartbeat:
+    """Records a heartbeat for this worker's running trials until stopped."""
+
+    def __init__(self, storage, trial_ids: list[int], interval_s: float):
+        self.storage, self.interval_s = storage, interval_s
+        # An in-memory study (no storage given) has no other workers to tell.
+        self.trial_ids = trial_ids if hasattr(storage, "record_heartbeat") else []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval_s):
+            for trial_id in self.trial_ids:
+                self.storage.record_heartbeat(trial_id)
+
+    def __enter__(self):
+        for trial_id in self.trial_ids:
+            self.storage.record_heartbeat(trial_id)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def run_worker(study, storage, spec: dict, evaluate: Callable[[list[dict]], list[tuple[dict, dict]]],
+               log: Callable[[str], None] = print) -> int:
+    """Ask, evaluate and tell batches until the study holds `trials` completed trials.
+
+    A trial asked beyond the total (another worker got there first) is told failed before it
+    is run, decided by trial number, so two workers never both drop or both keep the same one.
+    Returns how many trials this worker ran.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    dists, encoded = distributions(spec["space"])
+    total, batch = spec["trials"], spec["batch"]
+    ran = 0
+    while True:
+        with quiet():
+            optuna.storages.fail_stale_trials(study)  # a killed worker's trials: failed, re-queued
+        done, _ = _counts(study)
+        if done >= total:
+            return ran
+        asked = []
+        for _ in range(batch):
+            with quiet():
+                trial = study.ask(dists)
+            done_now, pending = _counts(study)
+            if trial.number not in set(sorted(pending)[:max(0, total - done_now)]):
+                study.tell(trial, state=TrialState.FAIL)  # surplus: never run
+                break
+            asked.append(trial)
+        if not asked:  # other workers hold the remaining trials: wait for them to finish
+            threading.Event().wait(min(2.0, spec["heartbeat_s"]))
+            continue
+        configs = [decode(t.params, encoded) for t in asked]
+        with _Heartbeat(storage, [t._trial_id for t in asked], spec["heartbeat_s"]):
+            results = evaluate(configs)
+        for trial, (metrics, per_fold) in zip(asked, results, strict=True):
+            for key, value in {**metrics, "per_fold": per_fold}.items():
+                trial.set_user_attr(key, value)
+            value = metrics[spec["rank_by"]]
+            study.tell(trial, value if value == value else float("inf"))  # NaN: diverged
+        ran += len(asked)
+        log(f"sweep: this worker ran {ran} trial(s); {_counts(study)[0]}/{total} done in the study")
+
+
+def completed_rows(study, spec: dict) -> tuple[list[dict], list[dict]]:
+    """(table rows, per-fold scores) of the completed trials, in trial-number order."""
+    from optuna.trial import TrialState
+
+    _, encoded = distributions(spec["space"])
+    rows, folds = [], []
+    for trial in sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.number):
+        attrs = dict(trial.user_attrs)
+        folds.append(attrs.pop("per_fold", {}))
+        params = decode(trial.params, encoded)
+        rows.append({"config": trial.number, **{k: params[k] for k in spec["space"]}, **attrs})
+    return rows, folds
+
+
+def decode_all(spec: dict) -> list[dict]:
+    """Every listed choice of the space, one key at a time (to validate values before a run)."""
+    out = []
+    for key, choice in spec["space"].items():
+        values = choice if isinstance(choice, list) else list(next(iter(choice.values())))
+        out += [{key: v} for v in values]
+    return out

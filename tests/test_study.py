@@ -1,0 +1,147 @@
+"""Sweeps on Optuna studies: resumable, shared by workers, and clear about a storage it cannot use.
+
+Workers are real `house-prices sweep` processes sharing an SQLite file, as on one machine."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import yaml
+from conftest import ROOT, repo_params
+from optuna.trial import TrialState
+
+from pipeline import sweep
+from pipeline.errors import PipelineError
+from pipeline.preprocess import preprocess, save
+
+
+@pytest.fixture
+def workspace(ames_sample, tmp_path):
+    """Preprocessed sample data and a params.yaml with tiny training."""
+    params = repo_params(folds=3, n_seeds=1, max_epochs=4, patience=2, device="cpu")
+    train, test = ames_sample
+    save(preprocess(train, test, params.preprocess), tmp_path / "processed")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"].update(folds=3, n_seeds=1, max_epochs=4, patience=2, device="cpu")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return params, tmp_path
+
+
+def write_space(tmp_path, **spec):
+    spec = {"sampler": "random", "seed": 0, "heartbeat_s": 1,
+            "space": {"lr": {"log_uniform": [1e-4, 1e-2]}, "dropout": [0.1, 0.3, 0.5]}, **spec}
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def worker(tmp_path, space, storage, *extra):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.sweep", str(space), "--params",
+         str(tmp_path / "params.yaml"), "--data", str(tmp_path / "processed"), "--out",
+         str(tmp_path / "out"), "--storage", storage, "--study", "shared", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+
+
+def trials_by_state(storage):
+    try:
+        study = optuna.load_study(study_name="shared", storage=storage)
+    except KeyError:  # the worker has not created it yet
+        return {}
+    states = {}
+    for trial in study.get_trials():
+        states.setdefault(trial.state, []).append(trial)
+    return states
+
+
+def test_two_workers_share_a_study_without_losing_or_repeating_a_trial(workspace):
+    _, tmp_path = workspace
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    space = write_space(tmp_path, trials=8, batch=2)
+    raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    raw["train"].update(max_epochs=60, patience=0)  # long enough a batch that both workers get some
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    workers = [worker(tmp_path, space, storage) for _ in range(2)]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    states = trials_by_state(storage)
+    complete = states[TrialState.COMPLETE]
+    assert len(complete) == 8
+    assert len({t.number for t in complete}) == 8
+    assert len({tuple(sorted(t.params.items())) for t in complete}) == 8  # none run twice
+    ran = [int(([0, *re.findall(r"this worker ran (\d+)", out)])[-1]) for out, _ in outputs]
+    assert sum(ran) == 8 and all(r > 0 for r in ran)  # both took part
+
+
+def test_a_killed_worker_is_resumed_and_the_study_completes(workspace):
+    _, tmp_path = workspace
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    space = write_space(tmp_path, trials=6, batch=3)
+    raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    raw["train"].update(max_epochs=300, patience=0)  # slow enough to be killed mid-batch
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    victim = worker(tmp_path, space, storage)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (tmp_path / "study.db").exists() and len(
+                trials_by_state(storage).get(TrialState.RUNNING, [])) == 3:
+            break  # the whole first batch is being trained
+        time.sleep(0.2)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.communicate(timeout=30)
+    running = trials_by_state(storage)[TrialState.RUNNING]
+    assert len(running) == 3
+    time.sleep(2.5)  # the victim's heartbeats are now stale (2 x heartbeat_s)
+    resumed = worker(tmp_path, space, storage)
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    states = trials_by_state(storage)
+    assert len(states[TrialState.COMPLETE]) == 6
+    assert len(states[TrialState.FAIL]) == 3  # the killed worker's, each re-queued and re-run
+    failed = {tuple(sorted(t.params.items())) for t in states[TrialState.FAIL]}
+    completed = {tuple(sorted(t.params.items())) for t in states[TrialState.COMPLETE]}
+    assert failed <= completed
+    assert TrialState.RUNNING not in states
+
+
+@pytest.mark.parametrize(("storage", "message"), [
+    ("redis://localhost/0", "storage URL scheme 'redis' is not supported"),
+    ("sqlite:////no/such/folder/study.db", "cannot open the study storage"),
+])
+def test_a_storage_it_cannot_use_is_one_line(workspace, storage, message):
+    params, tmp_path = workspace
+    spec = sweep._load_space(write_space(tmp_path, trials=2))
+    with pytest.raises(PipelineError, match=message):
+        sweep.run_sweep(params, spec, tmp_path / "processed", storage, "shared")
+
+
+def test_a_study_created_with_another_space_is_refused_and_left_as_it_is(workspace):
+    params, tmp_path = workspace
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    spec = sweep._load_space(write_space(tmp_path, trials=2, batch=2))
+    sweep.run_sweep(params, spec, tmp_path / "processed", storage, "shared")
+    other = sweep._load_space(write_space(tmp_path, trials=2, space={"lr": [0.001, 0.002]}))
+    with pytest.raises(PipelineError, match="study 'shared' was created with another space"):
+        sweep.run_sweep(params, other, tmp_path / "processed", storage, "shared")
+    assert len(trials_by_state(storage)[TrialState.COMPLETE]) == 2
+
+
+def test_the_cli_resumes_from_its_default_database(workspace):
+    _, tmp_path = workspace
+    space = write_space(tmp_path, trials=3, batch=3)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "pipeline.sweep", str(space), "--params",
+           str(tmp_path / "params.yaml"), "--data", str(tmp_path / "processed"), "--out",
+           str(tmp_path / "out")]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "out/space.db").is_file() and (tmp_path / "out/space.md").is_file()
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert again.returncode == 0 and "this worker ran" not in again.stdout  # nothing left to run
+    assert again.stdout.count("| ") == first.stdout.count("| ")  # the same table, from the study
