@@ -289,3 +289,32 @@ def decode_all(spec: dict) -> list[dict]:
         values = choice if isinstance(choice, list) else list(next(iter(choice.values())))
         out += [{key: v} for v in values]
     return out
+
+
+def write_plots(study, out_dir, name: str) -> list:
+    """Optimisation history and parameter importances as HTML files a browser opens (Optuna's
+    visualisation module; needs plotly: the `plots` extra). Returns the files written."""
+    from pathlib import Path
+
+    try:
+        import optuna.visualization as vis
+        import plotly  # noqa: F401
+    except ImportError:
+        print("sweep: note: python -m pip install plotly (or '.[plots]') to get the study's "
+              "optimisation-history and parameter-importance plots")
+        return []
+    from optuna.trial import TrialState
+
+    from pipeline.atomic import atomic_path
+
+    written = []
+    figures = {"history": vis.plot_optimization_history}
+    if len(study.get_trials(states=(TrialState.COMPLETE,))) > 1:
+        figures["importance"] = vis.plot_param_importances
+    for kind, plot in figures.items():
+        path = Path(out_dir) / f"{name}_{kind}.html"
+        with quiet(), atomic_path(path) as tmp:
+            plot(study).write_html(str(tmp), include_plotlyjs=True)
+        written.append(path)
+    return written
+

@@ -158,7 +158,8 @@ def score_configs(params: Params, overrides: list[dict], data: dict, device) -> 
 
 
 def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/processed",
-              storage: str | None = None, study_name: str = "sweep") -> pd.DataFrame:
+              storage: str | None = None, study_name: str = "sweep",
+              plots_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     """Run (or resume, or join) the study until it holds its trials; return the ranked table.
 
     Without `storage` the study is kept in memory (nothing to resume)."""
@@ -182,6 +183,9 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
     studies.run_worker(study, store, spec, lambda overrides: score_configs(params, overrides, data,
                                                                            device))
     rows, folds = studies.completed_rows(study, spec)
+    if plots_dir is not None:
+        for path in studies.write_plots(study, plots_dir, study_name):
+            print(f"sweep: wrote {path}")
     if not rows:
         raise PipelineError(f"sweep: study '{study_name}' has no completed trial")
     rank_by = spec["rank_by"]
@@ -319,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
         if storage is None:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             storage = f"sqlite:///{Path(args.out) / name}.db"
-        table = run_sweep(params, spec, args.data, storage, args.study or name)
+        table = run_sweep(params, spec, args.data, storage, args.study or name, args.out)
         rank_by = spec["rank_by"]
         csv_path, md_path = write_tables(table, args.out, name, rank_by)
         print(md_path.read_text(encoding="utf-8"))

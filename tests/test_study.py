@@ -145,3 +145,10 @@ def test_the_cli_resumes_from_its_default_database(workspace):
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert again.returncode == 0 and "this worker ran" not in again.stdout  # nothing left to run
     assert again.stdout.count("| ") == first.stdout.count("| ")  # the same table, from the study
+    try:
+        import plotly  # noqa: F401
+    except ImportError:  # the `plots` extra is not installed: one line says how to get them
+        assert "pip install plotly" in first.stdout
+    else:
+        for kind in ("history", "importance"):
+            assert "<html>" in (tmp_path / f"out/space_{kind}.html").read_text()[:2000].lower()
