@@ -62,7 +62,7 @@ def main() -> None:
         if args.stacked:
             oofs["stacked recipe"] = np.load(Path(args.stacked) / f"stacked_oof_fs{seed}.npy")
         for name, oof in oofs.items():
-            rows.setdefault(name, []).append(cv_metrics(oof, y, outlier, plan))
+            rows.setdefault(name, []).append(cv_metrics(oof, y, outlier, plan.fold_of_row))
         for size in range(2, len(names) + 1):
             for combo in itertools.combinations(names, size):
                 preds = np.stack([oofs[n] for n in combo], axis=1)
@@ -70,7 +70,7 @@ def main() -> None:
                     label = f"blend ({method}): {' + '.join(combo)}"
                     oof, fold_w = nested_oof(preds, y, ~outlier, plan.fold_of_row, method,
                                              params.ensemble.ridge_alpha)
-                    rows.setdefault(label, []).append(cv_metrics(oof, y, outlier, plan))
+                    rows.setdefault(label, []).append(cv_metrics(oof, y, outlier, plan.fold_of_row))
                     weights.setdefault(label, []).append(np.mean(fold_w, axis=0))
         clean = {k: v[-1]["cv_rmse_no_outliers"] for k, v in rows.items()}
         print(f"fold seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in clean.items()

@@ -62,7 +62,7 @@ def evaluate(pre, tp, average, repeats, device):
             models = fit_lasso(x, y, plan, rtp.lasso_alpha)
         else:
             models = fit_mlp_configs(x, y, plan, [rtp], device, label=f"repeat {repeat}")[0].models
-        metrics = cv_metrics(oof_predictions(models, x, plan, average), y, outlier, plan)
+        metrics = cv_metrics(oof_predictions(models, x, plan, average), y, outlier, plan.fold_of_row)
         scores.append((metrics["cv_rmse"], metrics["cv_rmse_no_outliers"]))
     return np.array(scores)
 
@@ -74,7 +74,7 @@ def stacked_recipe_scores(repeats: int) -> np.ndarray:
     scores = []
     for repeat in range(repeats):
         oof, y, outlier, plan = oof_log_price(repeat)
-        metrics = cv_metrics(oof, y, outlier, plan)
+        metrics = cv_metrics(oof, y, outlier, plan.fold_of_row)
         scores.append((metrics["cv_rmse"], metrics["cv_rmse_no_outliers"]))
     return np.array(scores)
 

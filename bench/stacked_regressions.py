@@ -157,7 +157,7 @@ def main() -> None:
     for seed in args.fold_seeds:
         started = time.perf_counter()
         oof, y, outlier, plan = oof_log_price(seed)
-        metrics = cv_metrics(oof, y, outlier, plan)
+        metrics = cv_metrics(oof, y, outlier, plan.fold_of_row)
         scores.append((metrics["cv_rmse"], metrics["cv_rmse_no_outliers"]))
         rows.append([seed, f"{metrics['cv_rmse']:.4f}", f"{metrics['cv_rmse_no_outliers']:.4f}",
                      f"{time.perf_counter() - started:.0f}"])

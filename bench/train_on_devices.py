@@ -39,7 +39,7 @@ def run_once(data, params, plan, device, fuse):
     test = combine_log_predictions(
         result.models.predict_log_price(torch.tensor(data["x_test"])).numpy(),
         params.ensemble.average)
-    metrics = cv_metrics(oof, data["y_train"], data["outlier"].astype(bool), plan)
+    metrics = cv_metrics(oof, data["y_train"], data["outlier"].astype(bool), plan.fold_of_row)
     return {"seconds": seconds, "oof": oof, "test": test, "metrics": metrics,
             "best_epoch": result.best_epoch.numpy(), "mode": result.epoch_mode,
             "weights": [w.numpy() for w in result.models.weights]}

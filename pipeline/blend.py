@@ -23,9 +23,10 @@ from pipeline.atomic import atomic_path, write_text
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.errors import PipelineError
 from pipeline.inputs import read_npz
+from pipeline.member import plan_signature
 from pipeline.params import EnsembleParams, Params, load_params
 from pipeline.submission import write_submission
-from pipeline.train import FoldPlan, cv_metrics
+from pipeline.train import cv_metrics, split_per_fold
 
 # Weight of the sum-to-one row in the constrained least squares; large enough that the weights
 # sum to one to ~1e-9, after which they are renormalised exactly.
@@ -92,8 +93,7 @@ def load_member(name: str, members_dir: Path, mlp_path: Path) -> dict:
 
 def check_same_plan(members: dict[str, dict], params: Params) -> None:
     """Every member on the same houses and the same folds as the train stage says."""
-    expected = np.array([params.train.folds, params.train.fold_seed,
-                         int(params.train.exclude_outliers)])
+    expected = plan_signature(params.train)
     first = next(iter(members.values()))
     for name, data in members.items():
         if not np.array_equal(data["plan"], expected):
@@ -124,18 +124,17 @@ def blend(params: Params, members_dir="members", mlp_predictions="members/mlp/pr
     target, fold_of_row = y["y"], first["fold_of_row"]
     preds = np.stack([m["oof"] for m in members.values()], axis=1)
     fit_rows = ~outlier if params.train.exclude_outliers else np.ones(len(target), dtype=bool)
-    plan = FoldPlan([], np.array([]), [], np.empty((0, 0)), np.empty((0, 0)), fold_of_row)
     oof, fold_weights = nested_oof(preds, target, fit_rows, fold_of_row, ens.blend,
                                    ens.ridge_alpha)
     blender = Blender(ens.blend, ens.ridge_alpha).fit(preds[fit_rows], target[fit_rows])
     test_log = blender.predict(np.stack([m["test"] for m in members.values()], axis=1))
 
-    metrics = {k: v for k, v in cv_metrics(oof, target, outlier, plan).items()
-               if not k.startswith("fold_rmse")}
+    metrics, _ = split_per_fold(cv_metrics(oof, target, outlier, fold_of_row))
     metrics["weights"] = {name: round(float(w), 6)
                           for name, w in zip(members, blender.weights_, strict=True)}
     metrics["weights_spread"] = round(float(np.ptp(np.stack(fold_weights), axis=0).max()), 6)
-    members_cv = {name: cv_metrics(m["oof"], target, outlier, plan) for name, m in members.items()}
+    members_cv = {name: cv_metrics(m["oof"], target, outlier, fold_of_row)
+                  for name, m in members.items()}
     metrics["members"] = {name: {"cv_rmse": m["cv_rmse"],
                                  "cv_rmse_no_outliers": m["cv_rmse_no_outliers"]}
                           for name, m in members_cv.items()}

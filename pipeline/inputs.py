@@ -34,8 +34,8 @@ def read_csv(path: str | os.PathLike, hint: str, **kwargs) -> pd.DataFrame:
     return frame
 
 
-def read_json(path: str | os.PathLike, hint: str, required: tuple[str, ...] = ()) -> dict:
-    """A JSON object with at least the `required` keys (a truncated file is named as such)."""
+def read_json(path: str | os.PathLike, hint: str) -> dict:
+    """A JSON object (a truncated file is named as such)."""
     path = _existing(path, hint)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -43,9 +43,6 @@ def read_json(path: str | os.PathLike, hint: str, required: tuple[str, ...] = ()
         raise PipelineError(f"{path}: not valid JSON (truncated?) ({exc}); {hint}") from exc
     if not isinstance(data, dict):
         raise PipelineError(f"{path}: expected a JSON object; {hint}")
-    missing = [key for key in required if key not in data]
-    if missing:
-        raise PipelineError(f"{path}: missing key(s) {', '.join(missing)}; {hint}")
     return data
 
 

@@ -23,9 +23,9 @@ from pipeline.atomic import atomic_path, write_text
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.errors import PipelineError
 from pipeline.members import FAMILIES, family
-from pipeline.params import Params, load_params
+from pipeline.params import Params, TrainParams, load_params
 from pipeline.preprocess import load_test, load_train
-from pipeline.train import FoldPlan, cv_metrics, plan_folds
+from pipeline.train import FoldPlan, cv_metrics, plan_folds, split_per_fold
 
 
 def member_plan(n_rows: int, outlier: np.ndarray, params: Params) -> FoldPlan:
@@ -51,15 +51,18 @@ def cross_fit(make_model, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, plan
     return oof, test
 
 
+def plan_signature(train: TrainParams) -> np.ndarray:
+    """The settings that fix the fold plan: members are blended only if theirs agree."""
+    return np.array([train.folds, train.fold_seed, int(train.exclude_outliers)])
+
+
 def save_predictions(path: str | os.PathLike, oof: np.ndarray, test: np.ndarray,
                      id_train: np.ndarray, id_test: np.ndarray, fold_of_row: np.ndarray,
-                     params: Params) -> None:
+                     train: TrainParams) -> None:
     """What the blend stage needs, with what it checks members against (Ids, fold plan)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, oof=oof, test=test, id_train=id_train, id_test=id_test,
-                 fold_of_row=fold_of_row,
-                 plan=np.array([params.train.folds, params.train.fold_seed,
-                                int(params.train.exclude_outliers)]))
+                 fold_of_row=fold_of_row, plan=plan_signature(train))
 
 
 def run_member(name: str, params: Params, data_dir="data/processed", out_dir="members") -> dict:
@@ -75,11 +78,10 @@ def run_member(name: str, params: Params, data_dir="data/processed", out_dir="me
     seconds = time.perf_counter() - started
     if not (np.isfinite(oof).all() and np.isfinite(test_pred).all()):
         raise PipelineError(f"member {name}: non-finite predictions; check members.{name}")
-    metrics = cv_metrics(oof, y, outlier, plan)
-    metrics = {k: v for k, v in metrics.items() if not k.startswith("fold_rmse")}
+    metrics, _ = split_per_fold(cv_metrics(oof, y, outlier, plan.fold_of_row))
     out = Path(out_dir) / name
     save_predictions(out / "predictions.npz", oof, test_pred, train["id"], test["id"],
-                     plan.fold_of_row, params)
+                     plan.fold_of_row, params.train)
     write_text(out / "cv.json", json.dumps(metrics, indent=2) + "\n")
     print(f"member {name}: {len(plan.train_mask)} fold models in {seconds:.1f} s; CV log-RMSE "
           f"{metrics['cv_rmse']:.4f} +- {metrics['cv_rmse_std']:.4f} (without outlier rows "

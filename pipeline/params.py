@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+from pipeline.members import FAMILIES
 
 DEFAULT_PARAMS = "params.yaml"
 
@@ -198,7 +199,7 @@ class MembersParams:
     lgbm: dict
 
     def __post_init__(self):
-        from pipeline.members import FAMILIES, settings_of
+        from pipeline.members import settings_of
 
         for family in FAMILIES:
             value = getattr(self, family)
@@ -223,7 +224,7 @@ class MembersParams:
                     _number(full, value[name], low=0, low_open=True)
 
 
-MEMBER_NAMES = ("mlp", "lasso", "lgbm")
+MEMBER_NAMES = ("mlp", *FAMILIES)  # the train stage's MLP, and the families of MembersParams
 BLEND_METHODS = ("weights", "ridge")
 
 

@@ -13,7 +13,7 @@ from pipeline.ensemble import combine_log_predictions
 from pipeline.errors import PipelineError
 from pipeline.inputs import read_csv
 from pipeline.member import save_predictions
-from pipeline.params import EnsembleParams, Params, PredictParams, load_params
+from pipeline.params import EnsembleParams, PredictParams, TrainParams, load_params
 from pipeline.preprocess import load_test, load_train
 from pipeline.stacked_mlp import listed_model_paths, load_models
 from pipeline.submission import write_submission
@@ -30,7 +30,7 @@ def clip_to_range(x_test: np.ndarray, x_train: np.ndarray) -> tuple[np.ndarray, 
 def predict(params: PredictParams, ensemble: EnsembleParams, data_dir="data/processed",
             models_dir="models", out: str | os.PathLike | None = "submission.csv",
             member_out: str | os.PathLike | None = None, oof_csv="metrics/oof.csv",
-            all_params: Params | None = None) -> Path:
+            train_params: TrainParams | None = None) -> Path:
     """The fold models' mean test prediction: as a submission (`out`), and/or as the MLP's
     blend-member predictions (`member_out`, with the train stage's out-of-fold predictions)."""
     test = load_test(data_dir)
@@ -48,8 +48,8 @@ def predict(params: PredictParams, ensemble: EnsembleParams, data_dir="data/proc
         test_log = combine_log_predictions(log_pred, ensemble.average)
         prices = np.exp(test_log)
     if member_out is not None:
-        if all_params is None:
-            raise ValueError("member_out needs all_params (the fold plan it is checked against)")
+        if train_params is None:
+            raise ValueError("member_out needs train_params (the fold plan it is checked against)")
         if not (np.isfinite(prices).all() and (prices > 0).all()):
             raise PipelineError("predict: the MLP's test predictions are not finite; re-run train")
         oof = read_csv(oof_csv, "run the train stage first (dvc repro)")
@@ -57,7 +57,7 @@ def predict(params: PredictParams, ensemble: EnsembleParams, data_dir="data/proc
         if not np.array_equal(oof["Id"].to_numpy(), train["id"]):
             raise PipelineError(f"{oof_csv}: its Ids are not the training rows'; re-run train")
         save_predictions(member_out, oof["predicted_log_price"].to_numpy(dtype=np.float64),
-                         test_log, train["id"], test["id"], oof["fold"].to_numpy(), all_params)
+                         test_log, train["id"], test["id"], oof["fold"].to_numpy(), train_params)
     path = Path(member_out) if out is None else write_submission(out, test["id"], prices)
     print(f"predict: {len(paths)} models averaged ({ensemble.average}); wrote {path} with "
           f"{len(prices)} rows, median price {np.median(prices):,.0f}")
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.out is None and args.member is None:
             raise PipelineError("predict: give --out (a submission) and/or --member")
         predict(params.predict, params.ensemble, args.data, args.models, args.out, args.member,
-                args.oof, params)
+                args.oof, params.train)
 
     run_cli(stage)
 

@@ -6,7 +6,7 @@ import sys
 
 import pandas as pd
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, listing
 
 ID = "Id"
 TARGET = "SalePrice"
@@ -39,11 +39,6 @@ NUMERIC = (
 )
 
 
-def _shown(values, limit: int = 5) -> str:
-    values = list(values)
-    return ", ".join(str(v) for v in values[:limit]) + (" ..." if len(values) > limit else "")
-
-
 def pin_kinds(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     """Each competition column read as its kind: a stray word in a numeric column is an error
     (not a silent switch to one-hot), and a category column with no values stays a category.
@@ -59,8 +54,8 @@ def pin_kinds(frame: pd.DataFrame, name: str) -> pd.DataFrame:
             if bad.any():
                 raise PipelineError(
                     f"{name}: column {col} must be numeric; non-numeric value(s) "
-                    f"{_shown(repr(v) for v in values[bad].unique())} for Id "
-                    f"{_shown(frame.loc[bad, ID])}; fix or blank those cells")
+                    f"{listing((repr(v) for v in values[bad].unique()), 5)} for Id "
+                    f"{listing(frame.loc[bad, ID], 5)}; fix or blank those cells")
             frame[col] = as_number
         if frame[col].isna().all():
             print(f"warning: {name}: column {col} has no values at all; every house gets the "

@@ -156,15 +156,14 @@ class StackedModels:
 
 def listed_model_paths(models_dir: str | os.PathLike) -> list[Path]:
     """The model files the train stage wrote, by its manifest: a stray *.pt is never loaded."""
+    from pipeline.inputs import read_json
+
     models_dir = Path(models_dir)
     manifest = models_dir / MANIFEST
-    if not manifest.is_file():
-        raise PipelineError(f"{manifest}: not found; run the train stage first (dvc repro)")
-    try:
-        names = json.loads(manifest.read_text(encoding="utf-8"))["models"]
-        paths = [models_dir / Path(str(name)).name for name in names]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PipelineError(f"{manifest}: unreadable ({exc}); re-run the train stage") from exc
+    names = read_json(manifest, "run the train stage first (dvc repro)").get("models")
+    if not isinstance(names, list):
+        raise PipelineError(f"{manifest}: no list of models; re-run the train stage (dvc repro)")
+    paths = [models_dir / Path(str(name)).name for name in names]
     missing = [p.name for p in paths if not p.is_file()]
     if missing or not paths:
         raise PipelineError(f"{models_dir}: model files {', '.join(missing) or '(none)'} listed in "

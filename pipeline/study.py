@@ -6,7 +6,7 @@ CV), and tells each trial its score. The study lives in a database (SQLite by de
 SQLAlchemy URL Optuna takes: PostgreSQL, MySQL), so a search can be stopped and resumed, and any
 number of workers on any number of machines can share it. Workers send heartbeats for their
 running trials; a killed worker's trials go stale, are marked failed and re-queued once
-(Optuna's RetryFailedTrialCallback), so completed trials are never lost or run twice.
+(Optuna's RetryHeartbeatStaleTrialCallback), so completed trials are never lost or run twice.
 """
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ def number_seeded_random(seed: int):
 
 def make_sampler(spec: dict):
     import optuna
+    from optuna.trial import TrialState
 
     kind, seed = spec["sampler"], spec.get("seed", 0)
     random = number_seeded_random(seed)
@@ -149,8 +150,6 @@ def make_sampler(spec: dict):
                     return random.sample_independent(study, trial, param_name,
                                                      param_distribution)
                 return super().sample_independent(study, trial, param_name, param_distribution)
-
-        from optuna.trial import TrialState
 
         return Tpe(seed=seed, constant_liar=True)
     if kind in ("random", "grid"):  # grid: the combinations are queued in open_study

@@ -9,14 +9,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.atomic import atomic_path
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, listing
 
 COLUMNS = ("Id", "SalePrice")
-
-
-def _ids(values, limit: int = 10) -> str:
-    values = list(values)
-    return ", ".join(str(v) for v in values[:limit]) + (" ..." if len(values) > limit else "")
 
 
 def validate_submission(frame: pd.DataFrame, expected_ids: np.ndarray) -> None:
@@ -30,16 +25,16 @@ def validate_submission(frame: pd.DataFrame, expected_ids: np.ndarray) -> None:
     ids = ids.to_numpy()
     dup = pd.Series(ids)[pd.Series(ids).duplicated()].unique()
     if len(dup):
-        raise PipelineError(f"submission: duplicate Ids {_ids(dup)}")
+        raise PipelineError(f"submission: duplicate Ids {listing(dup)}")
     expected = np.asarray(expected_ids)
     missing = np.setdiff1d(expected, ids)
     extra = np.setdiff1d(ids, expected)
     if len(missing) or len(extra):
         parts = []
         if len(missing):
-            parts.append(f"missing Ids {_ids(missing)}")
+            parts.append(f"missing Ids {listing(missing)}")
         if len(extra):
-            parts.append(f"unknown Ids {_ids(extra)}")
+            parts.append(f"unknown Ids {listing(extra)}")
         raise PipelineError(f"submission: {'; '.join(parts)} (expected the {len(expected)} test Ids)")
     if not np.array_equal(ids, expected):
         raise PipelineError("submission: Ids are not in the order of test.csv")
@@ -47,7 +42,7 @@ def validate_submission(frame: pd.DataFrame, expected_ids: np.ndarray) -> None:
     bad = ~(np.isfinite(price) & (price > 0))
     if bad.any():
         raise PipelineError(f"submission: SalePrice must be finite and positive; bad for Ids "
-                            f"{_ids(ids[bad])}")
+                            f"{listing(ids[bad])}")
 
 
 def write_submission(path: str | os.PathLike, ids: np.ndarray, prices: np.ndarray) -> Path:

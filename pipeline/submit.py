@@ -210,13 +210,14 @@ def append_leaderboard(path: Path, row: dict) -> None:
     write_log(path, [*read_log(path), row])
 
 
-def set_score(path: Path, ref: str, score: str) -> None:
-    """Fill in the public score of the logged submission `ref`."""
+def update_logged(path: Path, row: dict, **changes: str) -> None:
+    """Change fields of the logged row equal to `row` (and `row` itself), in one rewrite."""
     rows = read_log(path)
-    for row in rows:
-        if row.get("submission_ref") == ref:
-            row["public_score"] = score
+    for logged in rows:
+        if all(logged.get(key) == value for key, value in row.items()):
+            logged.update(changes)
     write_log(path, rows)
+    row.update(changes)
 
 
 def submit(params_path="params.yaml", file="submission.csv", raw_test="data/raw/test.csv",
@@ -269,13 +270,12 @@ def submit(params_path="params.yaml", file="submission.csv", raw_test="data/raw/
         score, found_ref = wait_for_score(api, params.kaggle, response.ref or None, message, sleep)
     except PipelineError as exc:
         raise PipelineError(f"{exc} ({pending})") from exc
-    if found_ref and not ref:
-        rows = read_log(log)
-        rows[-1]["submission_ref"] = row["submission_ref"] = found_ref
-        write_log(log, rows)
+    changes = {"submission_ref": found_ref} if found_ref and not ref else {}
     if score:
-        row["public_score"] = score
-        set_score(log, row["submission_ref"], score)
+        changes["public_score"] = score
+    if changes:
+        update_logged(log, row, **changes)
+    if score:
         print(f"submit: public score {score} (CV {prov.cv_rmse:.5f}); logged in {leaderboard}")
     else:
         print(f"submit: no public score after {params.kaggle.poll_timeout_s:g} s; {pending}")

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from pipeline import study as studies
 from pipeline.atomic import atomic_path, write_text
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.errors import PipelineError
@@ -48,7 +49,6 @@ from pipeline.trainer import make_deterministic, resolve_device
 FIXED_KEYS = ("model", "folds", "fold_seed", "seed", "n_seeds", "exclude_outliers", "device",
               "lasso_alpha")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform")
-SAMPLERS = ("tpe", "random", "grid", "cmaes")
 RANKABLE = ("cv_rmse", "cv_rmse_no_outliers", "oof_rmse", "oof_rmse_no_outliers")
 # Default of a space's `tie_below`: a config's CV moves by about this much with the fold shuffle
 # or a float rounding, so smaller differences from the best are ties (docs/model-search.md).
@@ -78,16 +78,16 @@ def check_space(spec: dict, path="sweep space") -> dict:
         _check_choice(path, key, spec["space"][key])
     # `method` and `samples` are the names older space files use for `sampler` and `trials`.
     spec = {**spec, "sampler": spec.get("sampler", spec.get("method", "tpe"))}
-    if spec["sampler"] not in SAMPLERS:
-        raise PipelineError(f"{path}: sampler must be one of {', '.join(SAMPLERS)}, got "
+    if spec["sampler"] not in studies.SAMPLERS:
+        raise PipelineError(f"{path}: sampler must be one of {', '.join(studies.SAMPLERS)}, got "
                             f"{spec['sampler']!r}")
+    every_combination = None
     if spec["sampler"] == "grid":
         for key, choice in spec["space"].items():
             if not isinstance(choice, list):
                 raise PipelineError(f"{path}: the grid sampler needs a list of choices for {key}")
-        grid_size = math.prod(len(c) for c in spec["space"].values())
-        spec.setdefault("trials", spec.get("samples", grid_size))
-    spec["trials"] = spec.get("trials", spec.get("samples"))
+        every_combination = math.prod(len(c) for c in spec["space"].values())
+    spec["trials"] = spec.get("trials", spec.get("samples", every_combination))
     for key, default in (("batch", 8), ("heartbeat_s", 30), ("seed", 0)):
         spec[key] = spec.get(key, default)
     for key in ("trials", "batch", "heartbeat_s"):
@@ -135,7 +135,14 @@ def _as_train_params(base: TrainParams, overrides: dict) -> TrainParams:
 
 def score_configs(params: Params, overrides: list[dict], data: dict, device) -> list[tuple]:
     """(CV metrics, per-fold scores) of each config, trained in batches per architecture."""
-    from pipeline.train import architecture_of, cv_metrics, fit_mlp_configs, oof_predictions, plan_folds
+    from pipeline.train import (
+        architecture_of,
+        cv_metrics,
+        fit_mlp_configs,
+        oof_predictions,
+        plan_folds,
+        split_per_fold,
+    )
 
     configs = [_as_train_params(params.train, o) for o in overrides]
     x, y, outlier = data["x"], data["y"], data["outlier"].astype(bool)
@@ -149,9 +156,9 @@ def score_configs(params: Params, overrides: list[dict], data: dict, device) -> 
                                   label=f"sweep batch, architecture {number}/{len(groups)}")
         for index, result in zip(indices, trained, strict=True):
             oof = oof_predictions(result.models, x, plan, params.ensemble.average)
-            metrics = cv_metrics(oof, y, outlier, plan)
-            per_fold = {"cv_rmse": list(metrics.pop("fold_rmse").values()),
-                        "cv_rmse_no_outliers": list(metrics.pop("fold_rmse_no_outliers").values())}
+            metrics, folds = split_per_fold(cv_metrics(oof, y, outlier, plan.fold_of_row))
+            per_fold = {"cv_rmse": list(folds["fold_rmse"].values()),
+                        "cv_rmse_no_outliers": list(folds["fold_rmse_no_outliers"].values())}
             metrics["best_epoch_mean"] = float(result.best_epoch.double().mean() + 1)
             results[index] = (metrics, per_fold)
     return results
@@ -164,8 +171,6 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
 
     Without `storage` the study is kept in memory (nothing to resume)."""
     import optuna
-
-    from pipeline import study as studies
 
     if params.train.model != "mlp":
         raise PipelineError("sweep: train.model must be mlp (the Lasso baseline has no sweep)")

@@ -276,13 +276,14 @@ def oof_predictions(models: StackedModels, x: np.ndarray, plan: FoldPlan, averag
     return oof
 
 
-def cv_metrics(oof: np.ndarray, y: np.ndarray, outlier: np.ndarray, plan: FoldPlan) -> dict:
-    folds = np.unique(plan.fold_of_row)
-    per_fold = np.array([rmse(oof[plan.fold_of_row == f], y[plan.fold_of_row == f])
-                         for f in folds])
+def cv_metrics(oof: np.ndarray, y: np.ndarray, outlier: np.ndarray, fold_of_row: np.ndarray
+               ) -> dict:
+    """CV scores of out-of-fold predictions; the per-fold ones under PER_FOLD_KEYS."""
+    folds = np.unique(fold_of_row)
+    per_fold = np.array([rmse(oof[fold_of_row == f], y[fold_of_row == f]) for f in folds])
     clean = ~outlier
-    per_fold_clean = np.array([rmse(oof[(plan.fold_of_row == f) & clean],
-                                    y[(plan.fold_of_row == f) & clean]) for f in folds])
+    per_fold_clean = np.array([rmse(oof[(fold_of_row == f) & clean], y[(fold_of_row == f) & clean])
+                               for f in folds])
     return {
         "cv_rmse": float(per_fold.mean()),
         "cv_rmse_std": float(per_fold.std()),
@@ -294,6 +295,15 @@ def cv_metrics(oof: np.ndarray, y: np.ndarray, outlier: np.ndarray, plan: FoldPl
         "fold_rmse_no_outliers": {f"fold{f}": float(v)
                                   for f, v in zip(folds, per_fold_clean, strict=True)},
     }
+
+
+PER_FOLD_KEYS = ("fold_rmse", "fold_rmse_no_outliers")
+
+
+def split_per_fold(metrics: dict) -> tuple[dict, dict]:
+    """(the headline numbers, the per-fold scores) of a cv_metrics result."""
+    return ({k: v for k, v in metrics.items() if k not in PER_FOLD_KEYS},
+            {k: metrics[k] for k in PER_FOLD_KEYS})
 
 
 def log_learning_curves(live_dir: str | os.PathLike, plan: FoldPlan, result: TrainResult) -> None:
@@ -368,8 +378,7 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
         models, history, where = result.models, result, f"on {device} ({result.epoch_mode})"
     seconds = time.perf_counter() - started
     oof = oof_predictions(models, x, plan, average)
-    metrics = cv_metrics(oof, y, outlier, plan)
-    per_fold = {key: metrics.pop(key) for key in ("fold_rmse", "fold_rmse_no_outliers")}
+    metrics, per_fold = split_per_fold(cv_metrics(oof, y, outlier, plan.fold_of_row))
     if history is not None:
         metrics["best_epoch_mean"] = float(history.best_epoch.double().mean() + 1)
 

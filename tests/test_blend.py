@@ -79,7 +79,7 @@ def pipeline_run(ames_sample, tmp_path):
           tmp_path / "cv.json", tmp_path / "oof.csv", tmp_path / "live")
     predict(params.predict, params.ensemble, tmp_path / "processed", tmp_path / "models",
             tmp_path / "mlp_alone.csv", tmp_path / "members/mlp/predictions.npz",
-            tmp_path / "oof.csv", params)
+            tmp_path / "oof.csv", params.train)
     for name in ("lasso", "lgbm"):
         run_member(name, params, tmp_path / "processed", tmp_path / "members")
     return params, tmp_path
