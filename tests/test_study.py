@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 from pipeline import sweep
 from pipeline.errors import PipelineError
 from pipeline.preprocess import preprocess, save
+from pipeline.study import open_storage
 
 
 @pytest.fixture
@@ -50,8 +51,10 @@ def worker(tmp_path, space, storage, *extra):
 
 
 def trials_by_state(storage):
+    """The study's trials by state, read while workers may still be creating its tables (the
+    project's open_storage retries that race)."""
     try:
-        study = optuna.load_study(study_name="shared", storage=storage)
+        study = optuna.load_study(study_name="shared", storage=open_storage(storage, 1))
     except KeyError:  # the worker has not created it yet
         return {}
     states = {}
