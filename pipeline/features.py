@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.special import boxcox1p
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.impute import SimpleImputer
@@ -36,21 +37,39 @@ TOTALS = {
 }
 AGES = {"HouseAge": "YearBuilt", "RemodAge": "YearRemodAdd"}  # years before the sale
 PRESENCE = ("PoolArea", "2ndFlrSF", "GarageArea", "TotalBsmtSF", "Fireplaces")
+# Domain fills: a blank measurement of a part the house lacks (no basement, garage, veneer) is 0.
+ABSENT_IS_ZERO = ("MasVnrArea", "BsmtFinSF1", "BsmtFinSF2", "BsmtUnfSF", "TotalBsmtSF",
+                  "BsmtFullBath", "BsmtHalfBath", "GarageCars", "GarageArea")
 
 
 class FeatureEngineer(TransformerMixin, BaseEstimator):
-    """Recode columns by the preprocess switches; which columns to log1p is learned in fit."""
+    """Recode columns by the preprocess switches; which columns to transform for skew, and the
+    neighbourhood medians of the domain fills, are learned in fit."""
 
     def __init__(self, numeric_as_category=(), ordinal_quality=False, log1p_skewed=False,
-                 skew_threshold=0.75, engineered_features=False):
+                 skew_threshold=0.75, skew_lambda=0.0, engineered_features=False,
+                 domain_fills=False):
         self.engineered_features = engineered_features
         self.numeric_as_category = numeric_as_category
         self.ordinal_quality = ordinal_quality
         self.log1p_skewed = log1p_skewed
         self.skew_threshold = skew_threshold
+        self.skew_lambda = skew_lambda
+        self.domain_fills = domain_fills
+
+    def _fill(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """What the data description implies for a blank: 0 for an absent part's measurements,
+        the house's own build year for a garage's, its neighbourhood's median lot frontage."""
+        frame = frame.copy()
+        for col in ABSENT_IS_ZERO:
+            frame[col] = frame[col].fillna(0.0)
+        frame["GarageYrBlt"] = frame["GarageYrBlt"].fillna(frame["YearBuilt"])
+        median = frame["Neighborhood"].map(self.frontage_median_).astype("float64")
+        frame["LotFrontage"] = frame["LotFrontage"].fillna(median).fillna(self.frontage_overall_)
+        return frame
 
     def _recode(self, frame: pd.DataFrame) -> pd.DataFrame:
-        frame = frame.copy()
+        frame = self._fill(frame) if self.domain_fills else frame.copy()
         if self.engineered_features:
             frame = add_engineered_features(frame)
         for col in self.numeric_as_category:
@@ -62,6 +81,9 @@ class FeatureEngineer(TransformerMixin, BaseEstimator):
         return frame
 
     def fit(self, frame: pd.DataFrame, y=None):
+        frontage = frame["LotFrontage"]
+        self.frontage_median_ = frontage.groupby(frame["Neighborhood"]).median().dropna().to_dict()
+        self.frontage_overall_ = float(frontage.median()) if frontage.notna().any() else 0.0
         recoded = self._recode(frame)
         self.log1p_columns_ = []
         if self.log1p_skewed:
@@ -73,9 +95,89 @@ class FeatureEngineer(TransformerMixin, BaseEstimator):
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
         recoded = self._recode(frame)
-        for col in self.log1p_columns_:
-            recoded[col] = np.log1p(recoded[col].clip(lower=0))
+        for col in self.log1p_columns_:  # Box-Cox of 1 + x, whose lambda 0 is log1p
+            values = recoded[col].clip(lower=0)
+            recoded[col] = (np.log1p(values) if self.skew_lambda == 0
+                            else boxcox1p(values, self.skew_lambda))
         return recoded
+
+
+class RobustSmoothClip(TransformerMixin, BaseEstimator):
+    """RealMLP's input scaling (Holzmüller et al., 2024): centre on the median, divide by the
+    interquartile range (half the range where that is 0), then clip smoothly with
+    z / sqrt(1 + (z / 3)^2), so a heavy tail or an unseen extreme cannot dominate a layer."""
+
+    def fit(self, x, y=None):
+        x = np.asarray(x, dtype=np.float64)
+        q25, self.median_, q75 = np.quantile(x, [0.25, 0.5, 0.75], axis=0)
+        spread = q75 - q25
+        half_range = (x.max(0) - x.min(0)) / 2
+        self.scale_ = np.where(spread > 0, spread, np.where(half_range > 0, half_range, 1.0))
+        self.n_features_in_ = x.shape[1]
+        return self
+
+    def transform(self, x):
+        z = (np.asarray(x, dtype=np.float64) - self.median_) / self.scale_
+        return z / np.sqrt(1 + (z / 3) ** 2)
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray(input_features if input_features is not None
+                          else [f"x{i}" for i in range(self.n_features_in_)], dtype=object)
+
+
+class PiecewiseLinear(TransformerMixin, BaseEstimator):
+    """Piecewise-linear encoding of numeric columns on quantile bins (Gorishniy et al., 2022).
+
+    Each column's bin edges are the quantiles of the fit rows (repeated edges merged, so a flag
+    or a count with few values keeps fewer or no bins). Two bases of the same functions:
+    `ramps` is the paper's: one feature per bin, 0 below it, rising to 1 across it, 1 above
+    (the first bin extends below the data, the last above it, so unseen extremes extrapolate
+    linearly). `kinks` keeps the column and adds max(0, x - edge) per inner edge: a change of
+    slope at that edge, so an L1 penalty keeps a column linear unless its kinks pay for
+    themselves. Columns keep their names; the added ones are `COLUMN_ple1`, `COLUMN_ple2`, ...
+    """
+
+    def __init__(self, basis="kinks", bins=4):
+        self.basis = basis
+        self.bins = bins
+
+    def fit(self, x, y=None):
+        x = np.asarray(x, dtype=np.float64)
+        quantiles = np.linspace(0, 1, self.bins + 1)
+        self.edges_ = [np.unique(np.quantile(col, quantiles)) for col in x.T]
+        self.n_features_in_ = x.shape[1]
+        return self
+
+    def _encode(self, col: np.ndarray, edges: np.ndarray) -> list[np.ndarray]:
+        if len(edges) <= 2:
+            return [col]
+        if self.basis == "kinks":
+            return [col, *(np.maximum(col - edge, 0.0) for edge in edges[1:-1])]
+        n_bins = len(edges) - 1
+        ramps = []
+        for b in range(n_bins):
+            ramp = (col - edges[b]) / (edges[b + 1] - edges[b])
+            ramp = np.maximum(ramp, 0.0) if b > 0 else ramp
+            ramps.append(np.minimum(ramp, 1.0) if b < n_bins - 1 else ramp)
+        return ramps
+
+    def transform(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        parts = [p for col, edges in zip(x.T, self.edges_, strict=True)
+                 for p in self._encode(col, edges)]
+        return np.stack(parts, axis=1)
+
+    def get_feature_names_out(self, input_features=None):
+        names = (input_features if input_features is not None
+                 else [f"x{i}" for i in range(self.n_features_in_)])
+        out = []
+        for name, edges in zip(names, self.edges_, strict=True):
+            width = len(self._encode(np.zeros(1), edges))
+            if self.basis == "ramps" and width > 1:
+                out += [f"{name}_ple{i + 1}" for i in range(width)]
+            else:
+                out += [name, *(f"{name}_ple{i + 1}" for i in range(width - 1))]
+        return np.array(out, dtype=object)
 
 
 def add_engineered_features(frame: pd.DataFrame) -> pd.DataFrame:
@@ -88,8 +190,13 @@ def add_engineered_features(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_transform(params: PreprocessParams) -> Pipeline:
-    """Numeric: mean-impute then standardize. Categorical: one-hot, missing as its own level."""
-    numeric = make_pipeline(SimpleImputer(strategy="mean"), StandardScaler())
+    """Numeric: mean-impute then standardize or robust-scale (then a piecewise-linear encoding, if chosen).
+    Categorical: one-hot, missing as its own level."""
+    scaler = StandardScaler() if params.scaler == "standard" else RobustSmoothClip()
+    numeric = make_pipeline(SimpleImputer(strategy="mean"), scaler)
+    if params.piecewise_linear != "none":
+        numeric.steps.append(("piecewise", PiecewiseLinear(params.piecewise_linear,
+                                                           params.piecewise_bins)))
     categorical = make_pipeline(
         SimpleImputer(strategy="constant", fill_value=MISSING_LEVEL, keep_empty_features=True),
         OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32),
@@ -104,6 +211,8 @@ def build_transform(params: PreprocessParams) -> Pipeline:
         ordinal_quality=params.ordinal_quality,
         log1p_skewed=params.log1p_skewed,
         skew_threshold=params.skew_threshold,
+        skew_lambda=params.skew_lambda,
         engineered_features=params.engineered_features,
+        domain_fills=params.domain_fills,
     )
     return Pipeline([("engineer", engineer), ("columns", columns)])

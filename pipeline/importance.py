@@ -19,11 +19,11 @@ from pipeline.stacked_mlp import StackedModels
 
 def column_groups(feature_names: list[str]) -> dict[str, list[int]]:
     """Original column -> indices of its model features ("cat__Neighborhood_NAmes" belongs to
-    Neighborhood, "num__LotArea" to LotArea); competition column names hold no underscore."""
+    Neighborhood, "num__LotArea" and "num__LotArea_ple2" to LotArea); competition column names
+    hold no underscore."""
     groups: dict[str, list[int]] = {}
     for index, name in enumerate(feature_names):
-        kind, _, rest = name.partition("__")
-        column = rest.split("_", 1)[0] if kind == "cat" else rest
+        column = name.partition("__")[2].split("_", 1)[0]
         groups.setdefault(column, []).append(index)
     return groups
 

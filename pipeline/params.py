@@ -100,6 +100,9 @@ class DownloadParams:
         object.__setattr__(self, "files", files)
 
 
+PIECEWISE_BASES = ("none", "kinks", "ramps")
+
+
 @dataclass(frozen=True)
 class PreprocessParams:
     """Feature engineering switches; every one is judged by cross-validation only."""
@@ -109,7 +112,12 @@ class PreprocessParams:
     ordinal_quality: bool
     log1p_skewed: bool
     skew_threshold: float
+    skew_lambda: float
     engineered_features: bool
+    domain_fills: bool
+    scaler: str
+    piecewise_linear: str
+    piecewise_bins: int
     outlier_min_gr_liv_area: float
     outlier_max_sale_price: float
 
@@ -120,7 +128,12 @@ class PreprocessParams:
         _bool("preprocess.ordinal_quality", self.ordinal_quality)
         _bool("preprocess.log1p_skewed", self.log1p_skewed)
         _number("preprocess.skew_threshold", self.skew_threshold, low=0)
+        _number("preprocess.skew_lambda", self.skew_lambda, low=0, high=1)
         _bool("preprocess.engineered_features", self.engineered_features)
+        _bool("preprocess.domain_fills", self.domain_fills)
+        _choice("preprocess.scaler", self.scaler, ("standard", "robust_clip"))
+        _choice("preprocess.piecewise_linear", self.piecewise_linear, PIECEWISE_BASES)
+        _number("preprocess.piecewise_bins", self.piecewise_bins, low=2, integer=True)
         _number("preprocess.outlier_min_gr_liv_area", self.outlier_min_gr_liv_area, low=0)
         _number("preprocess.outlier_max_sale_price", self.outlier_max_sale_price, low=0)
 

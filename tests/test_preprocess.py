@@ -5,12 +5,18 @@ import pandas as pd
 import pytest
 
 from pipeline.errors import PipelineError
+from pipeline.features import FeatureEngineer, PiecewiseLinear, RobustSmoothClip
+from pipeline.importance import column_groups
 from pipeline.params import PreprocessParams
 from pipeline.preprocess import preprocess
+from pipeline.schema import FEATURES
 
 BOOK = PreprocessParams(fit_on="train", numeric_as_category=[], ordinal_quality=False,
-                        log1p_skewed=False, skew_threshold=0.75, engineered_features=False,
-                        outlier_min_gr_liv_area=4000, outlier_max_sale_price=300000)
+                        log1p_skewed=False, skew_threshold=0.75, skew_lambda=0.0,
+                        engineered_features=False, domain_fills=False, scaler="standard",
+                        piecewise_linear="none",
+                        piecewise_bins=4, outlier_min_gr_liv_area=4000,
+                        outlier_max_sale_price=300000)
 
 
 def column(result, name):
@@ -118,3 +124,113 @@ def test_duplicate_ids_rejected(ames_sample):
     test = pd.concat([test, test.iloc[:1]], ignore_index=True)
     with pytest.raises(PipelineError, match="duplicate Id"):
         preprocess(train, test, BOOK)
+
+
+def with_(**changes) -> PreprocessParams:
+    return PreprocessParams(**{**BOOK.__dict__, **changes})
+
+
+def test_piecewise_linear_bases_encode_the_same_functions():
+    """Both bases of the quantile-bin encoding span the same piecewise-linear functions of a
+    column: the column itself is a linear combination of its ramps, and every kink feature is
+    one of the ramps too. A column with too few values for bins stays as it is."""
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.normal(size=200), rng.integers(0, 2, 200), np.full(200, 3.0)])
+    kinks = PiecewiseLinear("kinks", 4).fit(x)
+    ramps = PiecewiseLinear("ramps", 4).fit(x)
+    k, r = kinks.transform(x), ramps.transform(x)
+    assert k.shape == (200, 4 + 1 + 1) and r.shape == (200, 4 + 1 + 1)
+    assert list(kinks.get_feature_names_out(["a", "b", "c"])) == [
+        "a", "a_ple1", "a_ple2", "a_ple3", "b", "c"]
+    assert list(ramps.get_feature_names_out(["a", "b", "c"])) == [
+        "a_ple1", "a_ple2", "a_ple3", "a_ple4", "b", "c"]
+    np.testing.assert_array_equal(k[:, 4:], x[:, 1:])  # a flag and a constant: unchanged
+    edges = ramps.edges_[0]
+    np.testing.assert_allclose(edges[0] + r[:, :4] @ np.diff(edges), x[:, 0], atol=1e-12)
+    design = np.column_stack([np.ones(200), r[:, :4]])
+    for j in range(4):
+        coef, *_ = np.linalg.lstsq(design, k[:, j], rcond=None)
+        np.testing.assert_allclose(design @ coef, k[:, j], atol=1e-9)
+
+
+def test_piecewise_linear_extrapolates_outside_the_training_range():
+    """Rows beyond the fit rows' extremes continue the end bins' lines, never a plateau."""
+    x = np.linspace(0, 1, 101)[:, None]
+    far = np.array([[-1.0], [2.0]])
+    r = PiecewiseLinear("ramps", 4).fit(x).transform(far)
+    assert r[0, 0] == pytest.approx(-4.0) and r[1, -1] == pytest.approx(5.0)
+    assert np.all(r[0, 1:] == 0) and np.all(r[1, :-1] == 1)
+    k = PiecewiseLinear("kinks", 4).fit(x).transform(far)
+    np.testing.assert_allclose(k[:, 0], far[:, 0])
+    np.testing.assert_allclose(k[1, 1:], [1.75, 1.5, 1.25])
+
+
+def test_piecewise_linear_in_the_pipeline(ames_sample):
+    train, test = ames_sample
+    plain = preprocess(train, test, BOOK)
+    result = preprocess(train, test, with_(piecewise_linear="kinks", piecewise_bins=3))
+    names = result["feature_names"]
+    assert "num__LotArea_ple1" in names and "num__LotArea_ple3" not in names
+    np.testing.assert_array_equal(column(result, "num__LotArea"), column(plain, "num__LotArea"))
+    assert not np.isnan(result["x_test"]).any()
+    assert set(column_groups(names)) == set(column_groups(plain["feature_names"]))
+
+
+def test_domain_fills(ames_sample):
+    """LotFrontage from the neighbourhood's median on the fit rows (the overall median for a
+    neighbourhood never seen), GarageYrBlt from YearBuilt, an absent part's size 0."""
+    train, test = ames_sample
+    test = test.copy()
+    test.loc[0, ["LotFrontage", "Neighborhood"]] = [np.nan, "Atlantis"]
+    test.loc[1, "MasVnrArea"] = np.nan
+    engineer = FeatureEngineer(domain_fills=True).fit(train[list(FEATURES)])
+    filled = engineer.transform(test[list(FEATURES)])
+    assert filled.loc[0, "LotFrontage"] == train["LotFrontage"].median()
+    blank = train["LotFrontage"].isna()
+    on_train = engineer.transform(train[list(FEATURES)])
+    hood_median = train.groupby("Neighborhood")["LotFrontage"].median()
+    expected = train.loc[blank, "Neighborhood"].map(hood_median).fillna(
+        train["LotFrontage"].median())
+    np.testing.assert_allclose(on_train.loc[blank, "LotFrontage"], expected)
+    no_garage = train["GarageYrBlt"].isna()
+    assert no_garage.any()
+    np.testing.assert_array_equal(on_train.loc[no_garage, "GarageYrBlt"],
+                                  train.loc[no_garage, "YearBuilt"])
+    assert filled.loc[1, "MasVnrArea"] == 0
+    result = preprocess(train, test, with_(domain_fills=True))
+    assert not np.isnan(result["x_test"]).any()
+    lot = column(result, "num__LotFrontage")[blank.to_numpy()]
+    assert len(np.unique(lot)) > 1  # neighbourhood medians, not one mean
+
+
+def test_skew_lambda_zero_is_log1p_and_positive_is_box_cox(ames_sample):
+    train, _ = ames_sample
+    log1p = FeatureEngineer(log1p_skewed=True).fit(train[list(FEATURES)])
+    boxcox = FeatureEngineer(log1p_skewed=True, skew_lambda=0.15).fit(train[list(FEATURES)])
+    assert "LotArea" in log1p.log1p_columns_
+    raw = train["LotArea"].to_numpy(dtype=float)
+    np.testing.assert_array_equal(log1p.transform(train[list(FEATURES)])["LotArea"], np.log1p(raw))
+    np.testing.assert_allclose(boxcox.transform(train[list(FEATURES)])["LotArea"],
+                               ((1 + raw) ** 0.15 - 1) / 0.15)
+
+
+def test_robust_smooth_clip_scaling():
+    """Median/IQR scaling, half the range for a column with no spread, a constant column kept
+    finite; the smooth clip bounds an extreme test value below 3 and is odd and monotone."""
+    x = np.column_stack([np.arange(101.0), np.r_[np.zeros(99), 1.0, 2.0], np.full(101, 7.0)])
+    clip = RobustSmoothClip().fit(x)
+    np.testing.assert_allclose(clip.median_, [50, 0, 7])
+    np.testing.assert_allclose(clip.scale_, [50, 1, 1])
+    z = clip.transform(np.array([[50.0, 0, 7], [100.0, 2, 7], [1e9, -1e9, 7]]))
+    assert np.all(z[0] == 0) and np.all(z[:, 2] == 0)
+    assert z[1, 0] == pytest.approx(1 / np.sqrt(1 + 1 / 9))
+    assert 2.99 < z[2, 0] <= 3 and -3 <= z[2, 1] < -2.99
+
+
+def test_robust_clip_in_the_pipeline(ames_sample):
+    train, test = ames_sample
+    test = test.copy()
+    test.loc[0, "LotArea"] = 10 ** 9  # far outside the training range
+    result = preprocess(train, test, with_(scaler="robust_clip"))
+    lot = result["feature_names"].index("num__LotArea")
+    assert np.abs(result["x_train"][:, lot]).max() < 3 and 2.9 < result["x_test"][0, lot] <= 3
