@@ -237,7 +237,8 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
                   on_epoch: Callable[[int, int, float], None] | None = None,
                   stop_mask: torch.Tensor | None = None,
                   cuda_graph: bool = True, compile_kernels: bool = False,
-                  skip_start: tuple[torch.Tensor, torch.Tensor] | None = None) -> TrainResult:
+                  skip_start: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  compact: bool = True) -> TrainResult:
     """Train len(per_model) models on x [N, d] / y [N] (log price), all on x's device.
 
     train_mask / val_mask [M, N] (bool) give each model its rows; val_rmse is recorded on the
@@ -251,74 +252,188 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     `skip_start` (with `arch.linear_skip`): (weights [M, d], intercepts [M]) of a linear fit in
     standardised target units (see `target_scaling`); the linear path starts there instead of at
     zero, and the intercept is added to the output bias. Zero rows leave a model's init as it is.
+    `compact`: once early stopping has stopped at least COMPACT_WHEN_STOPPED of the models still
+    in the batch, drop them from it, so the rest stop paying for them (see _Models.compact).
     """
-    device, dtype = x.device, x.dtype
+    device = x.device
     n_models, n_rows = train_mask.shape
     stop_on_val = stop_mask is None
     stop_mask = val_mask if stop_on_val else stop_mask
     if (len(per_model) != n_models or val_mask.shape != train_mask.shape
             or stop_mask.shape != train_mask.shape or y.shape != (n_rows,)):
         raise ValueError("masks, targets and per-model settings disagree in shape")
-    train_mask = train_mask.to(device)
-    val_mask = val_mask.to(device)
-    stop_mask = stop_mask.to(device)
-    n_train = train_mask.sum(1)
-    if bool((n_train == 0).any()):
+    if skip_start is not None and not arch.linear_skip:
+        raise ValueError("skip_start needs an architecture with a linear skip path")
+    models = _Models(x, y, train_mask.to(device), val_mask.to(device), stop_mask.to(device),
+                     arch, per_model, compile_kernels and device.type == "cuda", skip_start)
+    if bool((models.n_train == 0).any()):
         raise PipelineError("a model has no training rows; use fewer folds or more data")
 
-    def vec(values, kind=torch.float32):
-        return torch.tensor(list(values), dtype=kind, device=device)
-
-    seeds = vec(per_model.seeds, torch.int64)
-    lr, wd, l1 = vec(per_model.lr), vec(per_model.weight_decay), vec(per_model.l1)
-    l1_skip = l1 if per_model.l1_skip is None else vec(per_model.l1_skip)
-    rate = vec(per_model.dropout)
-    max_epochs = vec(per_model.max_epochs, torch.int64)
-    patience = vec(per_model.patience, torch.int64)
-    use_dropout = bool((rate > 0).any())
-
-    # Per-model target scaling from its own training rows (float64 for exact sums).
-    y64 = y.to(device=device, dtype=torch.float64)
-    y_mean, y_std = target_scaling(y64, train_mask)
-    target = ((y64[None] - y_mean[:, None]) / y_std[:, None]).to(dtype)  # [M, N]
-
-    weights, biases = init_weights(per_model.seeds, layer_sizes(x.shape[1], arch.hidden),
-                                   arch.linear_skip)
-    if skip_start is not None:
-        if not arch.linear_skip:
-            raise ValueError("skip_start needs an architecture with a linear skip path")
-        start_w, start_b = (t.to(torch.float32).cpu() for t in skip_start)
-        weights[-1] += start_w[:, :, None]
-        biases[-1] += start_b[:, None, None]
-    weights = [w.to(device=device, dtype=dtype).requires_grad_() for w in weights]
-    biases = [b.to(device=device, dtype=dtype).requires_grad_() for b in biases]
-    params = [*weights, *biases]
-    fused = compile_kernels and device.type == "cuda"
-    update, mask_fn = compiled_kernels() if fused else (update_parameter, keep_mask)
-    l1_per_weight = [l1] * (len(weights) - arch.linear_skip) + [l1_skip] * arch.linear_skip
-    opt = _BatchedOptimizer(arch.optimizer, params, [True] * len(weights) + [False] * len(biases),
-                            lr, wd, [*l1_per_weight, *[None] * len(biases)], update)
-    best_w = [w.detach().clone() for w in weights]
-    best_b = [b.detach().clone() for b in biases]
-
-    total_epochs = int(max_epochs.max())
-    hist_train = torch.full((total_epochs, n_models), float("nan"), device=device)
-    hist_val = torch.full((total_epochs, n_models), float("nan"), device=device)
-    hist_stop = torch.full((total_epochs, n_models), float("nan"), device=device)
-    has_stop = stop_mask.any(1)
-    best_stop = torch.full((n_models,), float("inf"), device=device)
+    total_epochs = int(models.max_epochs.max())
+    hist = torch.full((3, total_epochs, n_models), float("nan"), device=device)
+    best_stop_all = torch.full((n_models,), float("inf"), device=device)
+    out_w = [torch.empty_like(w) for w in models.best_w]
+    out_b = [torch.empty_like(b) for b in models.best_b]
     best_epoch = torch.zeros(n_models, dtype=torch.int64, device=device)
-    since_best = torch.zeros(n_models, dtype=torch.int64, device=device)
-    active = torch.ones(n_models, dtype=torch.bool, device=device)
     epochs_run = torch.zeros(n_models, dtype=torch.int64, device=device)
+    y_mean, y_std = models.y_mean, models.y_std
     batch = arch.batch_size
-    n_steps = -(-int(n_train.max()) // batch)
-    model_index = torch.arange(n_models, device=device)[:, None]
-    # Everything the steps read lives in tensors updated in place, so a captured graph sees it.
+    n_steps = -(-int(models.n_train.max()) // batch)
     epoch_now = torch.zeros((), dtype=torch.int64, device=device)
+    modes = []
 
-    def run_epoch() -> None:
-        order = shuffle_order(seeds, train_mask, epoch_now)
+    def finish(rows: torch.Tensor) -> None:
+        """Copy the results of the batch positions `rows` out to their models' places."""
+        ids = models.ids[rows]
+        for src, dst in zip([*models.best_w, *models.best_b], [*out_w, *out_b], strict=True):
+            dst[ids] = src[rows]
+        best_epoch[ids] = models.best_epoch[rows]
+        epochs_run[ids] = models.epochs_run[rows]
+        best_stop_all[ids] = models.best_stop[rows]
+
+    def runner() -> _EpochRunner:
+        modes.append(None)
+        return _EpochRunner(lambda: models.run_epoch(epoch_now, n_steps, batch), device,
+                            cuda_graph)
+
+    train_epoch = runner()
+    for epoch in range(total_epochs):
+        epoch_now.fill_(epoch)
+        train_epoch()
+        modes[-1] = train_epoch.mode
+        with torch.no_grad():
+            ran = models.active.clone()
+            rmse = models.score_epoch(epoch, stop_on_val)
+            hist[:, epoch, models.ids] = torch.where(ran, rmse, hist[:, epoch, models.ids])
+        n_active = int(models.active.sum())  # the one host sync per epoch
+        if on_epoch is not None:
+            best = best_stop_all.index_put((models.ids,), models.best_stop)
+            finite = best[torch.isfinite(best)]
+            on_epoch(epoch, n_active, float(finite.mean()) if finite.numel() else float("nan"))
+        if n_active == 0:
+            hist = hist[:, :epoch + 1]
+            break
+        if (compact and len(models.ids) > MIN_BATCH
+                and n_active <= (1 - COMPACT_WHEN_STOPPED) * len(models.ids)):
+            # Stopped models ride along to fill the batch up to MIN_BATCH; they take no steps.
+            order = torch.argsort((~models.active).to(torch.int8), stable=True)
+            keep, drop = order[:max(n_active, MIN_BATCH)], order[max(n_active, MIN_BATCH):]
+            finish(drop)
+            models.compact(keep.sort().values)
+            train_epoch = runner()
+    finish(torch.arange(len(models.ids), device=device))
+
+    names = list(names) if names is not None else [f"m{i}" for i in range(n_models)]
+    stacked = StackedModels([w.cpu() for w in out_w], [b.cpu() for b in out_b], arch.activation,
+                            y_mean.cpu(), y_std.cpu(), names, arch.linear_skip)
+    mode = next((m for m in modes if "failed" in m), modes[0])
+    return TrainResult(stacked, hist[0].cpu(), hist[1].cpu(), best_epoch.cpu(), epochs_run.cpu(),
+                       mode + (" + torch.compile" if models.fused else ""), hist[2].cpu())
+
+
+# Drop stopped models from the batch once this fraction of it has stopped. Results are the same
+# either way (a model never depends on its batch companions); a compaction costs one copy of the
+# remaining models' state and, on CUDA, a new graph capture, so it is not done for every model.
+COMPACT_WHEN_STOPPED = 0.5
+# CPU batched products of one matrix round differently from those of two or more (a batch of
+# one takes a matrix-vector kernel), so a batch never shrinks below two models.
+MIN_BATCH = 2
+
+
+class _Models:
+    """The models still training: every per-model tensor, indexed by batch position.
+
+    `ids` maps a batch position to the model's place in the caller's order; `compact` keeps
+    only some positions (the still-active models), and every later epoch runs on them alone.
+    """
+
+    def __init__(self, x, y, train_mask, val_mask, stop_mask, arch: Architecture,
+                 per_model: PerModel, fused: bool, skip_start):
+        device, dtype = x.device, x.dtype
+        self.x, self.arch, self.fused = x, arch, fused
+        self.y = y.to(device=device, dtype=torch.float64)
+
+        def vec(values, kind=torch.float32):
+            return torch.tensor(list(values), dtype=kind, device=device)
+
+        n_models = train_mask.shape[0]
+        self.ids = torch.arange(n_models, device=device)
+        self.seeds = vec(per_model.seeds, torch.int64)
+        self.lr, self.wd, self.l1 = vec(per_model.lr), vec(per_model.weight_decay), vec(per_model.l1)
+        self.l1_skip = self.l1 if per_model.l1_skip is None else vec(per_model.l1_skip)
+        self.rate = vec(per_model.dropout)
+        self.use_dropout = bool((self.rate > 0).any())
+        self.max_epochs = vec(per_model.max_epochs, torch.int64)
+        self.patience = vec(per_model.patience, torch.int64)
+        self.train_mask, self.val_mask, self.stop_mask = train_mask, val_mask, stop_mask
+        self.n_train = train_mask.sum(1)
+        self.has_stop = stop_mask.any(1)
+        # Per-model target scaling from its own training rows (float64 for exact sums).
+        self.y_mean, self.y_std = target_scaling(self.y, train_mask)
+        self.target = ((self.y[None] - self.y_mean[:, None]) / self.y_std[:, None]).to(dtype)
+
+        weights, biases = init_weights(per_model.seeds, layer_sizes(x.shape[1], arch.hidden),
+                                       arch.linear_skip)
+        if skip_start is not None:
+            start_w, start_b = (t.to(torch.float32).cpu() for t in skip_start)
+            weights[-1] += start_w[:, :, None]
+            biases[-1] += start_b[:, None, None]
+        self.weights = [w.to(device=device, dtype=dtype).requires_grad_() for w in weights]
+        self.biases = [b.to(device=device, dtype=dtype).requires_grad_() for b in biases]
+        self.update, self.mask_fn = (compiled_kernels() if fused
+                                     else (update_parameter, keep_mask))
+        self.opt = self._optimizer()
+        self.best_w = [w.detach().clone() for w in self.weights]
+        self.best_b = [b.detach().clone() for b in self.biases]
+        self.best_stop = torch.full((n_models,), float("inf"), device=device)
+        self.best_epoch = torch.zeros(n_models, dtype=torch.int64, device=device)
+        self.since_best = torch.zeros(n_models, dtype=torch.int64, device=device)
+        self.active = torch.ones(n_models, dtype=torch.bool, device=device)
+        self.epochs_run = torch.zeros(n_models, dtype=torch.int64, device=device)
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return [*self.weights, *self.biases]
+
+    def _optimizer(self) -> _BatchedOptimizer:
+        n_mlp = len(self.weights) - self.arch.linear_skip
+        l1 = [self.l1] * n_mlp + [self.l1_skip] * self.arch.linear_skip
+        return _BatchedOptimizer(self.arch.optimizer, self.params,
+                                 [True] * len(self.weights) + [False] * len(self.biases),
+                                 self.lr, self.wd, [*l1, *[None] * len(self.biases)], self.update)
+
+    def compact(self, keep: torch.Tensor) -> None:
+        """Keep only batch positions `keep` (in order): every per-model tensor and the
+        optimiser's moments are indexed, so each kept model continues exactly where it was."""
+        per_model = ("ids", "seeds", "lr", "wd", "l1", "l1_skip", "rate", "max_epochs",
+                     "patience", "train_mask", "val_mask", "stop_mask", "n_train", "has_stop",
+                     "y_mean", "y_std", "target", "best_stop", "best_epoch", "since_best",
+                     "active", "epochs_run")
+        same_l1 = self.l1_skip is self.l1
+        for name in per_model:
+            setattr(self, name, getattr(self, name)[keep])
+        if same_l1:
+            self.l1_skip = self.l1
+        old = self.opt
+        self.weights = [w.detach()[keep].requires_grad_() for w in self.weights]
+        self.biases = [b.detach()[keep].requires_grad_() for b in self.biases]
+        self.best_w = [w[keep] for w in self.best_w]
+        self.best_b = [b[keep] for b in self.best_b]
+        self.opt = self._optimizer()
+        self.opt.beta_powers = old.beta_powers[:, keep]
+        self.opt.exp_avg = [m[keep] for m in old.exp_avg]
+        self.opt.exp_avg_sq = [v[keep] for v in old.exp_avg_sq]
+
+    def run_epoch(self, epoch_now: torch.Tensor, n_steps: int, batch: int) -> None:
+        """One epoch of minibatch steps for every model still in the batch. Everything it reads
+        is updated in place between epochs, so a captured CUDA graph of it stays valid until
+        the next compaction."""
+        device, dtype = self.x.device, self.x.dtype
+        seeds, rate, n_train = self.seeds, self.rate, self.n_train
+        use_dropout = self.use_dropout
+        model_index = torch.arange(len(seeds), device=device)[:, None]
+        order = shuffle_order(seeds, self.train_mask, epoch_now)
+        params = self.params
         for step in range(n_steps):
             idx = order[:, step * batch:(step + 1) * batch]  # [M, B]
             width = idx.shape[1]
@@ -329,50 +444,36 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
             if use_dropout:
                 def drop(layer, h, step=step, width=width):
                     return dropout_keep(seeds, layer, epoch_now, step, width, h.shape[2], rate,
-                                        mask_fn)
-            out = forward(x[idx], weights, biases, arch.activation, drop, arch.linear_skip)
-            err = torch.where(valid, out - target[model_index, idx], torch.zeros((), device=device,
-                                                                                dtype=dtype))
+                                        self.mask_fn)
+            out = forward(self.x[idx], self.weights, self.biases, self.arch.activation, drop,
+                          self.arch.linear_skip)
+            err = torch.where(valid, out - self.target[model_index, idx],
+                              torch.zeros((), device=device, dtype=dtype))
             loss = ((err ** 2).sum(1) / n_valid.clamp(min=1)).sum()
             grads = torch.autograd.grad(loss, params)
-            opt.step(list(grads), active & (n_valid > 0))
+            self.opt.step(list(grads), self.active & (n_valid > 0))
 
-    train_epoch = _EpochRunner(run_epoch, device, cuda_graph)
-    for epoch in range(total_epochs):
-        epoch_now.fill_(epoch)
-        train_epoch()
-
-        with torch.no_grad():
-            pred = (predict_rows(x, weights, biases, arch.activation, arch.linear_skip)
-                    * y_std[:, None].to(dtype) + y_mean[:, None].to(dtype))
-            train_rmse = _masked_rmse(pred, y64.to(dtype), train_mask)
-            val_rmse = _masked_rmse(pred, y64.to(dtype), val_mask)
-            stop_rmse = val_rmse if stop_on_val else _masked_rmse(pred, y64.to(dtype), stop_mask)
-            hist_train[epoch] = torch.where(active, train_rmse, hist_train[epoch])
-            hist_val[epoch] = torch.where(active, val_rmse, hist_val[epoch])
-            hist_stop[epoch] = torch.where(active, stop_rmse, hist_stop[epoch])
-            epochs_run += active.to(torch.int64)
-            # Keep this epoch's weights if it is the model's best so far (always, without early
-            # stopping or stopping rows: then the last epoch is the one kept).
-            keep = active & (~has_stop | (patience == 0) | (stop_rmse < best_stop))
-            best_stop = torch.where(keep & has_stop, stop_rmse, best_stop)
-            best_epoch = torch.where(keep, epoch, best_epoch)
-            for src, dst in zip([*weights, *biases], [*best_w, *best_b], strict=True):
-                dst.copy_(torch.where(keep.view(-1, 1, 1), src, dst))
-            since_best = torch.where(keep, 0, since_best + 1)
-            active &= (epoch + 1 < max_epochs) & ((patience == 0) | (since_best < patience))
-        n_active = int(active.sum())  # the one host sync per epoch
-        if on_epoch is not None:
-            finite = best_stop[torch.isfinite(best_stop)]
-            on_epoch(epoch, n_active, float(finite.mean()) if finite.numel() else float("nan"))
-        if n_active == 0:
-            hist_train, hist_val = hist_train[:epoch + 1], hist_val[:epoch + 1]
-            hist_stop = hist_stop[:epoch + 1]
-            break
-
-    names = list(names) if names is not None else [f"m{i}" for i in range(n_models)]
-    models = StackedModels([w.cpu() for w in best_w], [b.cpu() for b in best_b], arch.activation,
-                           y_mean.cpu(), y_std.cpu(), names, arch.linear_skip)
-    return TrainResult(models, hist_train.cpu(), hist_val.cpu(), best_epoch.cpu(),
-                       epochs_run.cpu(), train_epoch.mode + (" + torch.compile" if fused else ""),
-                       hist_stop.cpu())
+    def score_epoch(self, epoch: int, stop_on_val: bool) -> torch.Tensor:
+        """Score every model after an epoch, keep its best weights, update early stopping.
+        Returns [3, M]: log-RMSE on the training, validation and early-stopping rows."""
+        dtype = self.x.dtype
+        pred = (predict_rows(self.x, self.weights, self.biases, self.arch.activation,
+                             self.arch.linear_skip)
+                * self.y_std[:, None].to(dtype) + self.y_mean[:, None].to(dtype))
+        y = self.y.to(dtype)
+        train_rmse = _masked_rmse(pred, y, self.train_mask)
+        val_rmse = _masked_rmse(pred, y, self.val_mask)
+        stop_rmse = val_rmse if stop_on_val else _masked_rmse(pred, y, self.stop_mask)
+        active = self.active
+        self.epochs_run += active.to(torch.int64)
+        # Keep this epoch's weights if it is the model's best so far (always, without early
+        # stopping or stopping rows: then the last epoch is the one kept).
+        keep = active & (~self.has_stop | (self.patience == 0) | (stop_rmse < self.best_stop))
+        self.best_stop = torch.where(keep & self.has_stop, stop_rmse, self.best_stop)
+        self.best_epoch = torch.where(keep, epoch, self.best_epoch)
+        for src, dst in zip(self.params, [*self.best_w, *self.best_b], strict=True):
+            dst.copy_(torch.where(keep.view(-1, 1, 1), src, dst))
+        self.since_best = torch.where(keep, 0, self.since_best + 1)
+        self.active &= (epoch + 1 < self.max_epochs) & ((self.patience == 0)
+                                                        | (self.since_best < self.patience))
+        return torch.stack([train_rmse, val_rmse, stop_rmse])

@@ -114,6 +114,45 @@ def test_model_result_does_not_depend_on_batch_companions(device):
                                equal_nan=True, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_dropping_stopped_models_from_the_batch_changes_no_result(device):
+    """Models that stop at different epochs leave the batch (several compactions, the last
+    model running alone); every result equals the run that keeps them all to the end, exactly
+    on the CPU, and on CUDA too (its graph is captured again after each compaction)."""
+    on = device.split("+")[0]
+    x, y = make_case()
+    train_mask, val_mask = fold_masks(len(y), 3)
+    train_mask = torch.cat([train_mask, train_mask])
+    val_mask = torch.cat([val_mask, val_mask])
+    stop = val_mask.clone()
+    arch = Architecture((16,), "relu", "adamw", batch_size=16, linear_skip=True)
+    per_model = PerModel(seeds=[1, 2, 3, 4, 5, 6], lr=[0.01, 0.003, 0.02, 0.01, 0.005, 0.001],
+                         weight_decay=[0.01] * 6, l1=[1e-4, 0, 1e-4, 0, 1e-3, 0],
+                         dropout=[0.3, 0.0, 0.1, 0.5, 0.0, 0.2],
+                         max_epochs=[3, 30, 6, 12, 40, 9], patience=[0, 2, 1, 3, 4, 0],
+                         l1_skip=[1e-3] * 6)
+    seen = []
+    runs = {compact: train_batched(x.to(on), y.to(on), train_mask, val_mask, arch, per_model,
+                                   stop_mask=stop, compact=compact,
+                                   compile_kernels=device.endswith("+compile"),
+                                   on_epoch=lambda e, n, b: seen.append((e, n, b)))
+            for compact in (False, True)}
+    kept, full = runs[True], runs[False]
+    assert len(set(full.epochs_run.tolist())) >= 4  # stops spread out: several compactions
+    torch.testing.assert_close(kept.best_epoch, full.best_epoch, rtol=0, atol=0)
+    torch.testing.assert_close(kept.epochs_run, full.epochs_run, rtol=0, atol=0)
+    exact = {"rtol": 0, "atol": 0} if on == "cpu" else {"rtol": 1e-5, "atol": 1e-6}
+    for got, want in zip([*kept.models.weights, *kept.models.biases],
+                         [*full.models.weights, *full.models.biases], strict=True):
+        torch.testing.assert_close(got, want, **exact)
+    for name in ("train_rmse", "val_rmse", "stop_rmse"):
+        torch.testing.assert_close(getattr(kept, name), getattr(full, name), equal_nan=True,
+                                   **exact)
+    half = len(seen) // 2  # progress reports the same active counts and best scores
+    assert seen[half:] == seen[:half] or on != "cpu"
+    assert kept.epoch_mode == MODES[device]
+
+
 @NO_GPU
 def test_cuda_graph_replay_gives_the_eager_result_exactly():
     x, y = make_case()
