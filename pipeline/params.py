@@ -155,6 +155,7 @@ class TrainParams:
     hidden: tuple[int, ...]
     linear_skip: bool
     skip_init: str
+    tabm_k: int
     activation: str
     dropout: float
     weight_decay: float
@@ -188,6 +189,7 @@ class TrainParams:
         if self.skip_init == "lasso" and not self.linear_skip:
             _fail("train.skip_init", "lasso warm-starts the linear skip path; set "
                   "train.linear_skip=true or train.skip_init=zeros")
+        _number("train.tabm_k", self.tabm_k, low=1, integer=True)
         _choice("train.activation", self.activation, ACTIVATIONS)
         _number("train.dropout", self.dropout, low=0, high=1, high_open=True)
         _number("train.weight_decay", self.weight_decay, low=0)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -28,13 +29,26 @@ ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
     "silu": F.silu,
 }
+ADAPTER_STREAM = 0x7AB  # seeds the TabM adapters apart from the layers' init
 # Largest [models x rows x width] block evaluated at once; bounds memory for large M, not results.
 EVAL_BLOCK_ELEMENTS = 1 << 25
 MANIFEST = "models.json"  # the list of model files the train stage wrote
 
 
-def layer_sizes(n_features: int, hidden: Sequence[int]) -> list[int]:
-    return [n_features, *hidden, 1]
+def layer_sizes(n_features: int, hidden: Sequence[int], members: int = 1) -> list[int]:
+    """Widths from input to output; with TabM members, one output per member."""
+    return [n_features, *hidden, members]
+
+
+def init_adapters(seeds: Sequence[int], members: int, n_features: int) -> torch.Tensor:
+    """[M, k, d] TabM-mini input adapters: random signs, from each model's own seed (a stream
+    of its own, so the layers' init is the same as without adapters)."""
+    signs = []
+    for seed in seeds:
+        gen = torch.Generator().manual_seed(
+            int(np.random.SeedSequence([int(seed), ADAPTER_STREAM]).generate_state(1)[0]))
+        signs.append(torch.randint(0, 2, (members, n_features), generator=gen) * 2.0 - 1.0)
+    return torch.stack(signs)
 
 
 def init_weights(seeds: Sequence[int], sizes: Sequence[int], linear_skip: bool = False
@@ -62,37 +76,53 @@ def init_weights(seeds: Sequence[int], sizes: Sequence[int], linear_skip: bool =
 
 def forward(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
             activation: str, dropout: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
-            linear_skip: bool = False) -> torch.Tensor:
+            linear_skip: bool = False, adapters: torch.Tensor | None = None) -> torch.Tensor:
     """x [M, B, d] (or [B, d] shared by all models) -> [M, B] in the models' output units.
 
     With `linear_skip` the last weight is a linear path from input to output (wide and deep).
+    With `adapters` [M, k, d] (TabM-mini, Gorishniy et al. 2025), each model is k members that
+    share every hidden weight: member i sees its inputs times its own adapter row and has its
+    own output unit; the linear path is shared. Returns [M, k, B], one prediction per member.
     """
     act = ACTIVATION_FUNCTIONS[activation]
     layers = weights[:-1] if linear_skip else weights
     h = x
+    if adapters is not None:  # [M, B*k, d]: each row once per member, the members side by side
+        # (row-major, so a row's dropout draws do not depend on how many rows the batch holds)
+        inputs = x if x.dim() == 3 else x.expand(adapters.shape[0], -1, -1)
+        h = (inputs[:, :, None, :] * adapters[:, None, :, :]).flatten(1, 2)
     last = len(layers) - 1
     for i, (w, b) in enumerate(zip(layers, biases, strict=True)):
+        if adapters is not None and i == last:  # member i's own output unit: column i
+            h = torch.einsum("mbkh,mhk->mkb", h.unflatten(1, (-1, adapters.shape[1])), w)
+            h = h + b.transpose(1, 2)
+            break
         h = torch.baddbmm(b, h, w) if h.dim() == 3 else torch.matmul(h, w) + b
         if i < last:
             h = act(h)
             if dropout is not None:
                 h = h * dropout(i, h)
     if linear_skip:
-        h = h + (torch.bmm(x, weights[-1]) if x.dim() == 3 else torch.matmul(x, weights[-1]))
-    return h.squeeze(-1)
+        skip = torch.bmm(x, weights[-1]) if x.dim() == 3 else torch.matmul(x, weights[-1])
+        return h + skip.transpose(1, 2) if adapters is not None else (h + skip).squeeze(-1)
+    return h if adapters is not None else h.squeeze(-1)
 
 
 def predict_rows(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
-                 activation: str, linear_skip: bool = False) -> torch.Tensor:
-    """Every model on every row of x [N, d] -> [M, N], in blocks of models to bound memory."""
+                 activation: str, linear_skip: bool = False,
+                 adapters: torch.Tensor | None = None) -> torch.Tensor:
+    """Every model on every row of x [N, d] -> [M, N], in blocks of models to bound memory.
+    A TabM model predicts the mean of its members."""
     n_models = weights[0].shape[0]
-    widest = max(w.shape[2] for w in weights)
-    block = max(1, EVAL_BLOCK_ELEMENTS // max(1, x.shape[0] * widest))
+    members = 1 if adapters is None else adapters.shape[1]
+    widest = max(max(w.shape[2] for w in weights), x.shape[1] if members > 1 else 1)
+    block = max(1, EVAL_BLOCK_ELEMENTS // max(1, x.shape[0] * widest * members))
     parts = []
     for start in range(0, n_models, block):
         sl = slice(start, start + block)
-        parts.append(forward(x, [w[sl] for w in weights], [b[sl] for b in biases], activation,
-                             linear_skip=linear_skip))
+        out = forward(x, [w[sl] for w in weights], [b[sl] for b in biases], activation,
+                      linear_skip=linear_skip, adapters=None if adapters is None else adapters[sl])
+        parts.append(out if adapters is None else out.mean(1))
     return torch.cat(parts)
 
 
@@ -107,19 +137,22 @@ class StackedModels:
     y_std: torch.Tensor  # [M], float64
     names: list[str]
     linear_skip: bool = False
+    adapters: torch.Tensor | None = None  # [M, k, d]: TabM members' input adapters
 
     def predict_log_price(self, x: torch.Tensor) -> torch.Tensor:
         """[N, d] features -> [M, N] predicted log prices (float64)."""
         with torch.no_grad():
             raw = predict_rows(x.to(self.weights[0].dtype), self.weights, self.biases,
-                               self.activation, self.linear_skip).to(torch.float64)
+                               self.activation, self.linear_skip,
+                               self.adapters).to(torch.float64)
         return raw * self.y_std[:, None] + self.y_mean[:, None]
 
     def select(self, models: slice) -> StackedModels:
         """A contiguous range of the models."""
         return StackedModels([w[models] for w in self.weights], [b[models] for b in self.biases],
                              self.activation, self.y_mean[models], self.y_std[models],
-                             self.names[models], self.linear_skip)
+                             self.names[models], self.linear_skip,
+                             None if self.adapters is None else self.adapters[models])
 
     def save_each(self, out_dir: str | os.PathLike, config: dict) -> list[Path]:
         """One file per model (weights + config), loadable with torch.load(weights_only=True).
@@ -137,6 +170,8 @@ class StackedModels:
                 "biases": [b[0].detach().cpu().clone() for b in one.biases],
                 "activation": self.activation,
                 "linear_skip": self.linear_skip,
+                **({} if one.adapters is None
+                   else {"adapters": one.adapters[0].detach().cpu().clone()}),
                 "y_mean": float(one.y_mean[0]),
                 "y_std": float(one.y_std[0]),
                 "name": name,
@@ -181,7 +216,8 @@ def load_models(paths: Sequence[str | os.PathLike]) -> StackedModels:
             payloads.append(torch.load(path, map_location="cpu", weights_only=True))
         except (OSError, RuntimeError, KeyError) as exc:
             raise PipelineError(f"{path}: not a readable model file ({exc}); re-run train") from exc
-    shapes = {tuple(tuple(w.shape) for w in p["weights"]) for p in payloads}
+    shapes = {(tuple(tuple(w.shape) for w in p["weights"]),
+               tuple(p["adapters"].shape) if "adapters" in p else None) for p in payloads}
     if len(shapes) != 1 or len({(p["activation"], p["linear_skip"]) for p in payloads}) != 1:
         raise PipelineError("model files differ in architecture; clear models/ and re-run train")
     n_weights, n_biases = len(payloads[0]["weights"]), len(payloads[0]["biases"])
@@ -193,4 +229,6 @@ def load_models(paths: Sequence[str | os.PathLike]) -> StackedModels:
         y_std=torch.tensor([p["y_std"] for p in payloads], dtype=torch.float64),
         names=[p["name"] for p in payloads],
         linear_skip=payloads[0]["linear_skip"],
+        adapters=(torch.stack([p["adapters"] for p in payloads])
+                  if "adapters" in payloads[0] else None),
     )

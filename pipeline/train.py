@@ -180,7 +180,7 @@ def skip_starts(x: np.ndarray, y: np.ndarray, configs: list[TrainParams],
 
 def architecture_of(params: TrainParams) -> Architecture:
     return Architecture(params.hidden, params.activation, params.optimizer, params.batch_size,
-                        params.linear_skip)
+                        params.linear_skip, params.tabm_k)
 
 
 def per_model_settings(configs: list[TrainParams], seeds: list[int]) -> PerModel:
@@ -245,7 +245,8 @@ def check_trained(result: TrainResult, plan: FoldPlan, y: np.ndarray, params: Tr
     """
     ran = torch.arange(result.train_rmse.shape[0])[:, None] < result.epochs_run[None, :]
     diverged = (~torch.isfinite(result.train_rmse) & ran).any(0)
-    for tensor in [*result.models.weights, *result.models.biases]:
+    adapters = [] if result.models.adapters is None else [result.models.adapters]
+    for tensor in [*result.models.weights, *result.models.biases, *adapters]:
         diverged |= ~torch.isfinite(tensor.reshape(tensor.shape[0], -1)).all(1)
     kind = "the training loss became non-finite (diverged)"
     bad = diverged.numpy()

@@ -24,7 +24,14 @@ import torch
 
 from pipeline.counter_rng import dropout_keep, keep_mask, shuffle_order
 from pipeline.errors import PipelineError
-from pipeline.stacked_mlp import StackedModels, forward, init_weights, layer_sizes, predict_rows
+from pipeline.stacked_mlp import (
+    StackedModels,
+    forward,
+    init_adapters,
+    init_weights,
+    layer_sizes,
+    predict_rows,
+)
 
 # torch.optim's Adam/AdamW defaults, so the batched optimiser matches the library one.
 ADAM_BETAS = (0.9, 0.999)
@@ -40,6 +47,7 @@ class Architecture:
     optimizer: str
     batch_size: int
     linear_skip: bool = False
+    tabm_k: int = 1  # > 1: each model is k TabM-mini members sharing its hidden weights
 
 
 @dataclass(frozen=True)
@@ -273,7 +281,7 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     hist = torch.full((3, total_epochs, n_models), float("nan"), device=device)
     best_stop_all = torch.full((n_models,), float("inf"), device=device)
     out_w = [torch.empty_like(w) for w in models.best_w]
-    out_b = [torch.empty_like(b) for b in models.best_b]
+    out_b = [torch.empty_like(b) for b in models.best_b]  # the adapters last, if any
     best_epoch = torch.zeros(n_models, dtype=torch.int64, device=device)
     epochs_run = torch.zeros(n_models, dtype=torch.int64, device=device)
     y_mean, y_std = models.y_mean, models.y_std
@@ -324,8 +332,9 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     finish(torch.arange(len(models.ids), device=device))
 
     names = list(names) if names is not None else [f"m{i}" for i in range(n_models)]
+    adapters = out_b.pop().cpu() if models.adapters is not None else None
     stacked = StackedModels([w.cpu() for w in out_w], [b.cpu() for b in out_b], arch.activation,
-                            y_mean.cpu(), y_std.cpu(), names, arch.linear_skip)
+                            y_mean.cpu(), y_std.cpu(), names, arch.linear_skip, adapters)
     mode = next((m for m in modes if "failed" in m), modes[0])
     return TrainResult(stacked, hist[0].cpu(), hist[1].cpu(), best_epoch.cpu(), epochs_run.cpu(),
                        mode + (" + torch.compile" if models.fused else ""), hist[2].cpu())
@@ -372,19 +381,24 @@ class _Models:
         self.y_mean, self.y_std = target_scaling(self.y, train_mask)
         self.target = ((self.y[None] - self.y_mean[:, None]) / self.y_std[:, None]).to(dtype)
 
-        weights, biases = init_weights(per_model.seeds, layer_sizes(x.shape[1], arch.hidden),
-                                       arch.linear_skip)
+        weights, biases = init_weights(
+            per_model.seeds, layer_sizes(x.shape[1], arch.hidden, arch.tabm_k), arch.linear_skip)
         if skip_start is not None:
             start_w, start_b = (t.to(torch.float32).cpu() for t in skip_start)
             weights[-1] += start_w[:, :, None]
             biases[-1] += start_b[:, None, None]
         self.weights = [w.to(device=device, dtype=dtype).requires_grad_() for w in weights]
         self.biases = [b.to(device=device, dtype=dtype).requires_grad_() for b in biases]
+        # TabM adapters train like biases (no weight decay or L1: they scale around +-1), so
+        # they travel at the end of the biases' list.
+        self.adapters = (init_adapters(per_model.seeds, arch.tabm_k, x.shape[1])
+                         .to(device=device, dtype=dtype).requires_grad_()
+                         if arch.tabm_k > 1 else None)
         self.update, self.mask_fn = (compiled_kernels() if fused
                                      else (update_parameter, keep_mask))
         self.opt = self._optimizer()
         self.best_w = [w.detach().clone() for w in self.weights]
-        self.best_b = [b.detach().clone() for b in self.biases]
+        self.best_b = [b.detach().clone() for b in self.unpenalised]
         self.best_stop = torch.full((n_models,), float("inf"), device=device)
         self.best_epoch = torch.zeros(n_models, dtype=torch.int64, device=device)
         self.since_best = torch.zeros(n_models, dtype=torch.int64, device=device)
@@ -392,15 +406,20 @@ class _Models:
         self.epochs_run = torch.zeros(n_models, dtype=torch.int64, device=device)
 
     @property
+    def unpenalised(self) -> list[torch.Tensor]:
+        return [*self.biases, *([] if self.adapters is None else [self.adapters])]
+
+    @property
     def params(self) -> list[torch.Tensor]:
-        return [*self.weights, *self.biases]
+        return [*self.weights, *self.unpenalised]
 
     def _optimizer(self) -> _BatchedOptimizer:
         n_mlp = len(self.weights) - self.arch.linear_skip
         l1 = [self.l1] * n_mlp + [self.l1_skip] * self.arch.linear_skip
+        n_free = len(self.unpenalised)
         return _BatchedOptimizer(self.arch.optimizer, self.params,
-                                 [True] * len(self.weights) + [False] * len(self.biases),
-                                 self.lr, self.wd, [*l1, *[None] * len(self.biases)], self.update)
+                                 [True] * len(self.weights) + [False] * n_free,
+                                 self.lr, self.wd, [*l1, *[None] * n_free], self.update)
 
     def compact(self, keep: torch.Tensor) -> None:
         """Keep only batch positions `keep` (in order): every per-model tensor and the
@@ -417,6 +436,8 @@ class _Models:
         old = self.opt
         self.weights = [w.detach()[keep].requires_grad_() for w in self.weights]
         self.biases = [b.detach()[keep].requires_grad_() for b in self.biases]
+        if self.adapters is not None:
+            self.adapters = self.adapters.detach()[keep].requires_grad_()
         self.best_w = [w[keep] for w in self.best_w]
         self.best_b = [b[keep] for b in self.best_b]
         self.opt = self._optimizer()
@@ -442,14 +463,19 @@ class _Models:
             n_valid = valid.sum(1)
             drop = None
             if use_dropout:
-                def drop(layer, h, step=step, width=width):
-                    return dropout_keep(seeds, layer, epoch_now, step, width, h.shape[2], rate,
-                                        self.mask_fn)
+                def drop(layer, h, step=step):  # h [M, B (x k members), width]
+                    return dropout_keep(seeds, layer, epoch_now, step, h.shape[1], h.shape[2],
+                                        rate, self.mask_fn)
             out = forward(self.x[idx], self.weights, self.biases, self.arch.activation, drop,
-                          self.arch.linear_skip)
-            err = torch.where(valid, out - self.target[model_index, idx],
-                              torch.zeros((), device=device, dtype=dtype))
-            loss = ((err ** 2).sum(1) / n_valid.clamp(min=1)).sum()
+                          self.arch.linear_skip, self.adapters)
+            zero = torch.zeros((), device=device, dtype=dtype)
+            target = self.target[model_index, idx]
+            if self.adapters is None:
+                err = torch.where(valid, out - target, zero)
+                loss = ((err ** 2).sum(1) / n_valid.clamp(min=1)).sum()
+            else:  # every member fits the target: the mean of the members' losses
+                err = torch.where(valid[:, None], out - target[:, None], zero)
+                loss = ((err ** 2).sum(2) / n_valid.clamp(min=1)[:, None]).mean(1).sum()
             grads = torch.autograd.grad(loss, params)
             self.opt.step(list(grads), self.active & (n_valid > 0))
 
@@ -458,7 +484,7 @@ class _Models:
         Returns [3, M]: log-RMSE on the training, validation and early-stopping rows."""
         dtype = self.x.dtype
         pred = (predict_rows(self.x, self.weights, self.biases, self.arch.activation,
-                             self.arch.linear_skip)
+                             self.arch.linear_skip, self.adapters)
                 * self.y_std[:, None].to(dtype) + self.y_mean[:, None].to(dtype))
         y = self.y.to(dtype)
         train_rmse = _masked_rmse(pred, y, self.train_mask)

@@ -15,17 +15,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.counter_rng import dropout_keep, shuffle_order
-from pipeline.stacked_mlp import ACTIVATION_FUNCTIONS, init_weights, layer_sizes
+from pipeline.stacked_mlp import ACTIVATION_FUNCTIONS, init_adapters, init_weights, layer_sizes
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
 def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer, batch_size,
               lr, weight_decay, l1, dropout, max_epochs, patience, linear_skip=False,
-              l1_skip=None):
-    """Returns (weights [in,out] list, biases [1,out] list, val_rmse per epoch, best_epoch)."""
-    sizes = layer_sizes(x.shape[1], hidden)
+              l1_skip=None, tabm_k=1):
+    """Returns (weights [in,out] list, biases [1,out] list, val_rmse per epoch, best_epoch),
+    and with tabm_k > 1 the TabM adapters [k, in] after the biases.
+
+    TabM-mini here is written the plain way: k copies of each row, one per member, scaled by
+    the member's adapter; the last layer computes every output unit for every member's rows and
+    member i keeps unit i."""
+    sizes = layer_sizes(x.shape[1], hidden, tabm_k)
     w0, b0 = init_weights([seed], sizes)
+    adapters = (nn.Parameter(init_adapters([seed], tabm_k, x.shape[1])[0].clone())
+                if tabm_k > 1 else None)
     layers = nn.ModuleList(nn.Linear(i, o) for i, o in itertools.pairwise(sizes))
     with torch.no_grad():
         for layer, w, b in zip(layers, w0, b0, strict=True):
@@ -36,7 +43,8 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
     decayed = [la.weight for la in layers] + ([skip.weight] if linear_skip else [])
     opt = OPTIMIZERS[optimizer](
         [{"params": decayed, "weight_decay": weight_decay},
-         {"params": [la.bias for la in layers], "weight_decay": 0.0}], lr=lr)
+         {"params": [la.bias for la in layers] + ([adapters] if tabm_k > 1 else []),
+          "weight_decay": 0.0}], lr=lr)
     act = ACTIVATION_FUNCTIONS[activation]
     y64 = y.double()
     mean = y64[train_rows].mean()
@@ -46,14 +54,21 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
     n = int(train_rows.sum())
 
     def net(x_in, epoch=None, step=None):
-        h = x_in
+        """[B] predictions, or [k, B] (one per member) with TabM."""
+        h = x_in if tabm_k == 1 else x_in[None] * adapters[:, None, :]  # [k, B, d]
         for i, layer in enumerate(layers):
             h = layer(h)
             if i < len(layers) - 1:
                 h = act(h)
                 if epoch is not None and dropout > 0:
-                    h = h * dropout_keep(seeds, i, epoch, step, h.shape[0], h.shape[1],
-                                         torch.tensor([dropout]))[0]
+                    rows, width = h.shape[-2] * tabm_k, h.shape[-1]
+                    keep = dropout_keep(seeds, i, epoch, step, rows, width,
+                                        torch.tensor([dropout]))[0]
+                    # the batched trainer lays a batch out row by row, members side by side
+                    h = h * (keep if tabm_k == 1 else keep.view(-1, tabm_k, width).transpose(0, 1))
+        if tabm_k > 1:
+            h = h[torch.arange(tabm_k), :, torch.arange(tabm_k)]  # member i's unit i: [k, B]
+            return h + skip(x_in).squeeze(-1)[None] if linear_skip else h
         if linear_skip:
             h = h + skip(x_in)
         return h.squeeze(-1)
@@ -63,7 +78,8 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
         order = shuffle_order(seeds, train_rows[None], epoch)[0][:n]
         for step, start in enumerate(range(0, n, batch_size)):
             idx = order[start:start + batch_size]
-            loss = F.mse_loss(net(x[idx], epoch, step), target[idx])
+            out = net(x[idx], epoch, step)
+            loss = F.mse_loss(out, target[idx].expand_as(out))
             loss = loss + l1 * sum(la.weight.abs().sum() for la in layers)
             if linear_skip:
                 loss = loss + (l1 if l1_skip is None else l1_skip) * skip.weight.abs().sum()
@@ -71,11 +87,13 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
             loss.backward()
             opt.step()
         with torch.no_grad():
-            pred = net(x).double() * std + mean
+            out = net(x)
+            pred = (out if tabm_k == 1 else out.mean(0)).double() * std + mean
             val = float(torch.sqrt(((pred[val_rows] - y64[val_rows]) ** 2).mean()))
         history.append(val)
         if patience == 0 or val < best_val:
-            best = copy.deepcopy((layers.state_dict(), skip.state_dict()))
+            best = copy.deepcopy((layers.state_dict(), skip.state_dict(),
+                                  None if adapters is None else adapters.detach()))
             best_val, best_epoch, since = val, epoch, 0
         else:
             since += 1
@@ -87,4 +105,6 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
     if linear_skip:
         weights.append(skip.weight.detach().T.clone())
     biases = [la.bias.detach()[None].clone() for la in layers]
+    if tabm_k > 1:
+        biases.append(best[2].clone())
     return weights, biases, history, best_epoch

@@ -50,3 +50,43 @@ def test_clipping_is_what_keeps_the_extreme_house_sane(trained):
         assert not (tmp_path / "b.csv").exists()
     else:
         assert raw != clipped_price
+
+
+def test_new_model_options_train_save_reload_and_predict_sane_prices(ames_sample, tmp_path):
+    """TabM members on the piecewise-linear, domain-filled, robust-scaled features: the saved
+    fold models reload with their adapters and give the out-of-fold predictions training gave,
+    and the extreme test house still gets a finite, sane price."""
+    import dataclasses
+    import json
+
+    import torch
+
+    from pipeline.stacked_mlp import listed_model_paths, load_models
+
+    params = repo_params(folds=3, n_seeds=2, max_epochs=30, patience=5, device="cpu", tabm_k=3)
+    params = dataclasses.replace(params, preprocess=dataclasses.replace(
+        params.preprocess, piecewise_linear="kinks", domain_fills=True, scaler="robust_clip"))
+    train_frame, test_frame = ames_sample
+    test_frame = test_frame.copy()
+    test_frame.loc[0, ["LotArea", "GrLivArea"]] = train_frame[["LotArea", "GrLivArea"]].max() * 50
+    test_frame.loc[1, "LotFrontage"] = np.nan
+    save(preprocess(train_frame, test_frame, params.preprocess), tmp_path / "processed")
+    train(params.train, params.ensemble.average, tmp_path / "processed", tmp_path / "models",
+          tmp_path / "cv.json", tmp_path / "oof.csv", tmp_path / "live")
+    models = load_models(listed_model_paths(tmp_path / "models"))
+    assert models.adapters is not None and models.adapters.shape[:2] == (6, 3)
+    assert set(models.adapters.unique().tolist()) != {-1.0, 1.0}  # trained, not the init signs
+    data = np.load(tmp_path / "processed" / "train.npz")
+    oof = pd.read_csv(tmp_path / "oof.csv")
+    log_pred = models.predict_log_price(torch.tensor(data["x"])).numpy()  # [6 models, rows]
+    np.testing.assert_array_equal(oof["Id"], data["id"])
+    fold_of_model = np.repeat(np.arange(3), 2)  # fold0_seed0, fold0_seed1, fold1_seed0, ...
+    again = [log_pred[fold_of_model == f, row].mean() for row, f in enumerate(oof["fold"])]
+    np.testing.assert_allclose(again, oof["predicted_log_price"], rtol=0, atol=1e-9)
+    assert json.loads((tmp_path / "cv.json").read_text())["cv_rmse_no_outliers"] < 0.3
+    path = predict(params.predict, params.ensemble, tmp_path / "processed", tmp_path / "models",
+                   tmp_path / "submission.csv")
+    prices = pd.read_csv(path)["SalePrice"].to_numpy()
+    assert np.isfinite(prices).all() and (prices > 0).all()
+    low, high = train_frame["SalePrice"].min(), train_frame["SalePrice"].max()
+    assert (prices > low / 3).all() and (prices < high * 3).all()
