@@ -163,28 +163,54 @@ def make_sampler(spec: dict):
 
 
 def open_study(storage, name: str, spec: dict, fixed: dict):
-    """Create or load the study; refuse one created with another space or fixed settings."""
+    """Create or load the study; refuse one created with another space or fixed settings.
+
+    Creating a study is atomic in the storage, so of several workers starting together exactly
+    one creates it; that one queues a grid's combinations, then records the space. The others
+    wait for that record before they ask for a trial, so a grid is queued once, in order.
+    """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     signature = json.dumps({"space": spec["space"], "rank_by": spec["rank_by"], "fixed": fixed},
                            sort_keys=True, default=str)
-    study = optuna.create_study(storage=storage, study_name=name, sampler=make_sampler(spec),
-                                direction="minimize", load_if_exists=True)
-    stored = study.user_attrs.get("signature")
-    if stored is None:
-        study.set_user_attr("signature", signature)
-        if spec["sampler"] == "grid":
-            # Optuna's GridSampler stops the study from inside tell(), which only works under
-            # Study.optimize; queueing every combination in order does the same for ask/tell.
-            dists, _ = distributions(spec["space"])
-            keys = list(dists)
-            for values in itertools.product(*(dists[k].choices for k in keys)):
-                study.enqueue_trial(dict(zip(keys, values, strict=True)))
-    elif stored != signature:
-        raise PipelineError(f"sweep: study '{name}' was created with another space, rank_by or "
-                            "params; use another --study name (or the original space)")
+    sampler = make_sampler(spec)
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
+                                    direction="minimize")
+    except optuna.exceptions.DuplicatedStudyError:
+        study = None  # another worker created it: load it below
+    if study is None:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+        if _recorded_signature(study, name) != signature:
+            raise PipelineError(f"sweep: study '{name}' was created with another space, rank_by "
+                                "or params; use another --study name (or the original space)")
+        return study
+    if spec["sampler"] == "grid":
+        # Optuna's GridSampler stops the study from inside tell(), which only works under
+        # Study.optimize; queueing every combination in order does the same for ask/tell.
+        dists, _ = distributions(spec["space"])
+        keys = list(dists)
+        for values in itertools.product(*(dists[k].choices for k in keys)):
+            study.enqueue_trial(dict(zip(keys, values, strict=True)))
+    study.set_user_attr("signature", signature)
     return study
+
+
+# How long a worker waits for the worker that created the study to finish setting it up.
+SETUP_WAIT_S = 120
+
+
+def _recorded_signature(study, name: str) -> str:
+    deadline = time.monotonic() + SETUP_WAIT_S
+    while (stored := study.user_attrs.get("signature")) is None:
+        if time.monotonic() > deadline:
+            raise PipelineError(
+                f"sweep: study '{name}' exists but its space was never recorded (the worker that "
+                f"created it stopped while setting it up); delete it (optuna delete-study "
+                f"--study-name {name} --storage URL) or use another --study name")
+        time.sleep(0.2)
+    return stored
 
 
 def _counts(study) -> tuple[int, list[int]]:

@@ -63,10 +63,16 @@ def trials_by_state(storage):
     return states
 
 
-def test_two_workers_share_a_study_without_losing_or_repeating_a_trial(workspace):
+@pytest.mark.parametrize("sampler", ["random", "grid"])
+def test_two_workers_share_a_study_without_losing_or_repeating_a_trial(workspace, sampler):
+    """Both start at once on a new study (for a grid: one of them queues it, once)."""
     _, tmp_path = workspace
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    space = write_space(tmp_path, trials=8, batch=2)
+    if sampler == "grid":  # 4 x 2 combinations, every one run once
+        space = write_space(tmp_path, sampler="grid", batch=2, space={
+            "lr": [0.001, 0.002, 0.005, 0.01], "dropout": [0.1, 0.3]})
+    else:
+        space = write_space(tmp_path, trials=8, batch=2)
     raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
     raw["train"].update(max_epochs=60, patience=0)  # long enough a batch that both workers get some
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -80,6 +86,7 @@ def test_two_workers_share_a_study_without_losing_or_repeating_a_trial(workspace
     assert len({tuple(sorted(t.params.items())) for t in complete}) == 8  # none run twice
     ran = [int(([0, *re.findall(r"this worker ran (\d+)", out)])[-1]) for out, _ in outputs]
     assert sum(ran) == 8 and all(r > 0 for r in ran)  # both took part
+    assert len(states.get(TrialState.WAITING, [])) == 0  # nothing queued twice is left over
 
 
 def test_a_killed_worker_is_resumed_and_the_study_completes(workspace):
@@ -155,3 +162,49 @@ def test_the_cli_resumes_from_its_default_database(workspace):
     else:
         for kind in ("history", "importance"):
             assert "<html>" in (tmp_path / f"out/space_{kind}.html").read_text()[:2000].lower()
+
+
+def test_workers_opening_a_new_grid_study_together_queue_it_once(tmp_path, monkeypatch):
+    """Of workers that open a new grid study at the same moment, exactly one creates and queues
+    it; the others wait until it is queued (widened here: each queued trial takes 20 ms)."""
+    import threading
+
+    from pipeline.study import open_study
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'grid.db'}", 1)
+    spec = sweep.check_space({"sampler": "grid", "space": {"lr": [0.001, 0.002, 0.005],
+                                                            "dropout": [0.1, 0.3]}})
+    slow_enqueue = optuna.Study.enqueue_trial
+
+    def enqueue(self, *args, **kwargs):
+        time.sleep(0.02)
+        return slow_enqueue(self, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.Study, "enqueue_trial", enqueue)
+    start, seen = threading.Barrier(3), []
+
+    def open_and_count():
+        start.wait()
+        study = open_study(storage, "grid", spec, {})
+        seen.append(len(study.get_trials(states=(TrialState.WAITING,))))
+
+    threads = [threading.Thread(target=open_and_count) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert seen == [6, 6, 6]  # every worker found the whole grid queued, and only once
+    trials = optuna.load_study(study_name="grid", storage=storage).get_trials()
+    queued = [tuple(sorted(t.system_attrs["fixed_params"].items())) for t in trials]
+    assert len(queued) == len(set(queued)) == 6
+
+
+def test_a_study_whose_creator_died_during_setup_is_one_line(tmp_path, monkeypatch):
+    from pipeline import study as studies
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'grid.db'}", 1)
+    optuna.create_study(storage=storage, study_name="half")  # created, space never recorded
+    monkeypatch.setattr(studies, "SETUP_WAIT_S", 0.5)
+    spec = sweep.check_space({"sampler": "grid", "space": {"dropout": [0.1, 0.3]}})
+    with pytest.raises(PipelineError, match="its space was never recorded.*delete-study"):
+        studies.open_study(storage, "half", spec, {})
