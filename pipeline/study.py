@@ -3,10 +3,12 @@
 A worker asks the study for a batch of trials, trains every trial x fold x seed of an
 architecture as one batched model (pipeline/sweep.py's `score_configs`, the train stage's own
 CV), and tells each trial its score. The study lives in a database (SQLite by default, any
-SQLAlchemy URL Optuna takes: PostgreSQL, MySQL), so a search can be stopped and resumed, and any
-number of workers on any number of machines can share it. Workers send heartbeats for their
-running trials; a killed worker's trials go stale, are marked failed and re-queued once
-(Optuna's RetryHeartbeatStaleTrialCallback), so completed trials are never lost or run twice.
+SQLAlchemy URL Optuna takes: PostgreSQL, MySQL) or in Optuna's journal file
+(journal:///path/study.log, e.g. on a shared disk, no server), so a search can be stopped and
+resumed, and any number of workers on any number of machines can share it. Workers send
+heartbeats for their running trials; a killed worker's trials go stale, are marked failed and
+re-queued once (Optuna's RetryHeartbeatStaleTrialCallback; for the journal, which has no
+heartbeats of its own, the same done here), so completed trials are never lost or run twice.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ import yaml
 from pipeline.errors import PipelineError
 
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
+JOURNAL = "journal"
+HEARTBEAT_ATTR = "worker_heartbeat"  # a trial's last heartbeat (epoch seconds), where the
+                                     # storage keeps none itself (the journal)
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
 
 
@@ -47,9 +52,12 @@ def open_storage(url: str, heartbeat_s: int):
     import sqlalchemy.exc
 
     scheme = urlparse(url).scheme.split("+", 1)[0]
+    if scheme == JOURNAL:
+        return _journal_storage(url)
     if scheme not in SQL_SCHEMES:
         raise PipelineError(f"sweep: storage URL scheme '{scheme or url}' is not supported; use "
-                            "sqlite:///path.db, postgresql://user:pass@host/db or mysql://...")
+                            "sqlite:///path.db, postgresql://user:pass@host/db, mysql://... or "
+                            "journal:///path/study.log")
     for attempt in range(3):  # workers starting together race to create the tables
         try:
             return _rdb_storage(url, scheme, heartbeat_s)
@@ -61,6 +69,23 @@ def open_storage(url: str, heartbeat_s: int):
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
             raise _unusable(url, exc) from exc
     raise AssertionError("unreachable")
+
+
+def _journal_storage(url: str):
+    """Optuna's journal storage in one append-only file (journal:///absolute/path or
+    journal://relative/path); workers on several machines can share it on a shared disk."""
+    from pathlib import Path
+
+    import optuna
+
+    path = Path(url[len(JOURNAL) + 3:])
+    if not path.parent.is_dir():
+        raise PipelineError(f"sweep: cannot open the study storage {url} (no folder "
+                            f"{path.parent}); create it or give another path")
+    try:
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    except OSError as exc:
+        raise _unusable(url, exc) from exc
 
 
 def _unusable(url: str, exc: Exception) -> PipelineError:
@@ -223,24 +248,41 @@ def _counts(study) -> tuple[int, list[int]]:
     return done, pending
 
 
+def _native_heartbeat(storage) -> bool:
+    return hasattr(storage, "record_heartbeat")
+
+
+def _shared(storage) -> bool:
+    """Whether other workers can see the study (not an in-memory one)."""
+    import optuna
+
+    return not isinstance(storage, optuna.storages.InMemoryStorage)
+
+
 class _Heartbeat:
-    """Records a heartbeat for this worker's running trials until stopped."""
+    """Records a heartbeat for this worker's running trials until stopped: the storage's own,
+    or (the journal) the time in a system attribute of each trial."""
 
     def __init__(self, storage, trial_ids: list[int], interval_s: float):
         self.storage, self.interval_s = storage, interval_s
         # An in-memory study (no storage given) has no other workers to tell.
-        self.trial_ids = trial_ids if hasattr(storage, "record_heartbeat") else []
+        self.trial_ids = trial_ids if _shared(storage) else []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
+    def _beat(self) -> None:
+        for trial_id in self.trial_ids:
+            if _native_heartbeat(self.storage):
+                self.storage.record_heartbeat(trial_id)
+            else:
+                self.storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+
     def _run(self) -> None:
         while not self.stop.wait(self.interval_s):
-            for trial_id in self.trial_ids:
-                self.storage.record_heartbeat(trial_id)
+            self._beat()
 
     def __enter__(self):
-        for trial_id in self.trial_ids:
-            self.storage.record_heartbeat(trial_id)
+        self._beat()
         self.thread.start()
         return self
 
@@ -257,15 +299,13 @@ def run_worker(study, storage, spec: dict, evaluate: Callable[[list[dict]], list
     is run, decided by trial number, so two workers never both drop or both keep the same one.
     Returns how many trials this worker ran.
     """
-    import optuna
     from optuna.trial import TrialState
 
     dists, encoded = distributions(spec["space"])
     total, batch = spec["trials"], spec["batch"]
     ran = 0
     while True:
-        with quiet():
-            optuna.storages.fail_stale_trials(study)  # a killed worker's trials: failed, re-queued
+        fail_stale_trials(study, storage, 2 * spec["heartbeat_s"])
         done, _ = _counts(study)
         if done >= total:
             return ran
@@ -291,6 +331,35 @@ def run_worker(study, storage, spec: dict, evaluate: Callable[[list[dict]], list
             study.tell(trial, value if value == value else float("inf"))  # NaN: diverged
         ran += len(asked)
         log(f"sweep: this worker ran {ran} trial(s); {_counts(study)[0]}/{total} done in the study")
+
+
+def fail_stale_trials(study, storage, grace_s: float) -> None:
+    """A killed worker's trials (no heartbeat for grace_s): failed, and each re-queued once.
+
+    Optuna does it for storages with heartbeats; for the journal this does the same from the
+    heartbeat attribute. Of workers racing to fail one trial, only the one whose update lands
+    re-queues it (a finished trial refuses the others' updates).
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    if _native_heartbeat(storage) or not _shared(storage):
+        with quiet():
+            optuna.storages.fail_stale_trials(study)
+        return
+    now = time.time()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        beat = trial.system_attrs.get(HEARTBEAT_ATTR, trial.datetime_start.timestamp())
+        if now - beat <= grace_s:
+            continue
+        try:
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
+            continue  # another worker got there first
+        failed_before = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                         if t.params == trial.params and t.number != trial.number]
+        if not failed_before:  # re-queued once, as Optuna's callback with max_retry=1
+            study.enqueue_trial(trial.params)
 
 
 def completed_rows(study, spec: dict) -> tuple[list[dict], list[dict]]:

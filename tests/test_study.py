@@ -63,11 +63,17 @@ def trials_by_state(storage):
     return states
 
 
-@pytest.mark.parametrize("sampler", ["random", "grid"])
-def test_two_workers_share_a_study_without_losing_or_repeating_a_trial(workspace, sampler):
+def storage_url(tmp_path, kind):
+    return (f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite"
+            else f"journal://{tmp_path / 'study.log'}")
+
+
+@pytest.mark.parametrize(("sampler", "kind"), [("random", "sqlite"), ("grid", "sqlite"),
+                                               ("random", "journal")])
+def test_two_workers_share_a_study_without_losing_or_repeating_a_trial(workspace, sampler, kind):
     """Both start at once on a new study (for a grid: one of them queues it, once)."""
     _, tmp_path = workspace
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    storage = storage_url(tmp_path, kind)
     if sampler == "grid":  # 4 x 2 combinations, every one run once
         space = write_space(tmp_path, sampler="grid", batch=2, space={
             "lr": [0.001, 0.002, 0.005, 0.01], "dropout": [0.1, 0.3]})
@@ -89,9 +95,10 @@ def test_two_workers_share_a_study_without_losing_or_repeating_a_trial(workspace
     assert len(states.get(TrialState.WAITING, [])) == 0  # nothing queued twice is left over
 
 
-def test_a_killed_worker_is_resumed_and_the_study_completes(workspace):
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_killed_worker_is_resumed_and_the_study_completes(workspace, kind):
     _, tmp_path = workspace
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    storage = storage_url(tmp_path, kind)
     space = write_space(tmp_path, trials=6, batch=3)
     raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
     raw["train"].update(max_epochs=300, patience=0)  # slow enough to be killed mid-batch
@@ -99,7 +106,7 @@ def test_a_killed_worker_is_resumed_and_the_study_completes(workspace):
     victim = worker(tmp_path, space, storage)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if (tmp_path / "study.db").exists() and len(
+        if any((tmp_path / f).exists() for f in ("study.db", "study.log")) and len(
                 trials_by_state(storage).get(TrialState.RUNNING, [])) == 3:
             break  # the whole first batch is being trained
         time.sleep(0.2)
@@ -123,6 +130,7 @@ def test_a_killed_worker_is_resumed_and_the_study_completes(workspace):
 @pytest.mark.parametrize(("storage", "message"), [
     ("redis://localhost/0", "storage URL scheme 'redis' is not supported"),
     ("sqlite:////no/such/folder/study.db", "cannot open the study storage"),
+    ("journal:///no/such/folder/study.log", "cannot open the study storage .*no folder"),
 ])
 def test_a_storage_it_cannot_use_is_one_line(workspace, storage, message):
     params, tmp_path = workspace
