@@ -156,6 +156,7 @@ class TrainParams:
     linear_skip: bool
     skip_init: str
     tabm_k: int
+    input_scale: bool
     activation: str
     dropout: float
     weight_decay: float
@@ -190,6 +191,7 @@ class TrainParams:
             _fail("train.skip_init", "lasso warm-starts the linear skip path; set "
                   "train.linear_skip=true or train.skip_init=zeros")
         _number("train.tabm_k", self.tabm_k, low=1, integer=True)
+        _bool("train.input_scale", self.input_scale)
         _choice("train.activation", self.activation, ACTIVATIONS)
         _number("train.dropout", self.dropout, low=0, high=1, high_open=True)
         _number("train.weight_decay", self.weight_decay, low=0)

@@ -137,7 +137,8 @@ class StackedModels:
     y_std: torch.Tensor  # [M], float64
     names: list[str]
     linear_skip: bool = False
-    adapters: torch.Tensor | None = None  # [M, k, d]: TabM members' input adapters
+    adapters: torch.Tensor | None = None  # [M, k, d]: TabM members' input adapters (or, k = 1,
+                                          # a learned scale per input of the hidden layers)
 
     def predict_log_price(self, x: torch.Tensor) -> torch.Tensor:
         """[N, d] features -> [M, N] predicted log prices (float64)."""

@@ -180,7 +180,7 @@ def skip_starts(x: np.ndarray, y: np.ndarray, configs: list[TrainParams],
 
 def architecture_of(params: TrainParams) -> Architecture:
     return Architecture(params.hidden, params.activation, params.optimizer, params.batch_size,
-                        params.linear_skip, params.tabm_k)
+                        params.linear_skip, params.tabm_k, params.input_scale)
 
 
 def per_model_settings(configs: list[TrainParams], seeds: list[int]) -> PerModel:

@@ -48,6 +48,7 @@ class Architecture:
     batch_size: int
     linear_skip: bool = False
     tabm_k: int = 1  # > 1: each model is k TabM-mini members sharing its hidden weights
+    input_scale: bool = False  # a learned scale per input of the hidden layers (RealMLP)
 
 
 @dataclass(frozen=True)
@@ -391,9 +392,11 @@ class _Models:
         self.biases = [b.to(device=device, dtype=dtype).requires_grad_() for b in biases]
         # TabM adapters train like biases (no weight decay or L1: they scale around +-1), so
         # they travel at the end of the biases' list.
-        self.adapters = (init_adapters(per_model.seeds, arch.tabm_k, x.shape[1])
-                         .to(device=device, dtype=dtype).requires_grad_()
-                         if arch.tabm_k > 1 else None)
+        # RealMLP's scaling layer is the same thing for one member, started at 1.
+        adapters = (init_adapters(per_model.seeds, arch.tabm_k, x.shape[1]) if arch.tabm_k > 1
+                    else torch.ones(len(per_model), 1, x.shape[1]) if arch.input_scale else None)
+        self.adapters = (None if adapters is None
+                         else adapters.to(device=device, dtype=dtype).requires_grad_())
         self.update, self.mask_fn = (compiled_kernels() if fused
                                      else (update_parameter, keep_mask))
         self.opt = self._optimizer()

@@ -22,7 +22,7 @@ OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.o
 
 def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer, batch_size,
               lr, weight_decay, l1, dropout, max_epochs, patience, linear_skip=False,
-              l1_skip=None, tabm_k=1):
+              l1_skip=None, tabm_k=1, input_scale=False):
     """Returns (weights [in,out] list, biases [1,out] list, val_rmse per epoch, best_epoch),
     and with tabm_k > 1 the TabM adapters [k, in] after the biases.
 
@@ -31,8 +31,9 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
     member i keeps unit i."""
     sizes = layer_sizes(x.shape[1], hidden, tabm_k)
     w0, b0 = init_weights([seed], sizes)
-    adapters = (nn.Parameter(init_adapters([seed], tabm_k, x.shape[1])[0].clone())
-                if tabm_k > 1 else None)
+    adapters = (nn.Parameter(init_adapters([seed], tabm_k, x.shape[1])[0].clone()) if tabm_k > 1
+                else nn.Parameter(torch.ones(1, x.shape[1])) if input_scale else None)
+    members = adapters is not None
     layers = nn.ModuleList(nn.Linear(i, o) for i, o in itertools.pairwise(sizes))
     with torch.no_grad():
         for layer, w, b in zip(layers, w0, b0, strict=True):
@@ -43,7 +44,7 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
     decayed = [la.weight for la in layers] + ([skip.weight] if linear_skip else [])
     opt = OPTIMIZERS[optimizer](
         [{"params": decayed, "weight_decay": weight_decay},
-         {"params": [la.bias for la in layers] + ([adapters] if tabm_k > 1 else []),
+         {"params": [la.bias for la in layers] + ([adapters] if members else []),
           "weight_decay": 0.0}], lr=lr)
     act = ACTIVATION_FUNCTIONS[activation]
     y64 = y.double()
@@ -55,7 +56,7 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
 
     def net(x_in, epoch=None, step=None):
         """[B] predictions, or [k, B] (one per member) with TabM."""
-        h = x_in if tabm_k == 1 else x_in[None] * adapters[:, None, :]  # [k, B, d]
+        h = x_in[None] * adapters[:, None, :] if members else x_in  # [k, B, d]
         for i, layer in enumerate(layers):
             h = layer(h)
             if i < len(layers) - 1:
@@ -65,8 +66,8 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
                     keep = dropout_keep(seeds, i, epoch, step, rows, width,
                                         torch.tensor([dropout]))[0]
                     # the batched trainer lays a batch out row by row, members side by side
-                    h = h * (keep if tabm_k == 1 else keep.view(-1, tabm_k, width).transpose(0, 1))
-        if tabm_k > 1:
+                    h = h * (keep.view(-1, tabm_k, width).transpose(0, 1) if members else keep)
+        if members:
             h = h[torch.arange(tabm_k), :, torch.arange(tabm_k)]  # member i's unit i: [k, B]
             return h + skip(x_in).squeeze(-1)[None] if linear_skip else h
         if linear_skip:
@@ -88,7 +89,7 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
             opt.step()
         with torch.no_grad():
             out = net(x)
-            pred = (out if tabm_k == 1 else out.mean(0)).double() * std + mean
+            pred = (out.mean(0) if members else out).double() * std + mean
             val = float(torch.sqrt(((pred[val_rows] - y64[val_rows]) ** 2).mean()))
         history.append(val)
         if patience == 0 or val < best_val:
@@ -105,6 +106,6 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
     if linear_skip:
         weights.append(skip.weight.detach().T.clone())
     biases = [la.bias.detach()[None].clone() for la in layers]
-    if tabm_k > 1:
+    if members:
         biases.append(best[2].clone())
     return weights, biases, history, best_epoch

@@ -38,6 +38,7 @@ def test_repo_params_are_valid(repo_root):
     ("preprocess", "domain_fills", 1, "preprocess.domain_fills must be true or false"),
     ("train", "tabm_k", 0, "train.tabm_k must be >= 1"),
     ("train", "tabm_k", 2.5, "train.tabm_k must be an integer"),
+    ("train", "input_scale", "no", "train.input_scale must be true or false"),
     ("train", "folds", 1, "train.folds must be >= 2"),
     ("train", "batch_size", 3.5, "train.batch_size must be an integer"),
     ("preprocess", "fit_on", "test", "preprocess.fit_on must be one of train, train\\+test"),

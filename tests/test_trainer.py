@@ -27,32 +27,34 @@ def make_case(n_rows=90, n_features=5):
 
 
 CASES = [
-    # optimizer, hidden, per-model (lr, weight_decay, l1, dropout), patience, linear skip, TabM k
+    # optimizer, hidden, per-model (lr, weight_decay, l1, dropout), patience, linear skip, options
     ("adamw", (16, 8), [(0.01, 0.05, 0.0, 0.0), (0.003, 0.0, 1e-3, 0.2), (0.01, 0.1, 0.0, 0.5)], 3,
-     False, 1),
+     False, {}),
     ("adam", (12,), [(0.005, 0.01, 0.0, 0.0), (0.01, 0.0, 5e-4, 0.3), (0.002, 0.1, 0.0, 0.0)], 0,
-     False, 1),
+     False, {}),
     ("sgd", (), [(0.05, 0.01, 0.0, 0.0), (0.02, 0.0, 1e-3, 0.0), (0.1, 0.001, 0.0, 0.0)], 2, False,
-     1),
+     {}),
     ("adamw", (8,), [(0.01, 0.05, 1e-3, 0.3), (0.003, 0.0, 0.0, 0.0), (0.02, 0.5, 1e-4, 0.1)], 4,
-     True, 1),
+     True, {}),
     ("adamw", (8, 6), [(0.01, 0.05, 1e-3, 0.3), (0.003, 0.0, 0.0, 0.0), (0.02, 0.5, 1e-4, 0.1)], 3,
-     True, 4),
+     True, {"tabm_k": 4}),
     ("sgd", (), [(0.05, 0.01, 0.0, 0.0), (0.02, 0.0, 1e-3, 0.0), (0.1, 0.001, 0.0, 0.0)], 2, True,
-     3),
+     {"tabm_k": 3}),
+    ("adam", (12,), [(0.005, 0.01, 0.0, 0.2), (0.01, 0.0, 5e-4, 0.3), (0.002, 0.1, 0.0, 0.0)], 3,
+     True, {"input_scale": True}),
 ]
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize(("optimizer", "hidden", "settings", "patience", "skip", "tabm_k"), CASES)
-def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip, tabm_k, device):
+@pytest.mark.parametrize(("optimizer", "hidden", "settings", "patience", "skip", "options"), CASES)
+def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip, options, device):
     x, y = make_case()
     train_mask, val_mask = fold_masks(len(y), 3)
     # Model i trains on fold i % 3 with its own hyperparameters and seed; the last row of one
     # fold is dropped so the models have different numbers of training rows.
     train_mask[1, 0] = False
     seeds = [11, 22, 33]
-    arch = Architecture(hidden, "relu", optimizer, batch_size=16, linear_skip=skip, tabm_k=tabm_k)
+    arch = Architecture(hidden, "relu", optimizer, batch_size=16, linear_skip=skip, **options)
     per_model = PerModel(seeds=seeds, lr=[s[0] for s in settings],
                          weight_decay=[s[1] for s in settings], l1=[s[2] for s in settings],
                          dropout=[s[3] for s in settings], max_epochs=[12, 9, 12],
@@ -65,8 +67,7 @@ def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip,
         ref_w, ref_b, ref_hist, ref_best = train_one(
             x, y, train_mask[m], val_mask[m], seed=seeds[m], hidden=hidden, activation="relu",
             optimizer=optimizer, batch_size=16, lr=lr, weight_decay=wd, l1=l1, dropout=rate,
-            max_epochs=per_model.max_epochs[m], patience=patience, linear_skip=skip,
-            tabm_k=tabm_k)
+            max_epochs=per_model.max_epochs[m], patience=patience, linear_skip=skip, **options)
         assert int(result.best_epoch[m]) == ref_best
         assert int(result.epochs_run[m]) == len(ref_hist)
         np.testing.assert_allclose(result.val_rmse[:len(ref_hist), m].numpy(), ref_hist,
@@ -76,7 +77,7 @@ def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip,
         for got, want in zip(result.models.weights, ref_w, strict=True):
             torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
         adapters = [] if result.models.adapters is None else [result.models.adapters]
-        assert len(adapters) == (tabm_k > 1)
+        assert len(adapters) == bool(options)
         for got, want in zip([*result.models.biases, *adapters], ref_b, strict=True):
             torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
 
