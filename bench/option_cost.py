@@ -1,0 +1,64 @@
+"""What an MLP option costs: the train stage's models (fold seed 0, params.yaml's settings plus
+the variant's changes), each variant trained alone, wall seconds per run.
+
+    python bench/option_cost.py bench/variants/FILE.yaml [--repeats 2] [--device auto]
+
+Prints a markdown table: the variant, its feature count, seconds (best of the repeats), the mean
+epochs its models ran, and model-epochs per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from common import ROOT, device_name, markdown_table, sync
+from mlp_options import variant_params
+
+from pipeline.params import load_params
+from pipeline.preprocess import preprocess
+from pipeline.train import fit_mlp_configs, plan_folds
+from pipeline.trainer import make_deterministic, resolve_device
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", help="YAML file: name -> {section.key: value}")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    variants = {"default": {}, **(yaml.safe_load(Path(args.variants).read_text()) or {})}
+    params = load_params(ROOT / "params.yaml")
+    make_deterministic()
+    device = resolve_device(args.device)
+    train = pd.read_csv(ROOT / "data/bundled/kaggle_house_pred_train.csv")
+    test = pd.read_csv(ROOT / "data/bundled/kaggle_house_pred_test.csv")
+    rows = []
+    for name, overrides in variants.items():
+        pre, tp = variant_params(params, overrides)
+        if tp.model != "mlp":
+            continue
+        data = preprocess(train, test, pre)
+        x, y, outlier = data["x_train"], data["y_train"], data["outlier"]
+        plan = plan_folds(len(y), outlier, dataclasses.replace(tp, fold_seed=0))
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            result = fit_mlp_configs(x, y, plan, [tp], device, label=name)[0]
+            sync(device)
+            times.append(time.perf_counter() - start)
+        epochs = float(result.epochs_run.double().mean())
+        rows.append([name, x.shape[1], f"{min(times):.1f}", f"{epochs:.0f}",
+                     f"{len(plan.names) * epochs / min(times):.0f}"])
+    print(f"\n{datetime.date.today()}, {device_name(device)}, fold seed 0, best of {args.repeats}")
+    print(markdown_table(["variant", "features", "seconds", "mean epochs run",
+                          "model-epochs/s"], rows))
+
+
+if __name__ == "__main__":
+    main()
