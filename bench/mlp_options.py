@@ -85,16 +85,21 @@ def score(variants: dict, params, fold_seeds: list[int], device) -> dict[str, np
     return scores
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def setup(doc: str, add_arguments) -> tuple:
+    """(args, variants with the default first, params.yaml, device) for a variants bench."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("variants", help="YAML file: name -> {section.key: value}")
-    parser.add_argument("--fold-seeds", type=int, nargs="+", default=[400, 401, 402])
     parser.add_argument("--device", default="auto")
+    add_arguments(parser)
     args = parser.parse_args()
     variants = {"default": {}, **(yaml.safe_load(Path(args.variants).read_text()) or {})}
-    params = load_params(ROOT / "params.yaml")
     make_deterministic()
-    device = resolve_device(args.device)
+    return args, variants, load_params(ROOT / "params.yaml"), resolve_device(args.device)
+
+
+def main() -> None:
+    args, variants, params, device = setup(__doc__, lambda p: p.add_argument(
+        "--fold-seeds", type=int, nargs="+", default=[400, 401, 402]))
     start = time.perf_counter()
     scores = score(variants, params, args.fold_seeds, device)
     base = scores["default"]

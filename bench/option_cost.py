@@ -9,33 +9,21 @@ epochs its models ran, and model-epochs per second.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import time
-from pathlib import Path
 
 import pandas as pd
-import yaml
 from common import ROOT, device_name, markdown_table, sync
-from mlp_options import variant_params
+from mlp_options import setup, variant_params
 
-from pipeline.params import load_params
 from pipeline.preprocess import preprocess
 from pipeline.train import fit_mlp_configs, plan_folds
-from pipeline.trainer import make_deterministic, resolve_device
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("variants", help="YAML file: name -> {section.key: value}")
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
-    variants = {"default": {}, **(yaml.safe_load(Path(args.variants).read_text()) or {})}
-    params = load_params(ROOT / "params.yaml")
-    make_deterministic()
-    device = resolve_device(args.device)
+    args, variants, params, device = setup(__doc__, lambda p: p.add_argument(
+        "--repeats", type=int, default=2))
     train = pd.read_csv(ROOT / "data/bundled/kaggle_house_pred_train.csv")
     test = pd.read_csv(ROOT / "data/bundled/kaggle_house_pred_test.csv")
     rows = []
