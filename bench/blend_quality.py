@@ -1,6 +1,6 @@
 """Cross-validated quality of every blend member and of their blends, on the same fold shuffles.
 
-    python bench/blend_quality.py [--fold-seeds 0 1 2 200 201 202 300 301 302] [--stacked DIR]
+    python bench/blend_quality.py [--fold-seeds 0 1 2 ...] [--stacked DIR] [--params FILE]
 
 Each member is trained exactly as its DVC stage trains it (params.yaml's settings, the train
 stage's fold plan for each fold seed); each blend is scored by nested CV (weights fitted on the
@@ -18,7 +18,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
-from common import load_data, markdown_table
+from common import ROOT, load_data, markdown_table
 
 from pipeline.blend import nested_oof
 from pipeline.member import cross_fit, member_plan
@@ -49,8 +49,10 @@ def main() -> None:
                         default=[0, 1, 2, 200, 201, 202, 300, 301, 302])
     parser.add_argument("--stacked", help="directory of stacked_oof_fs{seed}.npy files")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--params", default=str(ROOT / "params.yaml"),
+                        help="the params file whose settings the members are trained with")
     args = parser.parse_args()
-    params, data = load_data()
+    params, data = load_data(Path(args.params))
     y, outlier = data["y_train"], data["outlier"]
     make_deterministic()
     device = resolve_device(args.device)
