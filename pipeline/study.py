@@ -299,6 +299,7 @@ def run_worker(study, storage, spec: dict, evaluate: Callable[[list[dict]], list
     is run, decided by trial number, so two workers never both drop or both keep the same one.
     Returns how many trials this worker ran.
     """
+    import optuna
     from optuna.trial import TrialState
 
     dists, encoded = distributions(spec["space"])
@@ -325,11 +326,18 @@ def run_worker(study, storage, spec: dict, evaluate: Callable[[list[dict]], list
         with _Heartbeat(storage, [t._trial_id for t in asked], spec["heartbeat_s"]):
             results = evaluate(configs)
         for trial, (metrics, per_fold) in zip(asked, results, strict=True):
-            for key, value in {**metrics, "per_fold": per_fold}.items():
-                trial.set_user_attr(key, value)
-            value = metrics[spec["rank_by"]]
-            study.tell(trial, value if value == value else float("inf"))  # NaN: diverged
-        ran += len(asked)
+            try:
+                for key, value in {**metrics, "per_fold": per_fold}.items():
+                    trial.set_user_attr(key, value)
+                value = metrics[spec["rank_by"]]
+                study.tell(trial, value if value == value else float("inf"))  # NaN: diverged
+            except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+                # Its heartbeats came too late (a stalled machine or database), so another
+                # worker failed it and queued it again: that copy's score is the one kept.
+                log(f"sweep: note: trial {trial.number} was marked failed by another worker "
+                    "(its heartbeats were late); its re-queued copy gives its score")
+                continue
+            ran += 1
         log(f"sweep: this worker ran {ran} trial(s); {_counts(study)[0]}/{total} done in the study")
 
 

@@ -216,3 +216,27 @@ def test_a_study_whose_creator_died_during_setup_is_one_line(tmp_path, monkeypat
     spec = sweep.check_space({"sampler": "grid", "space": {"dropout": [0.1, 0.3]}})
     with pytest.raises(PipelineError, match="its space was never recorded.*delete-study"):
         studies.open_study(storage, "half", spec, {})
+
+
+def test_a_trial_failed_by_another_worker_meanwhile_is_a_note_not_a_crash():
+    """A worker whose heartbeats came late finds its trial failed (and re-queued) by another
+    when it reports the score: it says so, keeps going, and the study still completes."""
+    from pipeline.study import open_study, run_worker
+
+    spec = sweep.check_space({"sampler": "random", "trials": 3, "batch": 2,
+                              "space": {"dropout": {"uniform": [0.1, 0.5]}}})
+    storage = optuna.storages.InMemoryStorage()
+    study = open_study(storage, "late", spec, {})
+    lines, calls = [], []
+
+    def evaluate(configs):
+        if not calls:  # the first batch: another worker fails its first trial meanwhile
+            first = study.get_trials(states=(TrialState.RUNNING,))[0]
+            storage.set_trial_state_values(first._trial_id, TrialState.FAIL)
+        calls.append(configs)
+        return [({spec["rank_by"]: 0.1 + 0.01 * i}, {}) for i in range(len(configs))]
+
+    ran = run_worker(study, storage, spec, evaluate, log=lines.append)
+    assert ran == 3
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
+    assert any("trial 0 was marked failed by another worker" in line for line in lines)
