@@ -297,3 +297,28 @@ def test_skip_start_is_where_the_linear_path_begins():
     with pytest.raises(ValueError, match="linear skip path"):
         train_batched(x, y, train_mask, val_mask, Architecture((4,), "relu", "adamw", 16),
                       PerModel.repeat([1, 2, 3], **settings), skip_start=(start_w, start_b))
+
+
+@pytest.mark.parametrize("options", [{"tabm_k": 3}, {"input_scale": True}])
+def test_member_options_are_deterministic_batch_independent_and_finite(options):
+    """TabM members and the input scale on the CPU: the same weights run to run, the same
+    weights whichever other models share the batch, a constant input column and rows far
+    outside the training range give finite predictions."""
+    x, y = make_case()
+    x[:, 2] = 0.0  # a constant column (what standardising a constant gives)
+    train_mask, val_mask = fold_masks(len(y), 3)
+    arch = Architecture((12,), "relu", "adamw", batch_size=16, linear_skip=True, **options)
+    settings = dict(lr=0.01, weight_decay=0.01, l1=1e-4, dropout=0.3, max_epochs=15, patience=4,
+                    l1_skip=1e-3)
+    runs = [train_batched(x, y, train_mask, val_mask, arch, PerModel.repeat([5, 6, 7], **settings))
+            for _ in range(2)]
+    pair = train_batched(x, y, train_mask[1:], val_mask[1:], arch,
+                         PerModel.repeat([6, 7], **settings))
+    first = [*runs[0].models.weights, *runs[0].models.biases, runs[0].models.adapters]
+    second = [*runs[1].models.weights, *runs[1].models.biases, runs[1].models.adapters]
+    alone = [*pair.models.weights, *pair.models.biases, pair.models.adapters]
+    for a, b, c in zip(first, second, alone, strict=True):
+        assert torch.equal(a, b)
+        assert torch.equal(a[1:], c)
+    far = runs[0].models.predict_log_price(x * 100)
+    assert torch.isfinite(far).all() and far.shape == (3, len(y))
