@@ -172,7 +172,7 @@ class PiecewiseLinear(TransformerMixin, BaseEstimator):
                  else [f"x{i}" for i in range(self.n_features_in_)])
         out = []
         for name, edges in zip(names, self.edges_, strict=True):
-            width = len(self._encode(np.zeros(1), edges))
+            width = max(1, len(edges) - 1)  # one feature per bin in either basis
             if self.basis == "ramps" and width > 1:
                 out += [f"{name}_ple{i + 1}" for i in range(width)]
             else:

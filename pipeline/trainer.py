@@ -188,6 +188,12 @@ class _BatchedOptimizer:
         self.exp_avg = [torch.zeros_like(p) for p in params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in params]
 
+    def carry_state(self, old: _BatchedOptimizer, keep: torch.Tensor) -> None:
+        """Continue the models at positions `keep` of `old`: their step counts and moments."""
+        self.beta_powers = old.beta_powers[:, keep]
+        self.exp_avg = [m[keep] for m in old.exp_avg]
+        self.exp_avg_sq = [v[keep] for v in old.exp_avg_sq]
+
     @torch.no_grad()
     def step(self, grads: list[torch.Tensor], mask: torch.Tensor) -> None:
         keep = mask.to(self.lr.dtype).view(-1, 1, 1)
@@ -289,7 +295,7 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     batch = arch.batch_size
     n_steps = -(-int(models.n_train.max()) // batch)
     epoch_now = torch.zeros((), dtype=torch.int64, device=device)
-    modes = []
+    runners: list[_EpochRunner] = []  # one per compaction (a CUDA graph is for one batch)
 
     def finish(rows: torch.Tensor) -> None:
         """Copy the results of the batch positions `rows` out to their models' places."""
@@ -301,15 +307,14 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
         best_stop_all[ids] = models.best_stop[rows]
 
     def runner() -> _EpochRunner:
-        modes.append(None)
-        return _EpochRunner(lambda: models.run_epoch(epoch_now, n_steps, batch), device,
-                            cuda_graph)
+        runners.append(_EpochRunner(lambda: models.run_epoch(epoch_now, n_steps, batch), device,
+                                    cuda_graph))
+        return runners[-1]
 
     train_epoch = runner()
     for epoch in range(total_epochs):
         epoch_now.fill_(epoch)
         train_epoch()
-        modes[-1] = train_epoch.mode
         with torch.no_grad():
             ran = models.active.clone()
             rmse = models.score_epoch(epoch, stop_on_val)
@@ -336,6 +341,7 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     adapters = out_b.pop().cpu() if models.adapters is not None else None
     stacked = StackedModels([w.cpu() for w in out_w], [b.cpu() for b in out_b], arch.activation,
                             y_mean.cpu(), y_std.cpu(), names, arch.linear_skip, adapters)
+    modes = [r.mode for r in runners]
     mode = next((m for m in modes if "failed" in m), modes[0])
     return TrainResult(stacked, hist[0].cpu(), hist[1].cpu(), best_epoch.cpu(), epochs_run.cpu(),
                        mode + (" + torch.compile" if models.fused else ""), hist[2].cpu())
@@ -431,11 +437,8 @@ class _Models:
                      "patience", "train_mask", "val_mask", "stop_mask", "n_train", "has_stop",
                      "y_mean", "y_std", "target", "best_stop", "best_epoch", "since_best",
                      "active", "epochs_run")
-        same_l1 = self.l1_skip is self.l1
         for name in per_model:
             setattr(self, name, getattr(self, name)[keep])
-        if same_l1:
-            self.l1_skip = self.l1
         old = self.opt
         self.weights = [w.detach()[keep].requires_grad_() for w in self.weights]
         self.biases = [b.detach()[keep].requires_grad_() for b in self.biases]
@@ -444,9 +447,7 @@ class _Models:
         self.best_w = [w[keep] for w in self.best_w]
         self.best_b = [b[keep] for b in self.best_b]
         self.opt = self._optimizer()
-        self.opt.beta_powers = old.beta_powers[:, keep]
-        self.opt.exp_avg = [m[keep] for m in old.exp_avg]
-        self.opt.exp_avg_sq = [v[keep] for v in old.exp_avg_sq]
+        self.opt.carry_state(old, keep)
 
     def run_epoch(self, epoch_now: torch.Tensor, n_steps: int, batch: int) -> None:
         """One epoch of minibatch steps for every model still in the batch. Everything it reads
