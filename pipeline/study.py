@@ -33,6 +33,7 @@ JOURNAL = "journal"
 HEARTBEAT_ATTR = "worker_heartbeat"  # a trial's last heartbeat (epoch seconds), where the
                                      # storage keeps none itself (the journal)
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
+GRACE_HEARTBEATS = 2  # a running trial whose worker missed this many heartbeats is stale
 
 
 @contextlib.contextmanager
@@ -100,7 +101,7 @@ def _rdb_storage(url: str, scheme: str, heartbeat_s: int):
     with quiet():
         return optuna.storages.RDBStorage(
             url, engine_kwargs={"connect_args": {"timeout": 30}} if scheme == "sqlite" else None,
-            heartbeat_interval=heartbeat_s, grace_period=2 * heartbeat_s,
+            heartbeat_interval=heartbeat_s, grace_period=GRACE_HEARTBEATS * heartbeat_s,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                 max_retry=1))
 
@@ -203,14 +204,8 @@ def open_study(storage, name: str, spec: dict, fixed: dict):
     try:
         study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
                                     direction="minimize")
-    except optuna.exceptions.DuplicatedStudyError:
-        study = None  # another worker created it: load it below
-    if study is None:
-        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-        if _recorded_signature(study, name) != signature:
-            raise PipelineError(f"sweep: study '{name}' was created with another space, rank_by "
-                                "or params; use another --study name (or the original space)")
-        return study
+    except optuna.exceptions.DuplicatedStudyError:  # another worker created it
+        return _join_study(storage, name, sampler, signature)
     if spec["sampler"] == "grid":
         # Optuna's GridSampler stops the study from inside tell(), which only works under
         # Study.optimize; queueing every combination in order does the same for ask/tell.
@@ -226,7 +221,11 @@ def open_study(storage, name: str, spec: dict, fixed: dict):
 SETUP_WAIT_S = 120
 
 
-def _recorded_signature(study, name: str) -> str:
+def _join_study(storage, name: str, sampler, signature: str):
+    """Load a study another worker created, once it has recorded its space; refuse another."""
+    import optuna
+
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     deadline = time.monotonic() + SETUP_WAIT_S
     while (stored := study.user_attrs.get("signature")) is None:
         if time.monotonic() > deadline:
@@ -235,7 +234,10 @@ def _recorded_signature(study, name: str) -> str:
                 f"created it stopped while setting it up); delete it (optuna delete-study "
                 f"--study-name {name} --storage URL) or use another --study name")
         time.sleep(0.2)
-    return stored
+    if stored != signature:
+        raise PipelineError(f"sweep: study '{name}' was created with another space, rank_by or "
+                            "params; use another --study name (or the original space)")
+    return study
 
 
 def _counts(study) -> tuple[int, list[int]]:
@@ -306,7 +308,7 @@ def run_worker(study, storage, spec: dict, evaluate: Callable[[list[dict]], list
     total, batch = spec["trials"], spec["batch"]
     ran = 0
     while True:
-        fail_stale_trials(study, storage, 2 * spec["heartbeat_s"])
+        fail_stale_trials(study, storage, GRACE_HEARTBEATS * spec["heartbeat_s"])
         done, _ = _counts(study)
         if done >= total:
             return ran
