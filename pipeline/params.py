@@ -214,6 +214,7 @@ class MembersParams:
 
     lasso: dict
     lgbm: dict
+    svr: dict
 
     def __post_init__(self):
         from pipeline.members import settings_of
@@ -237,6 +238,8 @@ class MembersParams:
                     _number(full, value[name], low=0 if name == "seed" else 1, integer=True)
                 elif name in ("subsample", "colsample_bytree"):
                     _number(full, value[name], low=0, low_open=True, high=1)
+                elif name == "epsilon":
+                    _number(full, value[name], low=0)
                 else:
                     _number(full, value[name], low=0, low_open=True)
 

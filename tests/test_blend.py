@@ -11,6 +11,7 @@ from pipeline import blend as blend_mod
 from pipeline.blend import Blender, blend, fit_weights, nested_oof
 from pipeline.errors import PipelineError
 from pipeline.member import cross_fit, member_plan, run_member
+from pipeline.members import FAMILIES
 from pipeline.params import parse_params
 from pipeline.predict import predict
 from pipeline.preprocess import preprocess, save
@@ -65,7 +66,7 @@ def test_a_member_perfect_only_on_one_fold_does_not_flatter_the_nested_score():
 
 @pytest.fixture
 def pipeline_run(ames_sample, tmp_path):
-    """A tiny end-to-end run: preprocess, MLP train + predict, lasso and lgbm members."""
+    """A tiny end-to-end run: preprocess, MLP train + predict, every other family's member."""
     params = repo_params(folds=3, n_seeds=1, max_epochs=15, patience=5, device="cpu")
     raw = dict(params.raw)
     raw["members"] = {**raw["members"], "lgbm": {**raw["members"]["lgbm"], "n_estimators": 50,
@@ -80,7 +81,7 @@ def pipeline_run(ames_sample, tmp_path):
     predict(params.predict, params.ensemble, tmp_path / "processed", tmp_path / "models",
             tmp_path / "mlp_alone.csv", tmp_path / "members/mlp/predictions.npz",
             tmp_path / "oof.csv", params.train)
-    for name in ("lasso", "lgbm"):
+    for name in FAMILIES:
         run_member(name, params, tmp_path / "processed", tmp_path / "members")
     return params, tmp_path
 
@@ -104,14 +105,16 @@ def test_one_member_blend_is_the_mlp_submission_byte_for_byte(pipeline_run):
     assert metrics["cv_rmse"] == pytest.approx(mlp_cv["cv_rmse"], abs=1e-12)
 
 
-def test_three_member_blend_writes_weights_members_and_a_valid_submission(pipeline_run):
+def test_default_blend_writes_weights_members_and_a_valid_submission(pipeline_run):
     params, tmp_path = pipeline_run
     metrics = run_blend(params, tmp_path)
-    assert set(metrics["weights"]) == {"mlp", "lasso", "lgbm"}
+    default = set(params.ensemble.members)
+    assert default == {"mlp", *FAMILIES}
+    assert set(metrics["weights"]) == default
     assert sum(metrics["weights"].values()) == pytest.approx(1, abs=1e-5)
-    assert set(metrics["members"]) == {"mlp", "lasso", "lgbm"}
+    assert set(metrics["members"]) == default
     table = (tmp_path / "blend_members.csv").read_text().splitlines()
-    assert table[0] == "model,cv_rmse,cv_rmse_no_outliers" and len(table) == 5
+    assert table[0] == "model,cv_rmse,cv_rmse_no_outliers" and len(table) == len(default) + 2
     assert (tmp_path / "submission.csv").is_file()
     again = run_blend(params, tmp_path, "again.csv")
     assert again == metrics
@@ -179,10 +182,28 @@ def test_unknown_member_is_a_params_error(repo_root):
     raw["members"]["lgbm"]["subsample"] = 1.5
     with pytest.raises(PipelineError, match=r"members\.lgbm\.subsample must be <= 1"):
         parse_params(raw)
+    raw["members"]["lgbm"]["subsample"] = 0.7
+    raw["members"]["svr"]["epsilon"] = 0.0  # a valid SVR: every residual costs
+    parse_params(raw)
+    raw["members"]["svr"]["gamma"] = 0
+    with pytest.raises(PipelineError, match=r"members\.svr\.gamma must be > 0"):
+        parse_params(raw)
 
+
+def test_svr_member_is_deterministic_and_fits_a_smooth_nonlinearity():
+    from pipeline.members import family
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 4))
+    y = 12 + 0.3 * np.sin(x[:, 0]) + 0.1 * x[:, 1] ** 2
+    settings = {"C": 20.0, "epsilon": 0.008, "gamma": 0.2}
+    first = family("svr").make_model(settings).fit(x[:200], y[:200]).predict(x[200:])
+    again = family("svr").make_model(settings).fit(x[:200], y[:200]).predict(x[200:])
+    assert np.array_equal(first, again)
+    assert np.sqrt(np.mean((first - y[200:]) ** 2)) < 0.5 * np.std(y[200:])
 
 def test_ridge_blend_has_an_intercept_and_is_nested_too(pipeline_run):
     params, tmp_path = pipeline_run
     metrics = run_blend(with_ensemble(params, blend="ridge"), tmp_path)
-    assert set(metrics["weights"]) == {"mlp", "lasso", "lgbm"}
+    assert set(metrics["weights"]) == set(params.ensemble.members)
     assert blend_mod.Blender("ridge", 1.0).fit(np.ones((4, 2)), np.ones(4)).intercept_ != 0.0

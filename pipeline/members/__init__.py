@@ -5,7 +5,7 @@ matrix and log price) and `SETTINGS`, the keys its `members.NAME` section of par
 The MLP is not here: it is the train stage, whose batched trainer fits every fold at once.
 """
 
-FAMILIES = ("lasso", "lgbm")
+FAMILIES = ("lasso", "lgbm", "svr")
 
 
 def family(name: str):

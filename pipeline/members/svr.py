@@ -1,0 +1,15 @@
+"""Support vector regression with an RBF kernel: a smooth nonlinear model of the whole matrix
+whose errors differ from the Lasso's (linear), LightGBM's (axis-aligned steps) and the MLP's.
+Deterministic (libsvm has no random state here); its epsilon-insensitive loss ignores residuals
+smaller than epsilon, in log price."""
+
+from __future__ import annotations
+
+from sklearn.svm import SVR
+
+SETTINGS = {"C": float, "epsilon": float, "gamma": float}
+
+
+def make_model(settings: dict) -> SVR:
+    return SVR(kernel="rbf", C=settings["C"], epsilon=settings["epsilon"],
+               gamma=settings["gamma"])
