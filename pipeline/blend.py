@@ -22,11 +22,11 @@ from sklearn.linear_model import Ridge
 from pipeline.atomic import atomic_path, write_text
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.errors import PipelineError
+from pipeline.folds import cv_metrics, split_per_fold
 from pipeline.inputs import read_npz
 from pipeline.member import plan_signature
 from pipeline.params import EnsembleParams, Params, load_params
 from pipeline.submission import write_submission
-from pipeline.train import cv_metrics, split_per_fold
 
 # Weight of the sum-to-one row in the constrained least squares; large enough that the weights
 # sum to one to ~1e-9, after which they are renormalised exactly.

@@ -22,10 +22,10 @@ from sklearn.exceptions import ConvergenceWarning
 from pipeline.atomic import atomic_path, write_text
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.errors import PipelineError
+from pipeline.folds import FoldPlan, cv_metrics, plan_folds, split_per_fold
 from pipeline.members import FAMILIES, family
 from pipeline.params import Params, TrainParams, load_params
 from pipeline.preprocess import load_test, load_train
-from pipeline.train import FoldPlan, cv_metrics, plan_folds, split_per_fold
 
 
 def member_plan(n_rows: int, outlier: np.ndarray, params: Params) -> FoldPlan:

@@ -13,7 +13,7 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +21,13 @@ import pandas as pd
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso
-from sklearn.model_selection import KFold
 from tqdm import tqdm
 
 from pipeline.atomic import atomic_path, replace_dir, write_text
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.ensemble import combine_log_predictions, rmse
 from pipeline.errors import PipelineError
+from pipeline.folds import FoldPlan, cv_metrics, plan_folds, split_per_fold
 from pipeline.importance import (
     column_groups,
     importance_table,
@@ -46,47 +46,6 @@ from pipeline.trainer import (
     target_scaling,
     train_batched,
 )
-
-
-@dataclass
-class FoldPlan:
-    """Which rows each model trains and is scored on."""
-
-    names: list[str]
-    fold_of_model: np.ndarray  # [M]
-    seeds: list[int]
-    train_mask: np.ndarray  # [M, N] bool
-    val_mask: np.ndarray  # [M, N] bool
-    fold_of_row: np.ndarray  # [N]
-
-
-def model_seed(seed: int, fold: int, replicate: int) -> int:
-    """A well-mixed 32-bit seed per (run seed, fold, replicate); the same across configs."""
-    return int(np.random.SeedSequence([seed, fold, replicate]).generate_state(1)[0])
-
-
-def plan_folds(n_rows: int, outlier: np.ndarray, params: TrainParams) -> FoldPlan:
-    if params.folds > n_rows:
-        raise PipelineError(f"train.folds={params.folds} exceeds the {n_rows} training rows")
-    splitter = KFold(n_splits=params.folds, shuffle=True, random_state=params.fold_seed)
-    fold_of_row = np.empty(n_rows, dtype=np.int64)
-    names, folds, seeds, train_rows, val_rows = [], [], [], [], []
-    for fold, (tr, va) in enumerate(splitter.split(np.arange(n_rows))):
-        fold_of_row[va] = fold
-        tmask = np.zeros(n_rows, dtype=bool)
-        tmask[tr] = True
-        if params.exclude_outliers:
-            tmask &= ~outlier
-        vmask = np.zeros(n_rows, dtype=bool)
-        vmask[va] = True
-        for rep in range(params.n_seeds):
-            names.append(f"fold{fold}_seed{rep}")
-            folds.append(fold)
-            seeds.append(model_seed(params.seed, fold, rep))
-            train_rows.append(tmask)
-            val_rows.append(vmask)
-    return FoldPlan(names, np.array(folds), seeds, np.stack(train_rows), np.stack(val_rows),
-                    fold_of_row)
 
 
 def stopping_rows(plan: FoldPlan, params: TrainParams) -> tuple[np.ndarray, np.ndarray]:
@@ -275,36 +234,6 @@ def oof_predictions(models: StackedModels, x: np.ndarray, plan: FoldPlan, averag
         rows = plan.fold_of_row == fold
         oof[rows] = combine_log_predictions(log_pred[plan.fold_of_model == fold][:, rows], average)
     return oof
-
-
-def cv_metrics(oof: np.ndarray, y: np.ndarray, outlier: np.ndarray, fold_of_row: np.ndarray
-               ) -> dict:
-    """CV scores of out-of-fold predictions; the per-fold ones under PER_FOLD_KEYS."""
-    folds = np.unique(fold_of_row)
-    per_fold = np.array([rmse(oof[fold_of_row == f], y[fold_of_row == f]) for f in folds])
-    clean = ~outlier
-    per_fold_clean = np.array([rmse(oof[(fold_of_row == f) & clean], y[(fold_of_row == f) & clean])
-                               for f in folds])
-    return {
-        "cv_rmse": float(per_fold.mean()),
-        "cv_rmse_std": float(per_fold.std()),
-        "cv_rmse_no_outliers": float(per_fold_clean.mean()),
-        "cv_rmse_no_outliers_std": float(per_fold_clean.std()),
-        "oof_rmse": rmse(oof, y),
-        "oof_rmse_no_outliers": rmse(oof[clean], y[clean]),
-        "fold_rmse": {f"fold{f}": float(v) for f, v in zip(folds, per_fold, strict=True)},
-        "fold_rmse_no_outliers": {f"fold{f}": float(v)
-                                  for f, v in zip(folds, per_fold_clean, strict=True)},
-    }
-
-
-PER_FOLD_KEYS = ("fold_rmse", "fold_rmse_no_outliers")
-
-
-def split_per_fold(metrics: dict) -> tuple[dict, dict]:
-    """(the headline numbers, the per-fold scores) of a cv_metrics result."""
-    return ({k: v for k, v in metrics.items() if k not in PER_FOLD_KEYS},
-            {k: metrics[k] for k in PER_FOLD_KEYS})
 
 
 def log_learning_curves(live_dir: str | os.PathLike, plan: FoldPlan, result: TrainResult) -> None:

@@ -207,3 +207,14 @@ def test_ridge_blend_has_an_intercept_and_is_nested_too(pipeline_run):
     metrics = run_blend(with_ensemble(params, blend="ridge"), tmp_path)
     assert set(metrics["weights"]) == set(params.ensemble.members)
     assert blend_mod.Blender("ridge", 1.0).fit(np.ones((4, 2)), np.ones(4)).intercept_ != 0.0
+
+
+def test_member_and_blend_stages_do_not_import_torch():
+    """They only read arrays and fit scikit-learn models; torch's import is most of a stage's
+    start-up time, three member stages and the blend pay it for nothing."""
+    import subprocess
+    import sys
+
+    code = "import sys, pipeline.member, pipeline.blend; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
