@@ -76,10 +76,14 @@ def lasso(x: np.ndarray, y: np.ndarray, alpha: float) -> Lasso:
 
     A rare fit on near-collinear columns (a total beside its parts) stops at max_iter a little
     short of the tolerance; it is used as it is, with one line saying so instead of a traceback.
+    Fitted in float64: scikit-learn fits float32 input in float32, and there its coordinate
+    descent's BLAS sums came out in one of two roundings from run to run on the same data (as
+    the working arrays' memory alignment fell), so the warm start, and every model trained
+    from it, was not reproducible.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        fitted = Lasso(alpha=alpha, max_iter=50_000, tol=1e-6).fit(x, y)
+        fitted = Lasso(alpha=alpha, max_iter=50_000, tol=1e-6).fit(x.astype(np.float64), y)
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
         print(f"train: note: a Lasso fit (alpha {alpha:g}, {len(y)} rows) stopped at its "
               f"iteration limit short of tol 1e-6; its coefficients are used as they are",
