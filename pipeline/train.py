@@ -253,12 +253,14 @@ def log_learning_curves(live_dir: str | os.PathLike, plan: FoldPlan, result: Tra
     shutil.rmtree(live_dir, ignore_errors=True)
     with Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None) as live:
         for epoch in range(result.train_rmse.shape[0]):
+            # Setting the step, not next_step(): that rewrites the summary and re-reads every
+            # curve logged so far (for DVC Studio) at each of ~200 epochs, seconds of the stage.
+            live.step = epoch
             for i, name in enumerate(plan.names):
                 for label, history in curves.items():
                     if not torch.isnan(history[epoch, i]):
                         live.log_metric(f"{label.replace(' ', '_').replace('-', '_')}/{name}",
                                         round(float(history[epoch, i]), 6))
-            live.next_step()
         for fold in np.unique(plan.fold_of_model):
             model = int(np.flatnonzero(plan.fold_of_model == fold)[0])
             chosen = int(result.best_epoch[model]) + 1

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sklearn.linear_model import Lasso
-
 SETTINGS = {"alpha": float, "max_iter": int, "tol": float}
 
 
-def make_model(settings: dict) -> Lasso:
+def make_model(settings: dict):
+    from sklearn.linear_model import Lasso  # here, not above: check-params reads SETTINGS only
+
     return Lasso(alpha=settings["alpha"], max_iter=settings["max_iter"], tol=settings["tol"])

@@ -5,11 +5,11 @@ smaller than epsilon, in log price."""
 
 from __future__ import annotations
 
-from sklearn.svm import SVR
-
 SETTINGS = {"C": float, "epsilon": float, "gamma": float}
 
 
-def make_model(settings: dict) -> SVR:
+def make_model(settings: dict):
+    from sklearn.svm import SVR  # here, not above: check-params reads SETTINGS only
+
     return SVR(kernel="rbf", C=settings["C"], epsilon=settings["epsilon"],
                gamma=settings["gamma"])
