@@ -76,9 +76,9 @@ def lasso(x: np.ndarray, y: np.ndarray, alpha: float) -> Lasso:
 
     A rare fit on near-collinear columns (a total beside its parts) stops at max_iter a little
     short of the tolerance; it is used as it is, with one line saying so instead of a traceback.
-    Fitted in float64: scikit-learn fits float32 input in float32, and there its coordinate
-    descent's BLAS sums came out in one of two roundings from run to run on the same data (as
-    the working arrays' memory alignment fell), so the warm start, and every model trained
+    Fitted in float64: scikit-learn fits float32 input in float32, and there the same rows gave
+    one of two coefficient vectors from fit to fit (on this project's AVX-512 CPU; most likely
+    its BLAS sums rounding by memory alignment), so the warm start, and every model trained
     from it, was not reproducible.
     """
     with warnings.catch_warnings(record=True) as caught:

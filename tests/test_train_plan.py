@@ -62,9 +62,9 @@ def test_lasso_warm_start_is_each_models_own_lasso_in_target_units():
 
 
 def test_lasso_fits_in_float64_whatever_the_inputs_dtype():
-    """float32 input would be fitted in float32, whose BLAS sums rounded one of two ways from run
-    to run on the same rows (with the working arrays' alignment): the warm start, and every MLP
-    trained from it, were not reproducible. In float64 the fit is the same for either dtype."""
+    """float32 input would be fitted in float32, which gave one of two coefficient vectors from
+    fit to fit on the same rows: the warm start, and every MLP trained from it, were not
+    reproducible. In float64 the fit is the same for either dtype."""
     x, y = synthetic_regression(N_ROWS, 6)
     x32 = x.astype(np.float32)
     fitted = lasso(x32, y, 0.01)
