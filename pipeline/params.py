@@ -232,16 +232,10 @@ class MembersParams:
             missing = sorted(set(expected) - set(value))
             if missing:
                 _fail(f"{key}.{missing[0]}", "is missing")
-            for name, kind in expected.items():
-                full = f"{key}.{name}"
-                if kind is int:
-                    _number(full, value[name], low=0 if name == "seed" else 1, integer=True)
-                elif name in ("subsample", "colsample_bytree"):
-                    _number(full, value[name], low=0, low_open=True, high=1)
-                elif name == "epsilon":
-                    _number(full, value[name], low=0)
-                else:
-                    _number(full, value[name], low=0, low_open=True)
+            for name, setting in expected.items():
+                _number(f"{key}.{name}", value[name], low=setting.low,
+                        low_open=setting.low_open, high=setting.high,
+                        integer=setting.kind is int)
 
 
 MEMBER_NAMES = ("mlp", *FAMILIES)  # the train stage's MLP, and the families of MembersParams

@@ -1,11 +1,33 @@
 """Model families of the blend, one module each, sharing scikit-learn's contract.
 
 Each module has `make_model(settings) -> estimator` (fit(x, y) / predict(x) on the preprocessed
-matrix and log price) and `SETTINGS`, the keys its `members.NAME` section of params.yaml takes.
+matrix and log price) and `SETTINGS`, the keys its `members.NAME` section of params.yaml takes,
+each a `Setting` with its type and allowed range (params.py checks them).
 The MLP is not here: it is the train stage, whose batched trainer fits every fold at once.
 """
 
+from dataclasses import dataclass
+
 FAMILIES = ("lasso", "lgbm", "svr")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting of a family: its type and range (low < value by default; <= with
+    low_open=False; value <= high when high is given)."""
+
+    kind: type = float
+    low: float = 0
+    low_open: bool = True
+    high: float | None = None
+
+    def __call__(self, text: str):
+        return self.kind(text)
+
+
+COUNT = Setting(int, low=1, low_open=False)  # an iteration or tree count, a thread count
+SEED = Setting(int, low=0, low_open=False)
+FRACTION = Setting(float, high=1)  # a share of rows or columns, in (0, 1]
 
 
 def family(name: str):

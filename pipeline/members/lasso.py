@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-SETTINGS = {"alpha": float, "max_iter": int, "tol": float}
+from pipeline.members import COUNT, Setting
+
+SETTINGS = {"alpha": Setting(), "max_iter": COUNT, "tol": Setting()}
 
 
 def make_model(settings: dict):

@@ -3,9 +3,11 @@ and MLP members'. Deterministic for a fixed seed and thread count (row-wise hist
 
 from __future__ import annotations
 
-SETTINGS = {"n_estimators": int, "learning_rate": float, "num_leaves": int,
-            "min_child_samples": int, "subsample": float, "colsample_bytree": float,
-            "reg_lambda": float, "seed": int, "threads": int}
+from pipeline.members import COUNT, FRACTION, SEED, Setting
+
+SETTINGS = {"n_estimators": COUNT, "learning_rate": Setting(), "num_leaves": COUNT,
+            "min_child_samples": COUNT, "subsample": FRACTION, "colsample_bytree": FRACTION,
+            "reg_lambda": Setting(), "seed": SEED, "threads": COUNT}
 
 
 def make_model(settings: dict):

@@ -5,7 +5,10 @@ smaller than epsilon, in log price."""
 
 from __future__ import annotations
 
-SETTINGS = {"C": float, "epsilon": float, "gamma": float}
+from pipeline.members import Setting
+
+# epsilon may be 0: then every residual costs.
+SETTINGS = {"C": Setting(), "epsilon": Setting(low_open=False), "gamma": Setting()}
 
 
 def make_model(settings: dict):
