@@ -28,7 +28,8 @@ from pipeline.trainer import make_deterministic, resolve_device
 
 
 def parse_axis(text: str, settings: dict) -> tuple[str, list]:
-    """'C=10,20' -> ('C', [10.0, 20.0]), typed as the family's SETTINGS say."""
+    """'C=10,20' -> ('C', [10.0, 20.0]), typed as the family's SETTINGS say (not range-checked:
+    a bad value is the library's error)."""
     key, _, values = text.partition("=")
     if key not in settings:
         raise SystemExit(f"error: {key!r} is not a setting of this family "
@@ -47,6 +48,8 @@ def main() -> None:
     x, y, outlier = data["x_train"].astype(np.float64), data["y_train"], data["outlier"]
     make_deterministic()
     names = list(params.ensemble.members)
+    if args.family not in names:  # scored inside the blend even where the default leaves it out
+        names.append(args.family)
     base = {seed: member_oofs(params, data, seed, resolve_device("auto"))
             for seed in args.fold_seeds}
     rows = []

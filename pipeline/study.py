@@ -269,12 +269,13 @@ class _Heartbeat:
         self.storage, self.interval_s = storage, interval_s
         # An in-memory study (no storage given) has no other workers to tell.
         self.trial_ids = trial_ids if _shared(storage) else []
+        self.native = _native_heartbeat(storage)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _beat(self) -> None:
         for trial_id in self.trial_ids:
-            if _native_heartbeat(self.storage):
+            if self.native:
                 self.storage.record_heartbeat(trial_id)
             else:
                 self.storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
