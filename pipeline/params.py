@@ -10,6 +10,7 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.members import FAMILIES
+from pipeline.schedules import LR_SCHEDULES, REG_SCHEDULES
 
 DEFAULT_PARAMS = "params.yaml"
 
@@ -157,6 +158,9 @@ class TrainParams:
     skip_init: str
     tabm_k: int
     input_scale: bool
+    periodic: int
+    periodic_dim: int
+    periodic_sigma: float
     activation: str
     dropout: float
     weight_decay: float
@@ -164,6 +168,8 @@ class TrainParams:
     l1_skip: float
     optimizer: str
     lr: float
+    lr_schedule: str
+    reg_schedule: str
     batch_size: int
     max_epochs: int
     patience: int
@@ -192,6 +198,9 @@ class TrainParams:
                   "train.linear_skip=true or train.skip_init=zeros")
         _number("train.tabm_k", self.tabm_k, low=1, integer=True)
         _bool("train.input_scale", self.input_scale)
+        _number("train.periodic", self.periodic, low=0, integer=True)
+        _number("train.periodic_dim", self.periodic_dim, low=1, integer=True)
+        _number("train.periodic_sigma", self.periodic_sigma, low=0, low_open=True)
         _choice("train.activation", self.activation, ACTIVATIONS)
         _number("train.dropout", self.dropout, low=0, high=1, high_open=True)
         _number("train.weight_decay", self.weight_decay, low=0)
@@ -199,6 +208,8 @@ class TrainParams:
         _number("train.l1_skip", self.l1_skip, low=0)
         _choice("train.optimizer", self.optimizer, OPTIMIZERS)
         _number("train.lr", self.lr, low=0, low_open=True)
+        _choice("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _choice("train.reg_schedule", self.reg_schedule, REG_SCHEDULES)
         _number("train.batch_size", self.batch_size, low=1, integer=True)
         _number("train.max_epochs", self.max_epochs, low=1, integer=True)
         _number("train.patience", self.patience, low=0, integer=True)

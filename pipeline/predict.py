@@ -40,8 +40,8 @@ def predict(params: PredictParams, ensemble: EnsembleParams, data_dir="data/proc
         print(f"predict: {n_clipped} test rows had features outside the training range (clamped)")
     paths = listed_model_paths(models_dir)
     models = load_models(paths)
-    if models.weights[0].shape[1] != x.shape[1]:
-        raise PipelineError(f"models expect {models.weights[0].shape[1]} features, test data has "
+    if models.n_inputs != x.shape[1]:
+        raise PipelineError(f"models expect {models.n_inputs} features, test data has "
                             f"{x.shape[1]}; re-run preprocess and train (dvc repro)")
     log_pred = models.predict_log_price(torch.tensor(x)).numpy()
     with np.errstate(over="ignore", invalid="ignore"):

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from pipeline.atomic import atomic_path
 from pipeline.errors import PipelineError
+from pipeline.periodic import Periodic
 
 ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
@@ -33,6 +34,7 @@ ADAPTER_STREAM = 0x7AB  # seeds the TabM adapters apart from the layers' init
 # Largest [models x rows x width] block evaluated at once; bounds memory for large M, not results.
 EVAL_BLOCK_ELEMENTS = 1 << 25
 MANIFEST = "models.json"  # the list of model files the train stage wrote
+PERIODIC_KEYS = ("frequencies", "weight", "bias")  # a model file's periodic embedding tensors
 
 
 def layer_sizes(n_features: int, hidden: Sequence[int], members: int = 1) -> list[int]:
@@ -51,11 +53,12 @@ def init_adapters(seeds: Sequence[int], members: int, n_features: int) -> torch.
     return torch.stack(signs)
 
 
-def init_weights(seeds: Sequence[int], sizes: Sequence[int], linear_skip: bool = False
-                 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def init_weights(seeds: Sequence[int], sizes: Sequence[int], linear_skip: bool = False,
+                 skip_inputs: int | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """nn.Linear's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from each model's own seed.
 
-    With `linear_skip`, a last weight [M, in, 1] (zeros) maps the input straight to the output.
+    With `linear_skip`, a last weight [M, in, 1] (zeros) maps the input straight to the output;
+    `skip_inputs` is its input width when the hidden layers see another (embedded) width.
     """
     per_model = []
     for seed in seeds:
@@ -70,26 +73,29 @@ def init_weights(seeds: Sequence[int], sizes: Sequence[int], linear_skip: bool =
     weights = [torch.stack([m[i][0] for m in per_model]) for i in range(len(sizes) - 1)]
     biases = [torch.stack([m[i][1] for m in per_model]) for i in range(len(sizes) - 1)]
     if linear_skip:
-        weights.append(torch.zeros(len(seeds), sizes[0], 1))
+        weights.append(torch.zeros(len(seeds), skip_inputs or sizes[0], 1))
     return weights, biases
 
 
 def forward(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
             activation: str, dropout: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
-            linear_skip: bool = False, adapters: torch.Tensor | None = None) -> torch.Tensor:
+            linear_skip: bool = False, adapters: torch.Tensor | None = None,
+            periodic: Periodic | None = None) -> torch.Tensor:
     """x [M, B, d] (or [B, d] shared by all models) -> [M, B] in the models' output units.
 
     With `linear_skip` the last weight is a linear path from input to output (wide and deep).
+    With `periodic`, the hidden layers see its embedding of x (pipeline/periodic.py); the linear
+    path sees x itself.
     With `adapters` [M, k, d] (TabM-mini, Gorishniy et al. 2025), each model is k members that
     share every hidden weight: member i sees its inputs times its own adapter row and has its
     own output unit; the linear path is shared. Returns [M, k, B], one prediction per member.
     """
     act = ACTIVATION_FUNCTIONS[activation]
     layers = weights[:-1] if linear_skip else weights
-    h = x
+    h = x if periodic is None else periodic(x)
     if adapters is not None:  # [M, B*k, d]: each row once per member, the members side by side
         # (row-major, so a row's dropout draws do not depend on how many rows the batch holds)
-        inputs = x if x.dim() == 3 else x.expand(adapters.shape[0], -1, -1)
+        inputs = h if h.dim() == 3 else h.expand(adapters.shape[0], -1, -1)
         h = (inputs[:, :, None, :] * adapters[:, None, :, :]).flatten(1, 2)
     last = len(layers) - 1
     for i, (w, b) in enumerate(zip(layers, biases, strict=True)):
@@ -110,18 +116,21 @@ def forward(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[t
 
 def predict_rows(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
                  activation: str, linear_skip: bool = False,
-                 adapters: torch.Tensor | None = None) -> torch.Tensor:
+                 adapters: torch.Tensor | None = None,
+                 periodic: Periodic | None = None) -> torch.Tensor:
     """Every model on every row of x [N, d] -> [M, N], in blocks of models to bound memory.
     A TabM model predicts the mean of its members."""
     n_models = weights[0].shape[0]
     members = 1 if adapters is None else adapters.shape[1]
-    widest = max(max(w.shape[2] for w in weights), x.shape[1] if members > 1 else 1)
+    widest = max(max(w.shape[2] for w in weights), weights[0].shape[1] if members > 1 else 1,
+                 0 if periodic is None else periodic.weight.shape[1] * periodic.weight.shape[2])
     block = max(1, EVAL_BLOCK_ELEMENTS // max(1, x.shape[0] * widest * members))
     parts = []
     for start in range(0, n_models, block):
         sl = slice(start, start + block)
         out = forward(x, [w[sl] for w in weights], [b[sl] for b in biases], activation,
-                      linear_skip=linear_skip, adapters=None if adapters is None else adapters[sl])
+                      linear_skip=linear_skip, adapters=None if adapters is None else adapters[sl],
+                      periodic=None if periodic is None else periodic.select(sl))
         parts.append(out if adapters is None else out.mean(1))
     return torch.cat(parts)
 
@@ -139,13 +148,21 @@ class StackedModels:
     linear_skip: bool = False
     adapters: torch.Tensor | None = None  # [M, k, d]: TabM members' input adapters (or, k = 1,
                                           # a learned scale per input of the hidden layers)
+    periodic: Periodic | None = None  # periodic embeddings of the numeric inputs
+
+    @property
+    def n_inputs(self) -> int:
+        """The number of features the models take."""
+        if self.periodic is not None:
+            return self.periodic.n_inputs
+        return self.weights[-1 if self.linear_skip else 0].shape[1]
 
     def predict_log_price(self, x: torch.Tensor) -> torch.Tensor:
         """[N, d] features -> [M, N] predicted log prices (float64)."""
         with torch.no_grad():
             raw = predict_rows(x.to(self.weights[0].dtype), self.weights, self.biases,
-                               self.activation, self.linear_skip,
-                               self.adapters).to(torch.float64)
+                               self.activation, self.linear_skip, self.adapters,
+                               self.periodic).to(torch.float64)
         return raw * self.y_std[:, None] + self.y_mean[:, None]
 
     def select(self, models: slice) -> StackedModels:
@@ -153,7 +170,8 @@ class StackedModels:
         return StackedModels([w[models] for w in self.weights], [b[models] for b in self.biases],
                              self.activation, self.y_mean[models], self.y_std[models],
                              self.names[models], self.linear_skip,
-                             None if self.adapters is None else self.adapters[models])
+                             None if self.adapters is None else self.adapters[models],
+                             None if self.periodic is None else self.periodic.select(models))
 
     def save_each(self, out_dir: str | os.PathLike, config: dict) -> list[Path]:
         """One file per model (weights + config), loadable with torch.load(weights_only=True).
@@ -173,6 +191,10 @@ class StackedModels:
                 "linear_skip": self.linear_skip,
                 **({} if one.adapters is None
                    else {"adapters": one.adapters[0].detach().cpu().clone()}),
+                **({} if one.periodic is None else {"periodic": {
+                    "n_inputs": one.periodic.n_inputs, "columns": one.periodic.columns.clone(),
+                    **{k: t[0].detach().cpu().clone() for k, t in
+                       zip(PERIODIC_KEYS, one.periodic.tensors, strict=True)}}}),
                 "y_mean": float(one.y_mean[0]),
                 "y_std": float(one.y_std[0]),
                 "name": name,
@@ -218,7 +240,10 @@ def load_models(paths: Sequence[str | os.PathLike]) -> StackedModels:
         except (OSError, RuntimeError, KeyError) as exc:
             raise PipelineError(f"{path}: not a readable model file ({exc}); re-run train") from exc
     shapes = {(tuple(tuple(w.shape) for w in p["weights"]),
-               tuple(p["adapters"].shape) if "adapters" in p else None) for p in payloads}
+               tuple(p["adapters"].shape) if "adapters" in p else None,
+               (int(p["periodic"]["n_inputs"]), tuple(p["periodic"]["columns"].tolist()),
+                *(tuple(p["periodic"][k].shape) for k in PERIODIC_KEYS)) if "periodic" in p
+               else None) for p in payloads}
     if len(shapes) != 1 or len({(p["activation"], p["linear_skip"]) for p in payloads}) != 1:
         raise PipelineError("model files differ in architecture; clear models/ and re-run train")
     n_weights, n_biases = len(payloads[0]["weights"]), len(payloads[0]["biases"])
@@ -232,4 +257,9 @@ def load_models(paths: Sequence[str | os.PathLike]) -> StackedModels:
         linear_skip=payloads[0]["linear_skip"],
         adapters=(torch.stack([p["adapters"] for p in payloads])
                   if "adapters" in payloads[0] else None),
+        periodic=(Periodic(int(payloads[0]["periodic"]["n_inputs"]),
+                           payloads[0]["periodic"]["columns"],
+                           *(torch.stack([p["periodic"][k] for p in payloads])
+                             for k in PERIODIC_KEYS))
+                  if "periodic" in payloads[0] else None),
     )

@@ -143,7 +143,8 @@ def skip_starts(x: np.ndarray, y: np.ndarray, configs: list[TrainParams],
 
 def architecture_of(params: TrainParams) -> Architecture:
     return Architecture(params.hidden, params.activation, params.optimizer, params.batch_size,
-                        params.linear_skip, params.tabm_k, params.input_scale)
+                        params.linear_skip, params.tabm_k, params.input_scale, params.periodic,
+                        params.periodic_dim, params.periodic_sigma)
 
 
 def per_model_settings(configs: list[TrainParams], seeds: list[int]) -> PerModel:
@@ -155,7 +156,8 @@ def per_model_settings(configs: list[TrainParams], seeds: list[int]) -> PerModel
     return PerModel(seeds=list(seeds) * len(configs), lr=each("lr"),
                     weight_decay=each("weight_decay"), l1=each("l1"), l1_skip=each("l1_skip"),
                     dropout=each("dropout"), max_epochs=each("max_epochs"),
-                    patience=each("patience"))
+                    patience=each("patience"), lr_schedule=each("lr_schedule"),
+                    reg_schedule=each("reg_schedule"))
 
 
 def fit_mlp_configs(x: np.ndarray, y: np.ndarray, plan: FoldPlan, configs: list[TrainParams],
@@ -209,7 +211,8 @@ def check_trained(result: TrainResult, plan: FoldPlan, y: np.ndarray, params: Tr
     ran = torch.arange(result.train_rmse.shape[0])[:, None] < result.epochs_run[None, :]
     diverged = (~torch.isfinite(result.train_rmse) & ran).any(0)
     adapters = [] if result.models.adapters is None else [result.models.adapters]
-    for tensor in [*result.models.weights, *result.models.biases, *adapters]:
+    periodic = [] if result.models.periodic is None else result.models.periodic.tensors
+    for tensor in [*result.models.weights, *result.models.biases, *adapters, *periodic]:
         diverged |= ~torch.isfinite(tensor.reshape(tensor.shape[0], -1)).all(1)
     kind = "the training loss became non-finite (diverged)"
     bad = diverged.numpy()

@@ -24,6 +24,8 @@ import torch
 
 from pipeline.counter_rng import dropout_keep, keep_mask, shuffle_order
 from pipeline.errors import PipelineError
+from pipeline.periodic import Periodic, embedded_columns, embedded_width, init_periodic
+from pipeline.schedules import factors, kind_codes
 from pipeline.stacked_mlp import (
     StackedModels,
     forward,
@@ -49,6 +51,9 @@ class Architecture:
     linear_skip: bool = False
     tabm_k: int = 1  # > 1: each model is k TabM-mini members sharing its hidden weights
     input_scale: bool = False  # a learned scale per input of the hidden layers (RealMLP)
+    periodic: int = 0  # > 0: periodic embeddings of the numeric inputs, this many frequencies
+    periodic_dim: int = 8  # units each numeric input becomes
+    periodic_sigma: float = 0.1  # std of the frequencies' start
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,10 @@ class PerModel:
     max_epochs: Sequence[int]
     patience: Sequence[int]  # 0: no early stopping, keep the last epoch
     l1_skip: Sequence[float] | None = None  # on the linear skip path; None: the same as l1
+    # pipeline/schedules.py: constant / cosine for lr, constant / flat_cos for dropout and weight
+    # decay (None: constant)
+    lr_schedule: Sequence[str] | None = None
+    reg_schedule: Sequence[str] | None = None
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -288,7 +297,7 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     hist = torch.full((3, total_epochs, n_models), float("nan"), device=device)
     best_stop_all = torch.full((n_models,), float("inf"), device=device)
     out_w = [torch.empty_like(w) for w in models.best_w]
-    out_b = [torch.empty_like(b) for b in models.best_b]  # the adapters last, if any
+    out_b = [torch.empty_like(b) for b in models.best_b]  # then adapters, embeddings, if any
     best_epoch = torch.zeros(n_models, dtype=torch.int64, device=device)
     epochs_run = torch.zeros(n_models, dtype=torch.int64, device=device)
     y_mean, y_std = models.y_mean, models.y_std
@@ -314,6 +323,7 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     train_epoch = runner()
     for epoch in range(total_epochs):
         epoch_now.fill_(epoch)
+        models.schedule(epoch)
         train_epoch()
         with torch.no_grad():
             ran = models.active.clone()
@@ -338,9 +348,12 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     finish(torch.arange(len(models.ids), device=device))
 
     names = list(names) if names is not None else [f"m{i}" for i in range(n_models)]
-    adapters = out_b.pop().cpu() if models.adapters is not None else None
-    stacked = StackedModels([w.cpu() for w in out_w], [b.cpu() for b in out_b], arch.activation,
-                            y_mean.cpu(), y_std.cpu(), names, arch.linear_skip, adapters)
+    biases, extra = [b.cpu() for b in out_b[:len(models.biases)]], out_b[len(models.biases):]
+    adapters = extra.pop(0).cpu() if models.adapters is not None else None
+    periodic = (None if models.periodic is None
+                else Periodic(x.shape[1], models.periodic.columns, *(t.cpu() for t in extra)))
+    stacked = StackedModels([w.cpu() for w in out_w], biases, arch.activation,
+                            y_mean.cpu(), y_std.cpu(), names, arch.linear_skip, adapters, periodic)
     modes = [r.mode for r in runners]
     mode = next((m for m in modes if "failed" in m), modes[0])
     return TrainResult(stacked, hist[0].cpu(), hist[1].cpu(), best_epoch.cpu(), epochs_run.cpu(),
@@ -379,6 +392,13 @@ class _Models:
         self.l1_skip = self.l1 if per_model.l1_skip is None else vec(per_model.l1_skip)
         self.rate = vec(per_model.dropout)
         self.use_dropout = bool((self.rate > 0).any())
+        # Scheduled settings: their epoch values are written into lr / wd / rate in place (so
+        # the optimiser and a captured CUDA graph keep reading the same tensors), from these.
+        self.base = torch.tensor([list(per_model.lr), list(per_model.weight_decay),
+                                  list(per_model.dropout)], dtype=torch.float64, device=device).T
+        self.kinds = torch.stack([kind_codes(per_model.lr_schedule, n_models, device),
+                                  kind_codes(per_model.reg_schedule, n_models, device)], 1)
+        self.scheduled = bool((self.kinds > 0).any())
         self.max_epochs = vec(per_model.max_epochs, torch.int64)
         self.patience = vec(per_model.patience, torch.int64)
         self.train_mask, self.val_mask, self.stop_mask = train_mask, val_mask, stop_mask
@@ -388,8 +408,17 @@ class _Models:
         self.y_mean, self.y_std = target_scaling(self.y, train_mask)
         self.target = ((self.y[None] - self.y_mean[:, None]) / self.y_std[:, None]).to(dtype)
 
-        weights, biases = init_weights(
-            per_model.seeds, layer_sizes(x.shape[1], arch.hidden, arch.tabm_k), arch.linear_skip)
+        self.periodic = None
+        width = x.shape[1]
+        if arch.periodic:
+            columns = embedded_columns(x.cpu())
+            self.periodic = Periodic(x.shape[1], columns, *(
+                t.to(device=device, dtype=dtype).requires_grad_() for t in init_periodic(
+                    per_model.seeds, len(columns), arch.periodic, arch.periodic_dim,
+                    arch.periodic_sigma)))
+            width = embedded_width(x.shape[1], len(columns), arch.periodic_dim)
+        weights, biases = init_weights(per_model.seeds, layer_sizes(width, arch.hidden, arch.tabm_k),
+                                       arch.linear_skip, x.shape[1])
         if skip_start is not None:
             start_w, start_b = (t.to(torch.float32).cpu() for t in skip_start)
             weights[-1] += start_w[:, :, None]
@@ -399,8 +428,8 @@ class _Models:
         # TabM adapters train like biases (no weight decay or L1: they scale around +-1), so
         # they travel at the end of the biases' list.
         # RealMLP's scaling layer is the same thing for one member, started at 1.
-        adapters = (init_adapters(per_model.seeds, arch.tabm_k, x.shape[1]) if arch.tabm_k > 1
-                    else torch.ones(len(per_model), 1, x.shape[1]) if arch.input_scale else None)
+        adapters = (init_adapters(per_model.seeds, arch.tabm_k, width) if arch.tabm_k > 1
+                    else torch.ones(len(per_model), 1, width) if arch.input_scale else None)
         self.adapters = (None if adapters is None
                          else adapters.to(device=device, dtype=dtype).requires_grad_())
         self.update, self.mask_fn = (compiled_kernels() if fused
@@ -416,7 +445,10 @@ class _Models:
 
     @property
     def unpenalised(self) -> list[torch.Tensor]:
-        return [*self.biases, *([] if self.adapters is None else [self.adapters])]
+        """Biases, then the adapters and the periodic embeddings (trained like biases: no weight
+        decay or L1; the penalised hidden layer after them keeps their output in check)."""
+        return [*self.biases, *([] if self.adapters is None else [self.adapters]),
+                *([] if self.periodic is None else self.periodic.tensors)]
 
     @property
     def params(self) -> list[torch.Tensor]:
@@ -434,7 +466,8 @@ class _Models:
         """Keep only batch positions `keep` (in order): every per-model tensor and the
         optimiser's moments are indexed, so each kept model continues exactly where it was."""
         per_model = ("ids", "seeds", "lr", "wd", "l1", "l1_skip", "rate", "max_epochs",
-                     "patience", "train_mask", "val_mask", "stop_mask", "n_train", "has_stop",
+                     "patience", "base", "kinds", "train_mask", "val_mask", "stop_mask",
+                     "n_train", "has_stop",
                      "y_mean", "y_std", "target", "best_stop", "best_epoch", "since_best",
                      "active", "epochs_run")
         for name in per_model:
@@ -444,10 +477,23 @@ class _Models:
         self.biases = [b.detach()[keep].requires_grad_() for b in self.biases]
         if self.adapters is not None:
             self.adapters = self.adapters.detach()[keep].requires_grad_()
+        if self.periodic is not None:
+            self.periodic = Periodic(self.periodic.n_inputs, self.periodic.columns,
+                                     *(t.detach()[keep].requires_grad_()
+                                       for t in self.periodic.tensors), self.periodic._indices)
         self.best_w = [w[keep] for w in self.best_w]
         self.best_b = [b[keep] for b in self.best_b]
         self.opt = self._optimizer()
         self.opt.carry_state(old, keep)
+
+    def schedule(self, epoch: int) -> None:
+        """Set lr, weight decay and dropout to their values for `epoch` (in place)."""
+        if not self.scheduled:
+            return
+        lr_f = factors(self.kinds[:, 0], epoch, self.max_epochs)
+        reg_f = factors(self.kinds[:, 1], epoch, self.max_epochs)
+        for value, column, f in ((self.lr, 0, lr_f), (self.wd, 1, reg_f), (self.rate, 2, reg_f)):
+            value.copy_(self.base[:, column] * f)
 
     def run_epoch(self, epoch_now: torch.Tensor, n_steps: int, batch: int) -> None:
         """One epoch of minibatch steps for every model still in the batch. Everything it reads
@@ -471,7 +517,7 @@ class _Models:
                     return dropout_keep(seeds, layer, epoch_now, step, h.shape[1], h.shape[2],
                                         rate, self.mask_fn)
             out = forward(self.x[idx], self.weights, self.biases, self.arch.activation, drop,
-                          self.arch.linear_skip, self.adapters)
+                          self.arch.linear_skip, self.adapters, self.periodic)
             zero = torch.zeros((), device=device, dtype=dtype)
             target = self.target[model_index, idx]
             if self.adapters is None:
@@ -488,7 +534,7 @@ class _Models:
         Returns [3, M]: log-RMSE on the training, validation and early-stopping rows."""
         dtype = self.x.dtype
         pred = (predict_rows(self.x, self.weights, self.biases, self.arch.activation,
-                             self.arch.linear_skip, self.adapters)
+                             self.arch.linear_skip, self.adapters, self.periodic)
                 * self.y_std[:, None].to(dtype) + self.y_mean[:, None].to(dtype))
         y = self.y.to(dtype)
         train_rmse = _masked_rmse(pred, y, self.train_mask)

@@ -26,6 +26,17 @@ def make_case(n_rows=90, n_features=5):
     return torch.tensor(x), torch.tensor(y)
 
 
+PERIODIC = {"periodic": 3, "periodic_dim": 4, "periodic_sigma": 0.5}
+
+
+def make_mixed_case():
+    """Numeric columns, a 0/1 flag and a constant: the periodic embedding takes only the first."""
+    x, y = make_case()
+    x[:, 1] = (x[:, 1] > 0).float()
+    x[:, 3] = 0.0
+    return x, y
+
+
 CASES = [
     # optimizer, hidden, per-model (lr, weight_decay, l1, dropout), patience, linear skip, options
     ("adamw", (16, 8), [(0.01, 0.05, 0.0, 0.0), (0.003, 0.0, 1e-3, 0.2), (0.01, 0.1, 0.0, 0.5)], 3,
@@ -42,23 +53,35 @@ CASES = [
      {"tabm_k": 3}),
     ("adam", (12,), [(0.005, 0.01, 0.0, 0.2), (0.01, 0.0, 5e-4, 0.3), (0.002, 0.1, 0.0, 0.0)], 3,
      True, {"input_scale": True}),
+    ("adamw", (8,), [(0.01, 0.05, 1e-3, 0.3), (0.003, 0.0, 0.0, 0.0), (0.02, 0.5, 1e-4, 0.1)], 3,
+     True, PERIODIC),
+    ("sgd", (6,), [(0.05, 0.01, 0.0, 0.0), (0.02, 0.0, 1e-3, 0.2), (0.1, 0.001, 0.0, 0.0)], 2,
+     False, {**PERIODIC, "tabm_k": 3}),
+    # per-model schedules (lr, then dropout and weight decay), not architecture options
+    ("adamw", (8,), [(0.01, 0.05, 1e-3, 0.3), (0.003, 0.1, 0.0, 0.2), (0.02, 0.5, 1e-4, 0.4)], 0,
+     True, {"schedules": [("cosine", "flat_cos"), ("constant", "flat_cos"), ("cosine", "constant")]}),
+    ("adam", (12,), [(0.005, 0.01, 0.0, 0.2), (0.01, 0.05, 5e-4, 0.3), (0.002, 0.1, 0.0, 0.0)], 3,
+     False, {"schedules": [("cosine", "flat_cos")] * 3}),
 ]
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(("optimizer", "hidden", "settings", "patience", "skip", "options"), CASES)
 def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip, options, device):
-    x, y = make_case()
+    x, y = make_mixed_case() if options.get("periodic") else make_case()
     train_mask, val_mask = fold_masks(len(y), 3)
     # Model i trains on fold i % 3 with its own hyperparameters and seed; the last row of one
     # fold is dropped so the models have different numbers of training rows.
     train_mask[1, 0] = False
     seeds = [11, 22, 33]
+    options = dict(options)
+    schedules = options.pop("schedules", [("constant", "constant")] * 3)
     arch = Architecture(hidden, "relu", optimizer, batch_size=16, linear_skip=skip, **options)
     per_model = PerModel(seeds=seeds, lr=[s[0] for s in settings],
                          weight_decay=[s[1] for s in settings], l1=[s[2] for s in settings],
                          dropout=[s[3] for s in settings], max_epochs=[12, 9, 12],
-                         patience=[patience] * 3)
+                         patience=[patience] * 3, lr_schedule=[s[0] for s in schedules],
+                         reg_schedule=[s[1] for s in schedules])
     on = device.split("+")[0]
     result = train_batched(x.to(on), y.to(on), train_mask, val_mask, arch, per_model,
                            compile_kernels=device.endswith("+compile"))
@@ -67,7 +90,8 @@ def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip,
         ref_w, ref_b, ref_hist, ref_best = train_one(
             x, y, train_mask[m], val_mask[m], seed=seeds[m], hidden=hidden, activation="relu",
             optimizer=optimizer, batch_size=16, lr=lr, weight_decay=wd, l1=l1, dropout=rate,
-            max_epochs=per_model.max_epochs[m], patience=patience, linear_skip=skip, **options)
+            max_epochs=per_model.max_epochs[m], patience=patience, linear_skip=skip,
+            lr_schedule=schedules[m][0], reg_schedule=schedules[m][1], **options)
         assert int(result.best_epoch[m]) == ref_best
         assert int(result.epochs_run[m]) == len(ref_hist)
         np.testing.assert_allclose(result.val_rmse[:len(ref_hist), m].numpy(), ref_hist,
@@ -77,7 +101,13 @@ def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip,
         for got, want in zip(result.models.weights, ref_w, strict=True):
             torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
         adapters = [] if result.models.adapters is None else [result.models.adapters]
-        assert len(adapters) == bool(options)
+        assert len(adapters) == bool(options.get("tabm_k") or options.get("input_scale"))
+        periodic = result.models.periodic
+        assert (periodic is None) == (not options.get("periodic"))
+        if periodic is not None:
+            assert periodic.columns.tolist() == [0, 2, 4]
+            adapters += [periodic.frequencies, periodic.weight.unflatten(2, (-1, 4)),
+                         periodic.bias]
         for got, want in zip([*result.models.biases, *adapters], ref_b, strict=True):
             torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
 
@@ -299,11 +329,11 @@ def test_skip_start_is_where_the_linear_path_begins():
                       PerModel.repeat([1, 2, 3], **settings), skip_start=(start_w, start_b))
 
 
-@pytest.mark.parametrize("options", [{"tabm_k": 3}, {"input_scale": True}])
+@pytest.mark.parametrize("options", [{"tabm_k": 3}, {"input_scale": True}, PERIODIC])
 def test_member_options_are_deterministic_batch_independent_and_finite(options):
-    """TabM members and the input scale on the CPU: the same weights run to run, the same
-    weights whichever other models share the batch, a constant input column and rows far
-    outside the training range give finite predictions."""
+    """TabM members, the input scale and periodic embeddings on the CPU: the same weights run to
+    run, the same weights whichever other models share the batch, a constant input column and
+    rows far outside the training range give finite predictions."""
     x, y = make_case()
     x[:, 2] = 0.0  # a constant column (what standardising a constant gives)
     train_mask, val_mask = fold_masks(len(y), 3)
@@ -314,11 +344,11 @@ def test_member_options_are_deterministic_batch_independent_and_finite(options):
             for _ in range(2)]
     pair = train_batched(x, y, train_mask[1:], val_mask[1:], arch,
                          PerModel.repeat([6, 7], **settings))
-    first = [*runs[0].models.weights, *runs[0].models.biases, runs[0].models.adapters]
-    second = [*runs[1].models.weights, *runs[1].models.biases, runs[1].models.adapters]
-    alone = [*pair.models.weights, *pair.models.biases, pair.models.adapters]
+    first, second, alone = ([*r.models.weights, *r.models.biases, r.models.adapters,
+                             *(r.models.periodic.tensors if r.models.periodic else [])]
+                            for r in (*runs, pair))
     for a, b, c in zip(first, second, alone, strict=True):
-        assert torch.equal(a, b)
-        assert torch.equal(a[1:], c)
+        assert torch.equal(a, b) if a is not None else a is b is None
+        assert torch.equal(a[1:], c) if a is not None else c is None
     far = runs[0].models.predict_log_price(x * 100)
     assert torch.isfinite(far).all() and far.shape == (3, len(y))
