@@ -3,6 +3,7 @@
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 from conftest import repo_params, synthetic_regression
 
@@ -106,10 +107,12 @@ def test_unconverged_lasso_is_one_line_not_a_warning(monkeypatch, capsys):
     assert err.count("\n") == 1 and "stopped at its iteration limit" in err
 
 
-def test_a_configs_result_is_bit_identical_alone_and_inside_any_batch(ames_sample):
+@pytest.mark.parametrize("vary", ["lr_dropout", "schedules"])
+def test_a_configs_result_is_bit_identical_alone_and_inside_any_batch(ames_sample, vary):
     """The default training (200 epochs, early stopping on a holdout, Lasso warm start), one
     config alone and as the 3rd of a 4-config grid: the same bits, so a sweep's score for a
-    config is the score dvc repro gives for it."""
+    config is the score dvc repro gives for it. Also when the others' lr and regularisers follow
+    schedules (which rewrites every model's settings each epoch) and it does not."""
     import dataclasses
 
     import torch
@@ -123,8 +126,11 @@ def test_a_configs_result_is_bit_identical_alone_and_inside_any_batch(ames_sampl
     data = preprocess(train_frame, test_frame, params.preprocess)
     x, y, outlier = data["x_train"], data["y_train"], data["outlier"]
     make_deterministic()
-    grid = [dataclasses.replace(params.train, dropout=d, lr=lr)
-            for d in (0.3, 0.56) for lr in (0.00078, 0.002)]
+    grid = ([dataclasses.replace(params.train, dropout=d, lr=lr)
+             for d in (0.3, 0.56) for lr in (0.00078, 0.002)] if vary == "lr_dropout" else
+            [dataclasses.replace(params.train, lr_schedule=lr, reg_schedule=reg, max_epochs=e)
+             for lr, reg, e in (("cosine", "flat_cos", 60), ("cosine", "constant", 100),
+                                ("constant", "constant", 200), ("constant", "flat_cos", 80))])
     target = grid[2]
     plan = plan_folds(len(y), outlier, target)
     alone = fit_mlp_configs(x, y, plan, [target], torch.device("cpu"))[0]

@@ -329,17 +329,20 @@ def test_skip_start_is_where_the_linear_path_begins():
                       PerModel.repeat([1, 2, 3], **settings), skip_start=(start_w, start_b))
 
 
-@pytest.mark.parametrize("options", [{"tabm_k": 3}, {"input_scale": True}, PERIODIC])
+@pytest.mark.parametrize("options", [{"tabm_k": 3}, {"input_scale": True}, PERIODIC,
+                                     {"lr_schedule": "cosine", "reg_schedule": "flat_cos"}])
 def test_member_options_are_deterministic_batch_independent_and_finite(options):
-    """TabM members, the input scale and periodic embeddings on the CPU: the same weights run to
-    run, the same weights whichever other models share the batch, a constant input column and
-    rows far outside the training range give finite predictions."""
+    """TabM members, the input scale, periodic embeddings and the schedules on the CPU: the same
+    weights run to run, the same weights whichever other models share the batch, a constant
+    input column and rows far outside the training range give finite predictions."""
     x, y = make_case()
     x[:, 2] = 0.0  # a constant column (what standardising a constant gives)
     train_mask, val_mask = fold_masks(len(y), 3)
-    arch = Architecture((12,), "relu", "adamw", batch_size=16, linear_skip=True, **options)
+    schedules = {k: options[k] for k in ("lr_schedule", "reg_schedule") if k in options}
+    arch = Architecture((12,), "relu", "adamw", batch_size=16, linear_skip=True,
+                        **{k: v for k, v in options.items() if k not in schedules})
     settings = dict(lr=0.01, weight_decay=0.01, l1=1e-4, dropout=0.3, max_epochs=15, patience=4,
-                    l1_skip=1e-3)
+                    l1_skip=1e-3, **schedules)
     runs = [train_batched(x, y, train_mask, val_mask, arch, PerModel.repeat([5, 6, 7], **settings))
             for _ in range(2)]
     pair = train_batched(x, y, train_mask[1:], val_mask[1:], arch,
