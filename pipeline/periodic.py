@@ -80,8 +80,8 @@ class Periodic:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x [M, B, d] (or [B, d] shared by all models) -> [M, B, d - F + F * dim]."""
-        n_models, (n_cols, k), dim = self.frequencies.shape[0], self.frequencies.shape[1:], \
-            self.bias.shape[2]
+        n_models, n_cols, k = self.frequencies.shape
+        dim = self.bias.shape[2]
         x = x if x.dim() == 3 else x.expand(n_models, -1, -1)
         columns, kept = self.indices(x.device)
         angle = (2 * math.pi) * x[:, :, columns, None] * self.frequencies[:, None]  # [M,B,F,k]
