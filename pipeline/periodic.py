@@ -15,8 +15,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
+
+from pipeline.counter_rng import stream_generator
 
 PERIODIC_STREAM = 0x9E7  # seeds the embeddings apart from the layers' init and the adapters
 
@@ -34,8 +35,7 @@ def init_periodic(seeds: Sequence[int], n_columns: int, frequencies: int, dim: i
     bound = 1.0 / math.sqrt(2 * frequencies)
     parts: list[list[torch.Tensor]] = [[], [], []]
     for seed in seeds:
-        gen = torch.Generator().manual_seed(
-            int(np.random.SeedSequence([int(seed), PERIODIC_STREAM]).generate_state(1)[0]))
+        gen = stream_generator(seed, PERIODIC_STREAM)
         parts[0].append(torch.randn(n_columns, frequencies, generator=gen) * sigma)
         parts[1].append((torch.rand(n_columns, 2 * frequencies * dim, generator=gen) * 2 - 1)
                         * bound)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # torch is imported where the tensors are made: params.py rea
 
 LR_SCHEDULES = ("constant", "cosine")
 REG_SCHEDULES = ("constant", "flat_cos")
-KINDS = ("constant", "cosine", "flat_cos")
+KINDS = tuple(dict.fromkeys(LR_SCHEDULES + REG_SCHEDULES))  # every schedule, coded by index
 
 
 def factor(kind: str, epoch: int, max_epochs: int) -> float:

@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from pipeline.atomic import atomic_path
+from pipeline.counter_rng import stream_generator
 from pipeline.errors import PipelineError
 from pipeline.periodic import Periodic
 
@@ -47,8 +47,7 @@ def init_adapters(seeds: Sequence[int], members: int, n_features: int) -> torch.
     of its own, so the layers' init is the same as without adapters)."""
     signs = []
     for seed in seeds:
-        gen = torch.Generator().manual_seed(
-            int(np.random.SeedSequence([int(seed), ADAPTER_STREAM]).generate_state(1)[0]))
+        gen = stream_generator(seed, ADAPTER_STREAM)
         signs.append(torch.randint(0, 2, (members, n_features), generator=gen) * 2.0 - 1.0)
     return torch.stack(signs)
 
