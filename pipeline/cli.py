@@ -12,7 +12,8 @@ COMMANDS = {
     "preprocess": ("pipeline.preprocess", "fit the feature transform, write the matrices (stage 2)"),
     "train": ("pipeline.train", "K-fold cross-validation, fold models and CV metrics (stage 3)"),
     "predict": ("pipeline.predict", "the MLP's fold models on the test set (stage 4)"),
-    "member": ("pipeline.member", "train one blend member (lasso, lgbm, svr) on the MLP's folds"),
+    "member": ("pipeline.member", "train one blend member (lasso, lgbm, svr, lasso_svr) on the "
+               "MLP's folds"),
     "blend": ("pipeline.blend", "blend the members on out-of-fold predictions: submission.csv"),
     "sweep": ("pipeline.sweep", "score a search space by the train stage's CV; rank, apply, queue"),
     "submit": ("pipeline.submit", "validate and send submission.csv to Kaggle, log the score"),

@@ -226,6 +226,7 @@ class MembersParams:
     lasso: dict
     lgbm: dict
     svr: dict
+    lasso_svr: dict
 
     def __post_init__(self):
         from pipeline.members import settings_of

@@ -202,6 +202,62 @@ def test_svr_member_is_deterministic_and_fits_a_smooth_nonlinearity():
     assert np.array_equal(first, again)
     assert np.sqrt(np.mean((first - y[200:]) ** 2)) < 0.5 * np.std(y[200:])
 
+def lasso_svr_settings(**changes):
+    settings = {"C": 20.0, "epsilon": 0.008, "gamma": 0.2, "power": 2.0, "lasso_alpha": 0.01,
+                "lasso_max_iter": 50000, "lasso_tol": 1e-6}
+    return {**settings, **changes}
+
+
+def test_lasso_svr_kernel_ignores_the_columns_its_lasso_drops():
+    """Columns with a zero Lasso coefficient leave the kernel (scale 0), so noise in them cannot
+    move a prediction; the kept columns' scales average 1 and follow |coef| ** power."""
+    from pipeline.members import family
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(300, 6))
+    y = 12 + 0.4 * x[:, 0] + 0.1 * x[:, 1] + 0.2 * np.sin(2 * x[:, 0])  # columns 2-5: noise
+    model = family("lasso_svr").make_model(lasso_svr_settings()).fit(x[:200], y[:200])
+    scale = model[0].scale_
+    kept = scale > 0
+    assert kept[:2].all() and scale[0] > 4 * scale[1]  # (0.4 / 0.1) ** 2 ~ 16
+    assert scale[kept].mean() == pytest.approx(1, abs=1e-12)
+    assert not kept.all()
+    noisy = x[200:].copy()
+    noisy[:, ~kept] = rng.normal(size=(100, (~kept).sum())) * 100
+    first = model.predict(x[200:])
+    assert np.array_equal(first, model.predict(noisy))
+    again = family("lasso_svr").make_model(lasso_svr_settings()).fit(x[:200], y[:200])
+    assert np.array_equal(first, again.predict(x[200:]))  # deterministic
+    assert np.sqrt(np.mean((first - y[200:]) ** 2)) < 0.3 * np.std(y[200:])
+
+
+def test_lasso_svr_with_power_zero_is_the_plain_svr():
+    from pipeline.members import family
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(200, 5))
+    y = 12 + 0.3 * np.sin(x[:, 0]) + 0.1 * x[:, 1]
+    plain = family("svr").make_model({"C": 20.0, "epsilon": 0.008, "gamma": 0.2})
+    scaled = family("lasso_svr").make_model(lasso_svr_settings(power=0.0))
+    assert np.array_equal(plain.fit(x[:150], y[:150]).predict(x[150:]),
+                          scaled.fit(x[:150], y[:150]).predict(x[150:]))
+
+
+def test_lasso_svr_says_when_its_lasso_keeps_no_column(repo_root):
+    import yaml
+
+    from pipeline.members import family
+
+    x = np.random.default_rng(6).normal(size=(50, 3))
+    model = family("lasso_svr").make_model(lasso_svr_settings(lasso_alpha=100.0))
+    with pytest.raises(PipelineError, match="kept no column.*lower members.lasso_svr.lasso_alpha"):
+        model.fit(x, 12 + 0.01 * x[:, 0])
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    raw["members"]["lasso_svr"]["power"] = -1
+    with pytest.raises(PipelineError, match=r"members\.lasso_svr\.power must be >= 0"):
+        parse_params(raw)
+
+
 def test_ridge_blend_has_an_intercept_and_is_nested_too(pipeline_run):
     params, tmp_path = pipeline_run
     metrics = run_blend(with_ensemble(params, blend="ridge"), tmp_path)
