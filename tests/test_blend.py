@@ -217,7 +217,7 @@ def test_lasso_svr_kernel_ignores_the_columns_its_lasso_drops():
     x = rng.normal(size=(300, 6))
     y = 12 + 0.4 * x[:, 0] + 0.1 * x[:, 1] + 0.2 * np.sin(2 * x[:, 0])  # columns 2-5: noise
     model = family("lasso_svr").make_model(lasso_svr_settings()).fit(x[:200], y[:200])
-    scale = model[0].scale_
+    scale = model.scale_
     kept = scale > 0
     assert kept[:2].all() and scale[0] > 4 * scale[1]  # (0.4 / 0.1) ** 2 ~ 16
     assert scale[kept].mean() == pytest.approx(1, abs=1e-12)
@@ -274,3 +274,16 @@ def test_member_and_blend_stages_do_not_import_torch():
     code = "import sys, pipeline.member, pipeline.blend; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_parameter_check_imports_neither_torch_nor_scikit_learn(repo_root):
+    """check-params runs first in every `dvc repro`; reading the families' SETTINGS must not
+    import the libraries their models need (a family module imports them in make_model / fit)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pipeline.params import load_params; load_params('params.yaml'); "
+            "print('torch' in sys.modules, 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=repo_root)
+    assert out.stdout.strip() == "False False"

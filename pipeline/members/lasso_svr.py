@@ -11,7 +11,6 @@ member's (a relevance-scaled, ARD-like kernel; see docs/model-search.md).
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 
 from pipeline.errors import PipelineError
 from pipeline.members import COUNT, Setting
@@ -21,36 +20,34 @@ SETTINGS = {"C": Setting(), "epsilon": Setting(low_open=False), "gamma": Setting
             "lasso_tol": Setting()}
 
 
-class LassoColumnScale(TransformerMixin, BaseEstimator):
-    """Multiply each column by its in-fold Lasso |coefficient| ** power (mean 1 over the kept)."""
+class LassoScaledSVR:
+    """fit / predict as scikit-learn's estimators (scikit-learn is imported in fit, not here:
+    check-params reads SETTINGS and must not pay for it). `scale_` is the columns' scale."""
 
-    def __init__(self, alpha: float = 0.0005, power: float = 2.0, max_iter: int = 50000,
-                 tol: float = 1e-6):
-        self.alpha, self.power, self.max_iter, self.tol = alpha, power, max_iter, tol
+    def __init__(self, settings: dict):
+        self.settings = dict(settings)
 
-    def fit(self, x, y):
+    def fit(self, x: np.ndarray, y: np.ndarray) -> LassoScaledSVR:
         from sklearn.linear_model import Lasso
+        from sklearn.svm import SVR
 
-        coef = np.abs(Lasso(alpha=self.alpha, max_iter=self.max_iter, tol=self.tol)
-                      .fit(x, y).coef_)
+        s = self.settings
+        coef = np.abs(Lasso(alpha=s["lasso_alpha"], max_iter=s["lasso_max_iter"],
+                            tol=s["lasso_tol"]).fit(x, y).coef_)
         kept = coef > 0
         if not kept.any():
-            raise PipelineError(f"member lasso_svr: the Lasso (lasso_alpha {self.alpha}) kept "
-                                "no column, so the kernel sees nothing; lower "
+            raise PipelineError(f"member lasso_svr: the Lasso (lasso_alpha {s['lasso_alpha']}) "
+                                "kept no column, so the kernel sees nothing; lower "
                                 "members.lasso_svr.lasso_alpha")
-        scale = np.where(kept, coef, 0.0) ** self.power
+        scale = np.where(kept, coef, 0.0) ** s["power"]  # power 0: every column 1 (plain SVR)
         self.scale_ = scale / scale[kept].mean()
+        self.svr_ = SVR(kernel="rbf", C=s["C"], epsilon=s["epsilon"], gamma=s["gamma"])
+        self.svr_.fit(x * self.scale_, y)
         return self
 
-    def transform(self, x):
-        return np.asarray(x) * self.scale_
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.svr_.predict(np.asarray(x) * self.scale_)
 
 
-def make_model(settings: dict):
-    from sklearn.pipeline import make_pipeline  # here, not above: check-params reads SETTINGS only
-    from sklearn.svm import SVR
-
-    return make_pipeline(
-        LassoColumnScale(alpha=settings["lasso_alpha"], power=settings["power"],
-                         max_iter=settings["lasso_max_iter"], tol=settings["lasso_tol"]),
-        SVR(kernel="rbf", C=settings["C"], epsilon=settings["epsilon"], gamma=settings["gamma"]))
+def make_model(settings: dict) -> LassoScaledSVR:
+    return LassoScaledSVR(settings)
