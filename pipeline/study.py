@@ -262,8 +262,9 @@ def _shared(storage) -> bool:
 
 
 class _Heartbeat:
-    """Records a heartbeat for this worker's running trials until stopped: the storage's own,
-    or (the journal) the time in a system attribute of each trial."""
+    """Records a heartbeat for this worker's running trials until stopped: the time in a system
+    attribute of each trial (read by fail_stale_trials), and the storage's own where it has one
+    (Optuna's tools read that)."""
 
     def __init__(self, storage, trial_ids: list[int], interval_s: float):
         self.storage, self.interval_s = storage, interval_s
@@ -277,8 +278,7 @@ class _Heartbeat:
         for trial_id in self.trial_ids:
             if self.native:
                 self.storage.record_heartbeat(trial_id)
-            else:
-                self.storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+            self.storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
     def _run(self) -> None:
         while not self.stop.wait(self.interval_s):
@@ -347,17 +347,21 @@ def run_worker(study, storage, spec: dict, evaluate: Callable[[list[dict]], list
 def fail_stale_trials(study, storage, grace_s: float) -> None:
     """A killed worker's trials (no heartbeat for grace_s): failed, and each re-queued once.
 
-    Optuna does it for storages with heartbeats; for the journal this does the same from the
-    heartbeat attribute. Of workers racing to fail one trial, only the one whose update lands
+    Optuna does it for storages with heartbeats, from its own heartbeat records; this does the
+    same from the heartbeat attribute, for the journal and for a trial whose worker died between
+    asking for it and its first heartbeat (Optuna never fails a trial with no heartbeat record,
+    so such a trial stayed running and the study never completed). A trial with no heartbeat
+    counts from its start. Of workers racing to fail one trial, only the one whose update lands
     re-queues it (a finished trial refuses the others' updates).
     """
     import optuna
     from optuna.trial import TrialState
 
-    if _native_heartbeat(storage) or not _shared(storage):
+    if not _shared(storage):
+        return  # no other worker: nothing of this study can be another's stale trial
+    if _native_heartbeat(storage):
         with quiet():
             optuna.storages.fail_stale_trials(study)
-        return
     now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         beat = trial.system_attrs.get(HEARTBEAT_ATTR, trial.datetime_start.timestamp())

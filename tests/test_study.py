@@ -240,3 +240,25 @@ def test_a_trial_failed_by_another_worker_meanwhile_is_a_note_not_a_crash():
     assert ran == 3
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
     assert any("trial 0 was marked failed by another worker" in line for line in lines)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_requeued(tmp_path,
+                                                                                     kind):
+    """A worker killed between asking for its trials and its first heartbeat left them running
+    forever (Optuna fails only trials with a heartbeat record), so the study never completed;
+    such a trial now counts from its start, while a trial with a fresh heartbeat is left alone."""
+    from pipeline.study import _Heartbeat, fail_stale_trials
+
+    storage = open_storage(storage_url(tmp_path, kind), 1)
+    study = optuna.create_study(study_name="shared", storage=storage)
+    space = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    orphan, alive = study.ask(space), study.ask(space)
+    with _Heartbeat(storage, [alive._trial_id], 0.2):
+        time.sleep(2.5)  # past the grace of 2 s: the orphan never beat, the other beats
+        fail_stale_trials(study, storage, grace_s=2.0)
+        states = {t.number: t.state for t in study.get_trials()}
+    assert states[orphan.number] == TrialState.FAIL
+    assert states[alive.number] == TrialState.RUNNING
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [orphan.params]  # re-queued once
