@@ -30,8 +30,8 @@ from pipeline.errors import PipelineError
 
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
 JOURNAL = "journal"
-HEARTBEAT_ATTR = "worker_heartbeat"  # a trial's last heartbeat (epoch seconds), where the
-                                     # storage keeps none itself (the journal)
+HEARTBEAT_ATTR = "worker_heartbeat"  # a trial's last heartbeat (epoch seconds), in every shared
+                                     # storage (fail_stale_trials reads it)
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
 GRACE_HEARTBEATS = 2  # a running trial whose worker missed this many heartbeats is stale
 

@@ -39,7 +39,7 @@ class LassoScaledSVR:
             raise PipelineError(f"member lasso_svr: the Lasso (lasso_alpha {s['lasso_alpha']}) "
                                 "kept no column, so the kernel sees nothing; lower "
                                 "members.lasso_svr.lasso_alpha")
-        scale = np.where(kept, coef, 0.0) ** s["power"]  # power 0: every column 1 (plain SVR)
+        scale = coef ** s["power"]  # dropped columns 0; power 0: every column 1 (plain SVR)
         self.scale_ = scale / scale[kept].mean()
         self.svr_ = SVR(kernel="rbf", C=s["C"], epsilon=s["epsilon"], gamma=s["gamma"])
         self.svr_.fit(x * self.scale_, y)
