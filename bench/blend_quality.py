@@ -1,12 +1,15 @@
 """Cross-validated quality of every blend member and of their blends, on the same fold shuffles.
 
-    python bench/blend_quality.py [--fold-seeds 0 1 2 ...] [--stacked DIR] [--params FILE]
+    python bench/blend_quality.py [--fold-seeds 0 1 2 ...] [--members mlp lgbm ...]
+                                  [--stacked DIR] [--params FILE]
 
 Each member is trained exactly as its DVC stage trains it (params.yaml's settings, the train
 stage's fold plan for each fold seed); each blend is scored by nested CV (weights fitted on the
 other folds' out-of-fold rows, scored on the held-out fold). --stacked reads the out-of-fold
 predictions `bench/stacked_regressions.py --save DIR` wrote for the same fold seeds, to put the
-classic recipe in the same table. Prints the mean over fold seeds, outliers not scored and all rows.
+classic recipe in the same table. --members trains only those (default: the MLP and every family)
+and scores every blend of two or more of them. Prints the mean over fold seeds, outliers not
+scored and all rows.
 """
 
 from __future__ import annotations
@@ -27,16 +30,20 @@ from pipeline.train import cv_metrics, fit_mlp_configs, oof_predictions, plan_fo
 from pipeline.trainer import make_deterministic, resolve_device
 
 
-def member_oofs(params, data, fold_seed: int, device) -> tuple[dict, object]:
+def member_oofs(params, data, fold_seed: int, device, names: list[str]) -> tuple[dict, object]:
+    """name -> out-of-fold log prices of each member in `names`, and the fold plan."""
     x, y, outlier = data["x_train"], data["y_train"], data["outlier"]
     params = dataclasses.replace(params, train=dataclasses.replace(params.train,
                                                                     fold_seed=fold_seed))
     plan = plan_folds(len(y), outlier, params.train)
-    result = fit_mlp_configs(x, y, plan, [params.train], device, label=f"fold seed {fold_seed}")[0]
-    oofs = {"mlp": oof_predictions(result.models, x, plan, params.ensemble.average)}
+    oofs = {}
+    if "mlp" in names:
+        result = fit_mlp_configs(x, y, plan, [params.train], device,
+                                 label=f"fold seed {fold_seed}")[0]
+        oofs["mlp"] = oof_predictions(result.models, x, plan, params.ensemble.average)
     one = member_plan(len(y), outlier, params)
     x64 = x.astype(np.float64)
-    for name in FAMILIES:
+    for name in (n for n in names if n != "mlp"):
         settings = getattr(params.members, name)
         oofs[name], _ = cross_fit(lambda name=name, s=settings: family(name).make_model(s), x64, y,
                                   x64[:1], one)
@@ -47,6 +54,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fold-seeds", type=int, nargs="+",
                         default=[0, 1, 2, 200, 201, 202, 300, 301, 302])
+    parser.add_argument("--members", nargs="+", choices=["mlp", *FAMILIES],
+                        default=["mlp", *FAMILIES], help="the members to train and blend")
     parser.add_argument("--stacked", help="directory of stacked_oof_fs{seed}.npy files")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--params", default=str(ROOT / "params.yaml"),
@@ -56,11 +65,11 @@ def main() -> None:
     y, outlier = data["y_train"], data["outlier"]
     make_deterministic()
     device = resolve_device(args.device)
-    names = ["mlp", *FAMILIES]
+    names = list(dict.fromkeys(args.members))
     rows: dict[str, list] = {}
     weights: dict[str, list] = {}
     for seed in args.fold_seeds:
-        oofs, plan = member_oofs(params, data, seed, device)
+        oofs, plan = member_oofs(params, data, seed, device, names)
         if args.stacked:
             oofs["stacked recipe"] = np.load(Path(args.stacked) / f"stacked_oof_fs{seed}.npy")
         for name, oof in oofs.items():

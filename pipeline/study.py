@@ -6,9 +6,9 @@ CV), and tells each trial its score. The study lives in a database (SQLite by de
 SQLAlchemy URL Optuna takes: PostgreSQL, MySQL) or in Optuna's journal file
 (journal:///path/study.log, e.g. on a shared disk, no server), so a search can be stopped and
 resumed, and any number of workers on any number of machines can share it. Workers send
-heartbeats for their running trials; a killed worker's trials go stale, are marked failed and
-re-queued once (Optuna's RetryHeartbeatStaleTrialCallback; for the journal, which has no
-heartbeats of its own, the same done here), so completed trials are never lost or run twice.
+heartbeats for their running trials (a trial attribute, the same for every storage); a killed
+worker's trials go stale, are marked failed and re-queued once, so completed trials are never
+lost or run twice.
 """
 
 from __future__ import annotations
@@ -38,18 +38,17 @@ GRACE_HEARTBEATS = 2  # a running trial whose worker missed this many heartbeats
 
 @contextlib.contextmanager
 def quiet():
-    """Optuna's notes that heartbeats and stale-trial handling are experimental, and that they
-    are meant for Study.optimize (this worker records heartbeats itself): not the user's concern."""
+    """Optuna's notes that a feature used here (a sampler option, the plots) is experimental:
+    not the user's concern."""
     import optuna
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
         yield
 
 
-def open_storage(url: str, heartbeat_s: int):
-    """An Optuna RDB storage with heartbeats, or one clear line for a URL it cannot use."""
+def open_storage(url: str):
+    """An Optuna storage (SQL database or journal file), or one clear line for a URL it cannot use."""
     import sqlalchemy.exc
 
     scheme = urlparse(url).scheme.split("+", 1)[0]
@@ -61,7 +60,7 @@ def open_storage(url: str, heartbeat_s: int):
                             "journal:///path/study.log")
     for attempt in range(3):  # workers starting together race to create the tables
         try:
-            return _rdb_storage(url, scheme, heartbeat_s)
+            return _rdb_storage(url, scheme)
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:
             racing = "already exists" in str(exc) or "UNIQUE constraint" in str(exc)
             if not racing or attempt == 2:
@@ -95,15 +94,14 @@ def _unusable(url: str, exc: Exception) -> PipelineError:
                          "check the URL and that the database is reachable")
 
 
-def _rdb_storage(url: str, scheme: str, heartbeat_s: int):
+def _rdb_storage(url: str, scheme: str):
+    """Without Optuna's own heartbeat settings: its stale-trial check never fails a trial that
+    has no heartbeat record yet, so the project's attribute (fail_stale_trials) does it for every
+    storage, and one mechanism is simpler than two that must agree."""
     import optuna
 
-    with quiet():
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs={"connect_args": {"timeout": 30}} if scheme == "sqlite" else None,
-            heartbeat_interval=heartbeat_s, grace_period=GRACE_HEARTBEATS * heartbeat_s,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=1))
+    return optuna.storages.RDBStorage(
+        url, engine_kwargs={"connect_args": {"timeout": 30}} if scheme == "sqlite" else None)
 
 
 def distributions(space: dict) -> tuple[dict, set]:
@@ -250,10 +248,6 @@ def _counts(study) -> tuple[int, list[int]]:
     return done, pending
 
 
-def _native_heartbeat(storage) -> bool:
-    return hasattr(storage, "record_heartbeat")
-
-
 def _shared(storage) -> bool:
     """Whether other workers can see the study (not an in-memory one)."""
     import optuna
@@ -263,21 +257,17 @@ def _shared(storage) -> bool:
 
 class _Heartbeat:
     """Records a heartbeat for this worker's running trials until stopped: the time in a system
-    attribute of each trial (read by fail_stale_trials), and the storage's own where it has one
-    (Optuna's tools read that)."""
+    attribute of each trial, read by fail_stale_trials."""
 
     def __init__(self, storage, trial_ids: list[int], interval_s: float):
         self.storage, self.interval_s = storage, interval_s
         # An in-memory study (no storage given) has no other workers to tell.
         self.trial_ids = trial_ids if _shared(storage) else []
-        self.native = _native_heartbeat(storage)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _beat(self) -> None:
         for trial_id in self.trial_ids:
-            if self.native:
-                self.storage.record_heartbeat(trial_id)
             self.storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
     def _run(self) -> None:
@@ -347,21 +337,17 @@ def run_worker(study, storage, spec: dict, evaluate: Callable[[list[dict]], list
 def fail_stale_trials(study, storage, grace_s: float) -> None:
     """A killed worker's trials (no heartbeat for grace_s): failed, and each re-queued once.
 
-    Optuna does it for storages with heartbeats, from its own heartbeat records; this does the
-    same from the heartbeat attribute, for the journal and for a trial whose worker died between
-    asking for it and its first heartbeat (Optuna never fails a trial with no heartbeat record,
-    so such a trial stayed running and the study never completed). A trial with no heartbeat
-    counts from its start. Of workers racing to fail one trial, only the one whose update lands
-    re-queues it (a finished trial refuses the others' updates).
+    Read from the heartbeat attribute, for every shared storage. A trial with no heartbeat yet
+    (its worker died between asking for it and its first beat) counts from its start; Optuna's
+    own check skipped such trials, so they stayed running and the study never completed. Of
+    workers racing to fail one trial, only the one whose update lands re-queues it (a finished
+    trial refuses the others' updates).
     """
     import optuna
     from optuna.trial import TrialState
 
     if not _shared(storage):
         return  # no other worker: nothing of this study can be another's stale trial
-    if _native_heartbeat(storage):
-        with quiet():
-            optuna.storages.fail_stale_trials(study)
     now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         beat = trial.system_attrs.get(HEARTBEAT_ATTR, trial.datetime_start.timestamp())

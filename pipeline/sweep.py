@@ -180,7 +180,7 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
     data = load_train(data_dir)
     device = resolve_device(params.train.device)
     make_deterministic()
-    store = (studies.open_storage(storage, spec["heartbeat_s"]) if storage
+    store = (studies.open_storage(storage) if storage
              else optuna.storages.InMemoryStorage())
     fixed = {k: v for k, v in dataclasses.asdict(params.train).items() if k not in spec["space"]}
     fixed["average"] = params.ensemble.average

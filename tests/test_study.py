@@ -54,7 +54,7 @@ def trials_by_state(storage):
     """The study's trials by state, read while workers may still be creating its tables (the
     project's open_storage retries that race)."""
     try:
-        study = optuna.load_study(study_name="shared", storage=open_storage(storage, 1))
+        study = optuna.load_study(study_name="shared", storage=open_storage(storage))
     except KeyError:  # the worker has not created it yet
         return {}
     states = {}
@@ -179,7 +179,7 @@ def test_workers_opening_a_new_grid_study_together_queue_it_once(tmp_path, monke
 
     from pipeline.study import open_study
 
-    storage = open_storage(f"sqlite:///{tmp_path / 'grid.db'}", 1)
+    storage = open_storage(f"sqlite:///{tmp_path / 'grid.db'}")
     spec = sweep.check_space({"sampler": "grid", "space": {"lr": [0.001, 0.002, 0.005],
                                                             "dropout": [0.1, 0.3]}})
     slow_enqueue = optuna.Study.enqueue_trial
@@ -210,7 +210,7 @@ def test_workers_opening_a_new_grid_study_together_queue_it_once(tmp_path, monke
 def test_a_study_whose_creator_died_during_setup_is_one_line(tmp_path, monkeypatch):
     from pipeline import study as studies
 
-    storage = open_storage(f"sqlite:///{tmp_path / 'grid.db'}", 1)
+    storage = open_storage(f"sqlite:///{tmp_path / 'grid.db'}")
     optuna.create_study(storage=storage, study_name="half")  # created, space never recorded
     monkeypatch.setattr(studies, "SETUP_WAIT_S", 0.5)
     spec = sweep.check_space({"sampler": "grid", "space": {"dropout": [0.1, 0.3]}})
@@ -250,7 +250,7 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_requ
     such a trial now counts from its start, while a trial with a fresh heartbeat is left alone."""
     from pipeline.study import _Heartbeat, fail_stale_trials
 
-    storage = open_storage(storage_url(tmp_path, kind), 1)
+    storage = open_storage(storage_url(tmp_path, kind))
     study = optuna.create_study(study_name="shared", storage=storage)
     space = {"x": optuna.distributions.FloatDistribution(0, 1)}
     orphan, alive = study.ask(space), study.ask(space)
