@@ -166,6 +166,7 @@ class TrainParams:
     weight_decay: float
     l1: float
     l1_skip: float
+    huber_delta: float
     optimizer: str
     lr: float
     lr_schedule: str
@@ -206,6 +207,7 @@ class TrainParams:
         _number("train.weight_decay", self.weight_decay, low=0)
         _number("train.l1", self.l1, low=0)
         _number("train.l1_skip", self.l1_skip, low=0)
+        _number("train.huber_delta", self.huber_delta, low=0)
         _choice("train.optimizer", self.optimizer, OPTIMIZERS)
         _number("train.lr", self.lr, low=0, low_open=True)
         _choice("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)

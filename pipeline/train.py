@@ -157,7 +157,7 @@ def per_model_settings(configs: list[TrainParams], seeds: list[int]) -> PerModel
                     weight_decay=each("weight_decay"), l1=each("l1"), l1_skip=each("l1_skip"),
                     dropout=each("dropout"), max_epochs=each("max_epochs"),
                     patience=each("patience"), lr_schedule=each("lr_schedule"),
-                    reg_schedule=each("reg_schedule"))
+                    reg_schedule=each("reg_schedule"), huber_delta=each("huber_delta"))
 
 
 def fit_mlp_configs(x: np.ndarray, y: np.ndarray, plan: FoldPlan, configs: list[TrainParams],

@@ -72,6 +72,8 @@ class PerModel:
     # decay (None: constant)
     lr_schedule: Sequence[str] | None = None
     reg_schedule: Sequence[str] | None = None
+    # Huber loss beyond this residual, in log price (None or 0: squared error); see `huber`
+    huber_delta: Sequence[float] | None = None
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -136,6 +138,14 @@ def _masked_rmse(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> tor
                                                                  device=pred.device))
     rmse = torch.sqrt(sq.sum(1) / count.clamp(min=1))
     return torch.where(count > 0, rmse, torch.full_like(rmse, float("nan")))
+
+
+def squared_or_huber(err: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """err ** 2, or where delta > 0 Huber's loss scaled to agree with it near zero: err ** 2
+    inside +-delta, 2 delta |err| - delta ** 2 beyond (a large residual pulls with a constant
+    force, so a few mispriced training houses bend the fit less). delta broadcasts against err."""
+    size = err.abs()
+    return torch.where((delta > 0) & (size > delta), delta * (2 * size - delta), err ** 2)
 
 
 def update_parameter(p, g, m, v, lr, keep, step_size, bias2_sqrt, wd, l1, kind: str,
@@ -407,6 +417,11 @@ class _Models:
         # Per-model target scaling from its own training rows (float64 for exact sums).
         self.y_mean, self.y_std = target_scaling(self.y, train_mask)
         self.target = ((self.y[None] - self.y_mean[:, None]) / self.y_std[:, None]).to(dtype)
+        # The Huber threshold in the standardised units the loss sees (0: squared error).
+        delta = vec([0.0] * n_models if per_model.huber_delta is None else per_model.huber_delta,
+                    torch.float64)
+        self.huber = (delta / self.y_std).to(dtype)
+        self.use_huber = bool((self.huber > 0).any())
 
         self.periodic = None
         width = x.shape[1]
@@ -467,7 +482,7 @@ class _Models:
         optimiser's moments are indexed, so each kept model continues exactly where it was."""
         per_model = ("ids", "seeds", "lr", "wd", "l1", "l1_skip", "rate", "max_epochs",
                      "patience", "base", "kinds", "train_mask", "val_mask", "stop_mask",
-                     "n_train", "has_stop",
+                     "n_train", "has_stop", "huber",
                      "y_mean", "y_std", "target", "best_stop", "best_epoch", "since_best",
                      "active", "epochs_run")
         for name in per_model:
@@ -522,10 +537,13 @@ class _Models:
             target = self.target[model_index, idx]
             if self.adapters is None:
                 err = torch.where(valid, out - target, zero)
-                loss = ((err ** 2).sum(1) / n_valid.clamp(min=1)).sum()
+                sq = squared_or_huber(err, self.huber[:, None]) if self.use_huber else err ** 2
+                loss = (sq.sum(1) / n_valid.clamp(min=1)).sum()
             else:  # every member fits the target: the mean of the members' losses
                 err = torch.where(valid[:, None], out - target[:, None], zero)
-                loss = ((err ** 2).sum(2) / n_valid.clamp(min=1)[:, None]).mean(1).sum()
+                sq = (squared_or_huber(err, self.huber[:, None, None]) if self.use_huber
+                      else err ** 2)
+                loss = (sq.sum(2) / n_valid.clamp(min=1)[:, None]).mean(1).sum()
             grads = torch.autograd.grad(loss, params)
             self.opt.step(list(grads), self.active & (n_valid > 0))
 

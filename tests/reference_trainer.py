@@ -26,7 +26,8 @@ OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.o
 def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer, batch_size,
               lr, weight_decay, l1, dropout, max_epochs, patience, linear_skip=False,
               l1_skip=None, tabm_k=1, input_scale=False, periodic=0, periodic_dim=8,
-              periodic_sigma=0.1, lr_schedule="constant", reg_schedule="constant"):
+              periodic_sigma=0.1, lr_schedule="constant", reg_schedule="constant",
+              huber_delta=0.0):
     """Returns (weights [in,out] list, biases [1,out] list, val_rmse per epoch, best_epoch),
     and with tabm_k > 1 the TabM adapters [k, in] after the biases, then with periodic > 0 the
     embedding's frequencies [F, k], weights [F, 2k, dim] and biases [F, dim].
@@ -35,7 +36,9 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
     the member's adapter; the last layer computes every output unit for every member's rows and
     member i keeps unit i. The periodic embedding is one nn.Linear per numeric column, its
     outputs after the columns left as they are. The lr schedule is torch's LambdaLR; the
-    scheduled weight decay and dropout rate are set at the start of each epoch."""
+    scheduled weight decay and dropout rate are set at the start of each epoch. huber_delta > 0
+    trains on torch's Huber loss (threshold in log price, so divided by the target's std), times
+    2 so that it is the squared error inside the threshold."""
     columns = embedded_columns(x).tolist() if periodic else []
     kept = [j for j in range(x.shape[1]) if j not in columns]
     width = len(kept) + len(columns) * periodic_dim
@@ -116,7 +119,11 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
         for step, start in enumerate(range(0, n, batch_size)):
             idx = order[start:start + batch_size]
             out = net(x[idx], epoch, step, rate)
-            loss = F.mse_loss(out, target[idx].expand_as(out))
+            if huber_delta > 0:
+                loss = 2 * F.huber_loss(out, target[idx].expand_as(out),
+                                        delta=float(huber_delta / std))
+            else:
+                loss = F.mse_loss(out, target[idx].expand_as(out))
             loss = loss + l1 * sum(la.weight.abs().sum() for la in layers)
             if linear_skip:
                 loss = loss + (l1 if l1_skip is None else l1_skip) * skip.weight.abs().sum()

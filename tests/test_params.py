@@ -28,6 +28,7 @@ def test_repo_params_are_valid(repo_root):
     ("train", "hidden", [64, 0], "train.hidden must be >= 1"),
     ("train", "compile", "yes", "train.compile must be true or false"),
     ("train", "l1_skip", -0.1, "train.l1_skip must be >= 0"),
+    ("train", "huber_delta", -0.1, "train.huber_delta must be >= 0"),
     ("train", "skip_init", "ridge", "train.skip_init must be one of zeros, lasso"),
     ("preprocess", "engineered_features", "yes", "preprocess.engineered_features must be true or false"),
     ("preprocess", "piecewise_linear", "splines",

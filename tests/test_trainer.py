@@ -62,6 +62,11 @@ CASES = [
      True, {"schedules": [("cosine", "flat_cos"), ("constant", "flat_cos"), ("cosine", "constant")]}),
     ("adam", (12,), [(0.005, 0.01, 0.0, 0.2), (0.01, 0.05, 5e-4, 0.3), (0.002, 0.1, 0.0, 0.0)], 3,
      False, {"schedules": [("cosine", "flat_cos")] * 3}),
+    # per-model Huber thresholds (log price; 0 = squared error), also with TabM members
+    ("adamw", (8,), [(0.01, 0.05, 1e-3, 0.3), (0.003, 0.0, 0.0, 0.0), (0.02, 0.5, 1e-4, 0.1)], 3,
+     True, {"huber": [0.05, 0.0, 0.3]}),
+    ("adam", (6,), [(0.005, 0.01, 0.0, 0.2), (0.01, 0.05, 5e-4, 0.3), (0.002, 0.1, 0.0, 0.0)], 2,
+     True, {"huber": [0.1, 0.02, 0.0], "tabm_k": 3}),
 ]
 
 
@@ -76,12 +81,13 @@ def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip,
     seeds = [11, 22, 33]
     options = dict(options)
     schedules = options.pop("schedules", [("constant", "constant")] * 3)
+    huber = options.pop("huber", [0.0] * 3)
     arch = Architecture(hidden, "relu", optimizer, batch_size=16, linear_skip=skip, **options)
     per_model = PerModel(seeds=seeds, lr=[s[0] for s in settings],
                          weight_decay=[s[1] for s in settings], l1=[s[2] for s in settings],
                          dropout=[s[3] for s in settings], max_epochs=[12, 9, 12],
                          patience=[patience] * 3, lr_schedule=[s[0] for s in schedules],
-                         reg_schedule=[s[1] for s in schedules])
+                         reg_schedule=[s[1] for s in schedules], huber_delta=huber)
     on = device.split("+")[0]
     result = train_batched(x.to(on), y.to(on), train_mask, val_mask, arch, per_model,
                            compile_kernels=device.endswith("+compile"))
@@ -91,7 +97,8 @@ def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip,
             x, y, train_mask[m], val_mask[m], seed=seeds[m], hidden=hidden, activation="relu",
             optimizer=optimizer, batch_size=16, lr=lr, weight_decay=wd, l1=l1, dropout=rate,
             max_epochs=per_model.max_epochs[m], patience=patience, linear_skip=skip,
-            lr_schedule=schedules[m][0], reg_schedule=schedules[m][1], **options)
+            lr_schedule=schedules[m][0], reg_schedule=schedules[m][1], huber_delta=huber[m],
+            **options)
         assert int(result.best_epoch[m]) == ref_best
         assert int(result.epochs_run[m]) == len(ref_hist)
         np.testing.assert_allclose(result.val_rmse[:len(ref_hist), m].numpy(), ref_hist,
@@ -330,19 +337,21 @@ def test_skip_start_is_where_the_linear_path_begins():
 
 
 @pytest.mark.parametrize("options", [{"tabm_k": 3}, {"input_scale": True}, PERIODIC,
-                                     {"lr_schedule": "cosine", "reg_schedule": "flat_cos"}])
+                                     {"lr_schedule": "cosine", "reg_schedule": "flat_cos"},
+                                     {"huber_delta": 0.1}])
 def test_member_options_are_deterministic_batch_independent_and_finite(options):
-    """TabM members, the input scale, periodic embeddings and the schedules on the CPU: the same
-    weights run to run, the same weights whichever other models share the batch, a constant
-    input column and rows far outside the training range give finite predictions."""
+    """TabM members, the input scale, periodic embeddings, the schedules and the Huber loss on the
+    CPU: the same weights run to run, the same weights whichever other models share the batch, a
+    constant input column and rows far outside the training range give finite predictions."""
     x, y = make_case()
     x[:, 2] = 0.0  # a constant column (what standardising a constant gives)
     train_mask, val_mask = fold_masks(len(y), 3)
-    schedules = {k: options[k] for k in ("lr_schedule", "reg_schedule") if k in options}
+    scalars = {k: options[k] for k in ("lr_schedule", "reg_schedule", "huber_delta")
+               if k in options}
     arch = Architecture((12,), "relu", "adamw", batch_size=16, linear_skip=True,
-                        **{k: v for k, v in options.items() if k not in schedules})
+                        **{k: v for k, v in options.items() if k not in scalars})
     settings = dict(lr=0.01, weight_decay=0.01, l1=1e-4, dropout=0.3, max_epochs=15, patience=4,
-                    l1_skip=1e-3, **schedules)
+                    l1_skip=1e-3, **scalars)
     runs = [train_batched(x, y, train_mask, val_mask, arch, PerModel.repeat([5, 6, 7], **settings))
             for _ in range(2)]
     pair = train_batched(x, y, train_mask[1:], val_mask[1:], arch,
