@@ -72,7 +72,8 @@ class PerModel:
     # decay (None: constant)
     lr_schedule: Sequence[str] | None = None
     reg_schedule: Sequence[str] | None = None
-    # Huber loss beyond this residual, in log price (None or 0: squared error); see `huber`
+    # Huber loss beyond this residual, in log price (None or 0: squared error); see
+    # `squared_or_huber`
     huber_delta: Sequence[float] | None = None
 
     def __len__(self) -> int:
@@ -537,15 +538,19 @@ class _Models:
             target = self.target[model_index, idx]
             if self.adapters is None:
                 err = torch.where(valid, out - target, zero)
-                sq = squared_or_huber(err, self.huber[:, None]) if self.use_huber else err ** 2
-                loss = (sq.sum(1) / n_valid.clamp(min=1)).sum()
+                loss = (self.loss_terms(err).sum(1) / n_valid.clamp(min=1)).sum()
             else:  # every member fits the target: the mean of the members' losses
                 err = torch.where(valid[:, None], out - target[:, None], zero)
-                sq = (squared_or_huber(err, self.huber[:, None, None]) if self.use_huber
-                      else err ** 2)
-                loss = (sq.sum(2) / n_valid.clamp(min=1)[:, None]).mean(1).sum()
+                loss = (self.loss_terms(err).sum(2) / n_valid.clamp(min=1)[:, None]).mean(1).sum()
             grads = torch.autograd.grad(loss, params)
             self.opt.step(list(grads), self.active & (n_valid > 0))
+
+    def loss_terms(self, err: torch.Tensor) -> torch.Tensor:
+        """Each residual's loss, err [M, ...]: squared, or Huber's for the models with a threshold.
+        Squared-error batches keep the plain err ** 2 (no extra work in the hot loop)."""
+        if not self.use_huber:
+            return err ** 2
+        return squared_or_huber(err, self.huber.view(-1, *(1,) * (err.dim() - 1)))
 
     def score_epoch(self, epoch: int, stop_on_val: bool) -> torch.Tensor:
         """Score every model after an epoch, keep its best weights, update early stopping.

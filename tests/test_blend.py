@@ -202,6 +202,7 @@ def test_svr_member_is_deterministic_and_fits_a_smooth_nonlinearity():
     assert np.array_equal(first, again)
     assert np.sqrt(np.mean((first - y[200:]) ** 2)) < 0.5 * np.std(y[200:])
 
+
 def lasso_svr_settings(**changes):
     settings = {"C": 20.0, "epsilon": 0.008, "gamma": 0.2, "power": 2.0, "lasso_alpha": 0.01,
                 "lasso_max_iter": 50000, "lasso_tol": 1e-6}
