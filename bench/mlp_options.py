@@ -10,6 +10,9 @@ batched model, which gives the same numbers as training each alone. Prints, per 
 mean over fold seeds of the CV log-RMSE (outliers not scored, and all rows), its difference from
 the default, on how many shuffles it beat it, and whether the difference is a tie (below 0.0003,
 what a fold shuffle or a float rounding moves a score by).
+
+`--averages a+b+c ...` adds rows for equal-weight averages of those variants' out-of-fold log
+prices (an ensemble of MLPs that see differently encoded inputs), scored the same way.
 """
 
 from __future__ import annotations
@@ -52,15 +55,19 @@ def variant_params(params, overrides: dict):
             dataclasses.replace(params.train, **sections["train"]))
 
 
-def score(variants: dict, params, fold_seeds: list[int], device) -> dict[str, np.ndarray]:
-    """name -> [fold seeds, 2] (outliers not scored, all rows)."""
+def score(variants: dict, params, fold_seeds: list[int], device, averages=()
+          ) -> dict[str, np.ndarray]:
+    """name -> [fold seeds, 2] (outliers not scored, all rows), for every variant and then every
+    average ("a+b": the equal-weight mean of variants a and b's out-of-fold log prices)."""
     train = pd.read_csv(ROOT / "data/bundled/kaggle_house_pred_train.csv")
     test = pd.read_csv(ROOT / "data/bundled/kaggle_house_pred_test.csv")
     resolved = {name: variant_params(params, o) for name, o in variants.items()}
     by_pre: dict = {}
     for name, (pre, tp) in resolved.items():
         by_pre.setdefault(pre, []).append((name, tp))
-    scores = {name: np.zeros((len(fold_seeds), 2)) for name in variants}
+    scores = {name: np.zeros((len(fold_seeds), 2)) for name in [*variants, *averages]}
+    oofs: dict = {}  # (name, fold seed index) -> out-of-fold log prices
+    folds_of_row = [None] * len(fold_seeds)
     for pre, members in by_pre.items():
         data = preprocess(train, test, pre)
         x, y, outlier = data["x_train"], data["y_train"], data["outlier"]
@@ -80,8 +87,13 @@ def score(variants: dict, params, fold_seeds: list[int], device) -> dict[str, np
                     models = [r.models for r in results]
                 for (name, _), m in zip(group, models, strict=True):
                     oof = oof_predictions(m, x, plan, params.ensemble.average)
-                    metrics = cv_metrics(oof, y, outlier, plan.fold_of_row)
-                    scores[name][s] = (metrics["cv_rmse_no_outliers"], metrics["cv_rmse"])
+                    oofs[name, s] = oof
+                    folds_of_row[s] = plan.fold_of_row
+    for name in scores:
+        for s, fold_of_row in enumerate(folds_of_row):
+            oof = np.mean([oofs[part, s] for part in name.split("+")], axis=0)
+            metrics = cv_metrics(oof, y, outlier, fold_of_row)
+            scores[name][s] = (metrics["cv_rmse_no_outliers"], metrics["cv_rmse"])
     return scores
 
 
@@ -98,10 +110,17 @@ def setup(doc: str, add_arguments) -> tuple:
 
 
 def main() -> None:
-    args, variants, params, device = setup(__doc__, lambda p: p.add_argument(
-        "--fold-seeds", type=int, nargs="+", default=[400, 401, 402]))
+    def add_arguments(parser):
+        parser.add_argument("--fold-seeds", type=int, nargs="+", default=[400, 401, 402])
+        parser.add_argument("--averages", nargs="+", default=[], metavar="A+B",
+                            help="also score equal-weight averages of these variants' predictions")
+
+    args, variants, params, device = setup(__doc__, add_arguments)
+    unknown = {part for name in args.averages for part in name.split("+")} - set(variants)
+    if unknown:
+        raise SystemExit(f"--averages: {', '.join(sorted(unknown))} not in {args.variants}")
     start = time.perf_counter()
-    scores = score(variants, params, args.fold_seeds, device)
+    scores = score(variants, params, args.fold_seeds, device, args.averages)
     base = scores["default"]
     rows = []
     for name, s in scores.items():
