@@ -66,8 +66,7 @@ def score(variants: dict, params, fold_seeds: list[int], device, averages=()
     for name, (pre, tp) in resolved.items():
         by_pre.setdefault(pre, []).append((name, tp))
     scores = {name: np.zeros((len(fold_seeds), 2)) for name in [*variants, *averages]}
-    oofs: dict = {}  # (name, fold seed index) -> out-of-fold log prices
-    folds_of_row = [None] * len(fold_seeds)
+    oofs: dict = {}  # (name, fold seed index) -> (out-of-fold log prices, fold of each row)
     for pre, members in by_pre.items():
         data = preprocess(train, test, pre)
         x, y, outlier = data["x_train"], data["y_train"], data["outlier"]
@@ -87,11 +86,15 @@ def score(variants: dict, params, fold_seeds: list[int], device, averages=()
                     models = [r.models for r in results]
                 for (name, _), m in zip(group, models, strict=True):
                     oof = oof_predictions(m, x, plan, params.ensemble.average)
-                    oofs[name, s] = oof
-                    folds_of_row[s] = plan.fold_of_row
+                    oofs[name, s] = (oof, plan.fold_of_row)
     for name in scores:
-        for s, fold_of_row in enumerate(folds_of_row):
-            oof = np.mean([oofs[part, s] for part in name.split("+")], axis=0)
+        for s in range(len(fold_seeds)):
+            parts = [oofs[part, s] for part in name.split("+")]
+            fold_of_row = parts[0][1]
+            if any(not np.array_equal(f, fold_of_row) for _, f in parts):
+                raise SystemExit(f"--averages {name}: its variants split the rows into different "
+                                 "folds (train.folds differs); average variants with the same folds")
+            oof = np.mean([o for o, _ in parts], axis=0)
             metrics = cv_metrics(oof, y, outlier, fold_of_row)
             scores[name][s] = (metrics["cv_rmse_no_outliers"], metrics["cv_rmse"])
     return scores
