@@ -35,12 +35,13 @@ def member_oofs(params, data, fold_seed: int, device, names: list[str]) -> tuple
     x, y, outlier = data["x_train"], data["y_train"], data["outlier"]
     params = dataclasses.replace(params, train=dataclasses.replace(params.train,
                                                                     fold_seed=fold_seed))
-    plan = plan_folds(len(y), outlier, params.train)
+    plan = plan_folds(len(y), outlier, params.train, len(data["mlp_train"]))
     oofs = {}
     if "mlp" in names:
-        result = fit_mlp_configs(x, y, plan, [params.train], device,
+        result = fit_mlp_configs(data["mlp_train"], y, plan, [params.train], device,
                                  label=f"fold seed {fold_seed}")[0]
-        oofs["mlp"] = oof_predictions(result.models, x, plan, params.ensemble.average)
+        oofs["mlp"] = oof_predictions(result.models, data["mlp_train"], plan,
+                                      params.ensemble.average)
     one = member_plan(len(y), outlier, params)
     x64 = x.astype(np.float64)
     for name in (n for n in names if n != "mlp"):

@@ -69,7 +69,7 @@ def score(variants: dict, params, fold_seeds: list[int], device, averages=()
     oofs: dict = {}  # (name, fold seed index) -> (out-of-fold log prices, fold of each row)
     for pre, members in by_pre.items():
         data = preprocess(train, test, pre)
-        x, y, outlier = data["x_train"], data["y_train"], data["outlier"]
+        y, outlier = data["y_train"], data["outlier"]
         for s, fold_seed in enumerate(fold_seeds):
             groups: dict = {}
             for name, tp in members:
@@ -77,7 +77,9 @@ def score(variants: dict, params, fold_seeds: list[int], device, averages=()
                 key = "lasso" if tp.model == "lasso" else (architecture_of(tp), tp.n_seeds)
                 groups.setdefault(key, []).append((name, tp))
             for key, group in groups.items():
-                plan = plan_folds(len(y), outlier, group[0][1])
+                x = data["x_train"] if key == "lasso" else data["mlp_train"]
+                plan = plan_folds(len(y), outlier, group[0][1],
+                                  1 if key == "lasso" else len(data["mlp_train"]))
                 if key == "lasso":
                     models = [fit_lasso(x, y, plan, tp.lasso_alpha) for _, tp in group]
                 else:

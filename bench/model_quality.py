@@ -53,11 +53,12 @@ def evaluate(pre, tp, average, repeats, device):
     train = pd.read_csv(ROOT / "data/bundled/kaggle_house_pred_train.csv")
     test = pd.read_csv(ROOT / "data/bundled/kaggle_house_pred_test.csv")
     data = preprocess(train, test, pre)
-    x, y, outlier = data["x_train"], data["y_train"], data["outlier"]
+    y, outlier = data["y_train"], data["outlier"]
+    x = data["x_train"] if tp.model == "lasso" else data["mlp_train"]
     scores = []
     for repeat in range(repeats):
         rtp = dataclasses.replace(tp, fold_seed=repeat)
-        plan = plan_folds(len(y), outlier, rtp)
+        plan = plan_folds(len(y), outlier, rtp, 1 if tp.model == "lasso" else len(x))
         if rtp.model == "lasso":
             models = fit_lasso(x, y, plan, rtp.lasso_alpha)
         else:

@@ -32,8 +32,8 @@ def main() -> None:
         if tp.model != "mlp":
             continue
         data = preprocess(train, test, pre)
-        x, y, outlier = data["x_train"], data["y_train"], data["outlier"]
-        plan = plan_folds(len(y), outlier, dataclasses.replace(tp, fold_seed=0))
+        x, y, outlier = data["mlp_train"], data["y_train"], data["outlier"]
+        plan = plan_folds(len(y), outlier, dataclasses.replace(tp, fold_seed=0), len(x))
         times = []
         for _ in range(args.repeats):
             start = time.perf_counter()
@@ -41,7 +41,7 @@ def main() -> None:
             sync(device)
             times.append(time.perf_counter() - start)
         epochs = float(result.epochs_run.double().mean())
-        rows.append([name, x.shape[1], f"{min(times):.1f}", f"{epochs:.0f}",
+        rows.append([name, "+".join(str(w) for w in x.widths), f"{min(times):.1f}", f"{epochs:.0f}",
                      f"{len(plan.names) * epochs / min(times):.0f}"])
     print(f"\n{datetime.date.today()}, {device_name(device)}, fold seed 0, best of {args.repeats}")
     print(markdown_table(["variant", "features", "seconds", "mean epochs run",

@@ -31,13 +31,13 @@ def run_once(data, params, plan, device, fuse):
     sync(device)
     started = time.perf_counter()
     config = dataclasses.replace(params.train, compile=fuse)
-    result = fit_mlp_configs(data["x_train"], data["y_train"], plan, [config], device,
+    result = fit_mlp_configs(data["mlp_train"], data["y_train"], plan, [config], device,
                              label=f"train on {device}")[0]
     sync(device)
     seconds = time.perf_counter() - started
-    oof = oof_predictions(result.models, data["x_train"], plan, params.ensemble.average)
+    oof = oof_predictions(result.models, data["mlp_train"], plan, params.ensemble.average)
     test = combine_log_predictions(
-        result.models.predict_log_price(torch.tensor(data["x_test"])).numpy(),
+        result.models.predict_log_price(data["mlp_test"].model_input()).numpy(),
         params.ensemble.average)
     metrics = cv_metrics(oof, data["y_train"], data["outlier"].astype(bool), plan.fold_of_row)
     return {"seconds": seconds, "oof": oof, "test": test, "metrics": metrics,
@@ -57,7 +57,8 @@ def main() -> None:
     args = parser.parse_args()
     make_deterministic()
     params, data = load_data()
-    plan = plan_folds(len(data["y_train"]), data["outlier"].astype(bool), params.train)
+    plan = plan_folds(len(data["y_train"]), data["outlier"].astype(bool), params.train,
+                      len(data["mlp_train"]))
     devices = args.devices.split(",")
     runs = {d: [run_once(data, params, plan, resolve_device(d.split("+")[0]), d.endswith("+compile"))
                 for _ in range(args.repeats)] for d in devices}

@@ -1,10 +1,13 @@
 """Model-epochs per second: a d2l-style loop (DataLoader, one model at a time) against the batched
 trainer, at several model counts, with the roofline floor measured for this device.
 
-    python bench/trainer_throughput.py [--device auto] [--sizes 5,50,500,1000]
+    python bench/trainer_throughput.py [--device auto] [--sizes 5,50,500,1000] [--one-view]
 
-Prints a markdown table. The loop trains models one after another, so its rate does not depend
-on M: it is measured on a few models and reported beside every M.
+With preprocess.mlp_views, model m reads view m % V of the padded [V, N, W] inputs, as the train
+stage does; --one-view times the first view alone at the same padded width W (the old default's
+work per model, plus the zero columns). Prints a markdown table. The loop trains models one
+after another, so its rate does not depend on M: it is measured on a few models and reported
+beside every M.
 """
 
 from __future__ import annotations
@@ -66,14 +69,17 @@ def batched_rate(x, y, train_mask, val_mask, tp, device, n_models, epochs, cuda_
     per-epoch callback (which follows the trainer's one host sync per epoch).
     """
     arch = architecture_of(tp)
+    n_views = 1 if x.dim() == 2 else x.shape[0]
     per_model = per_model_settings([dataclasses.replace(tp, max_epochs=epochs, patience=0)],
-                                   list(range(n_models)))
+                                   list(range(n_models)),
+                                   None if n_views == 1 else [m % n_views for m in range(n_models)])
     stamps = []
     sync(device)
     started = time.perf_counter()
     train_batched(x, y, train_mask, val_mask, arch, per_model, cuda_graph=cuda_graph,
                   compile_kernels=compile_kernels,
-                  on_epoch=lambda *_: stamps.append(time.perf_counter()))
+                  on_epoch=lambda *_: stamps.append(time.perf_counter()),
+                  view_widths=None if n_views == 1 else [x.shape[2]] * n_views)
     sync(device)
     total = n_models * epochs / (time.perf_counter() - started)
     gaps = sorted(b - a for a, b in itertools.pairwise(stamps[1:]))
@@ -125,6 +131,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=0,
                         help="epochs per timing (default: 20 on GPU; 5, or 1 for M >= 500, on CPU)")
     parser.add_argument("--loop-models", type=int, default=3)
+    parser.add_argument("--one-view", action="store_true",
+                        help="time the first of preprocess.mlp_views' encodings alone")
     parser.add_argument("--tf32", action="store_true",
                         help="let CUDA matmuls use TF32 (10-bit mantissa inputs; not what train does)")
     args = parser.parse_args()
@@ -133,12 +141,13 @@ def main() -> None:
     params, data = load_data()
     tp = params.train
     device = resolve_device(args.device)
-    x = torch.tensor(data["x_train"], device=device)
+    views = data["mlp_train"]
+    x = torch.tensor(views.x[0] if args.one_view or len(views) == 1 else views.x, device=device)
     y = torch.tensor(data["y_train"], device=device)
     sizes = [int(s) for s in args.sizes.split(",")]
     flops, bandwidth = measured_peaks(device)
     train_mask, _ = fold_masks(len(y), 1, tp.folds)
-    floor, bound = floor_rate(x.shape[1], int(train_mask[0].sum()), tp, flops, bandwidth)
+    floor, bound = floor_rate(x.shape[-1], int(train_mask[0].sum()), tp, flops, bandwidth)
 
     def epochs_for(m):
         if args.epochs:
@@ -156,7 +165,7 @@ def main() -> None:
         compile_seconds = time.perf_counter() - started
         modes = {"cuda graph + torch.compile": (True, True), "cuda graph": (True, False),
                  "eager": (False, False)}
-    loop = loop_rate(x, y, train_mask.expand(args.loop_models, -1), tp, device,
+    loop = loop_rate(x if x.dim() == 2 else x[0], y, train_mask.expand(args.loop_models, -1), tp, device,
                      args.loop_models, 3 if device.type == "cuda" else epochs_for(5))
     rows = []
     for m in sizes:
@@ -170,7 +179,8 @@ def main() -> None:
           f"{datetime.date.today()}")
     print(f"architecture {list(tp.hidden)} {tp.activation}, linear skip {tp.linear_skip}, dropout "
           f"{tp.dropout}, {tp.optimizer}, batch {tp.batch_size}, "
-          f"{x.shape[1]} features, {int(train_mask[0].sum())} training rows per model; "
+          f"{x.shape[-1]} features ({1 if x.dim() == 2 else x.shape[0]} view(s)), "
+          f"{int(train_mask[0].sum())} training rows per model; "
           f"{'TF32' if args.tf32 else 'full fp32'} matmuls; measured "
           f"peaks {flops / 1e12:.2f} TFLOP/s fp32 matmul, {bandwidth / 1e9:.0f} GB/s copy; "
           f"Adam betas {ADAM_BETAS}")

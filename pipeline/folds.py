@@ -26,6 +26,7 @@ class FoldPlan:
     train_mask: np.ndarray  # [M, N] bool
     val_mask: np.ndarray  # [M, N] bool
     fold_of_row: np.ndarray  # [N]
+    view_of_model: np.ndarray | None = None  # [M]: which encoding each model sees (None: one)
 
 
 def model_seed(seed: int, fold: int, replicate: int) -> int:
@@ -33,12 +34,18 @@ def model_seed(seed: int, fold: int, replicate: int) -> int:
     return int(np.random.SeedSequence([seed, fold, replicate]).generate_state(1)[0])
 
 
-def plan_folds(n_rows: int, outlier: np.ndarray, params: TrainParams) -> FoldPlan:
+def plan_folds(n_rows: int, outlier: np.ndarray, params: TrainParams, n_views: int = 1
+               ) -> FoldPlan:
+    """train.n_seeds models per fold on each of `n_views` encodings (preprocess.mlp_views).
+
+    Model r of view v takes replicate number v * n_seeds + r, so view 0's models are the ones a
+    single-encoding run trains, and every model of a fold has its own seed.
+    """
     if params.folds > n_rows:
         raise PipelineError(f"train.folds={params.folds} exceeds the {n_rows} training rows")
     splitter = KFold(n_splits=params.folds, shuffle=True, random_state=params.fold_seed)
     fold_of_row = np.empty(n_rows, dtype=np.int64)
-    names, folds, seeds, train_rows, val_rows = [], [], [], [], []
+    names, folds, seeds, views, train_rows, val_rows = [], [], [], [], [], []
     for fold, (tr, va) in enumerate(splitter.split(np.arange(n_rows))):
         fold_of_row[va] = fold
         tmask = np.zeros(n_rows, dtype=bool)
@@ -47,14 +54,17 @@ def plan_folds(n_rows: int, outlier: np.ndarray, params: TrainParams) -> FoldPla
             tmask &= ~outlier
         vmask = np.zeros(n_rows, dtype=bool)
         vmask[va] = True
-        for rep in range(params.n_seeds):
-            names.append(f"fold{fold}_seed{rep}")
-            folds.append(fold)
-            seeds.append(model_seed(params.seed, fold, rep))
-            train_rows.append(tmask)
-            val_rows.append(vmask)
+        for view in range(n_views):
+            for rep in range(params.n_seeds):
+                names.append(f"fold{fold}_seed{rep}" if n_views == 1
+                             else f"fold{fold}_view{view}_seed{rep}")
+                folds.append(fold)
+                seeds.append(model_seed(params.seed, fold, view * params.n_seeds + rep))
+                views.append(view)
+                train_rows.append(tmask)
+                val_rows.append(vmask)
     return FoldPlan(names, np.array(folds), seeds, np.stack(train_rows), np.stack(val_rows),
-                    fold_of_row)
+                    fold_of_row, None if n_views == 1 else np.array(views))
 
 
 def cv_metrics(oof: np.ndarray, y: np.ndarray, outlier: np.ndarray, fold_of_row: np.ndarray

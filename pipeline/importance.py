@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
 
 from pipeline.ensemble import combine_log_predictions, rmse
 from pipeline.stacked_mlp import StackedModels
+from pipeline.views import Views
 
 
 def column_groups(feature_names: list[str]) -> dict[str, list[int]]:
@@ -28,28 +28,36 @@ def column_groups(feature_names: list[str]) -> dict[str, list[int]]:
     return groups
 
 
-def permutation_importance(models: StackedModels, x: np.ndarray, y: np.ndarray,
+def permutation_importance(models: StackedModels, x: Views, y: np.ndarray,
                            fold_of_model: np.ndarray, fold_of_row: np.ndarray,
-                           groups: dict[str, list[int]], average: str, seed: int) -> dict[str, float]:
-    """Mean rise in out-of-fold log-RMSE when one column group is shuffled (seeded)."""
+                           groups: list[dict[str, list[int]]], average: str, seed: int
+                           ) -> dict[str, float]:
+    """Mean rise in out-of-fold log-RMSE when one column group is shuffled (seeded).
+
+    `groups` has one column_groups map per view of x: a column is shuffled in every encoding at
+    once (the same houses swapped), so it measures what the whole ensemble needs that column for.
+    """
     rng = np.random.default_rng(seed)
-    rise = dict.fromkeys(groups, 0.0)
+    rise = dict.fromkeys([c for view in groups for c in view], 0.0)
     for fold in np.unique(fold_of_row):
         rows = fold_of_row == fold
         members = np.flatnonzero(fold_of_model == fold)
         fold_models = models.select(slice(members[0], members[-1] + 1))
-        x_fold, y_fold = x[rows], y[rows]
+        x_fold, y_fold = x.rows(rows), y[rows]
 
-        def score(features: np.ndarray, fold_models=fold_models, y_fold=y_fold) -> float:
-            log_pred = fold_models.predict_log_price(torch.tensor(features)).numpy()
+        def score(features: Views, fold_models=fold_models, y_fold=y_fold) -> float:
+            log_pred = fold_models.predict_log_price(features.model_input()).numpy()
             return rmse(combine_log_predictions(log_pred, average), y_fold)
 
         base = score(x_fold)
         weight = rows.sum() / len(y)
-        for column, cols in groups.items():
-            shuffled = x_fold.copy()
-            shuffled[:, cols] = x_fold[rng.permutation(len(x_fold))][:, cols]
-            rise[column] += weight * (score(shuffled) - base)
+        for column in rise:
+            order = rng.permutation(x_fold.n_rows)
+            shuffled = x_fold.x.copy()
+            for view, view_groups in enumerate(groups):
+                cols = view_groups.get(column, [])
+                shuffled[view][:, cols] = x_fold.x[view][order][:, cols]
+            rise[column] += weight * (score(Views(shuffled, x.widths)) - base)
     return rise
 
 
@@ -62,7 +70,8 @@ def importance_table(permutation: dict[str, float], lasso: dict[str, float]) -> 
     """Every column, most important (by permutation) first."""
     frame = pd.DataFrame({"feature": list(permutation),
                           "permutation_importance": [round(v, 6) for v in permutation.values()],
-                          "lasso_abs_coef": [round(lasso[c], 6) for c in permutation]})
+                          "lasso_abs_coef": [round(lasso.get(c, 0.0), 6)
+                                             for c in permutation]})
     frame = frame.sort_values(["permutation_importance", "feature"], ascending=[False, True],
                               kind="stable")
     return frame.reset_index(drop=True)

@@ -102,6 +102,11 @@ class DownloadParams:
 
 
 PIECEWISE_BASES = ("none", "kinks", "ramps")
+# What may differ between the MLP's views: how features are encoded, not which rows are
+# outliers or what the statistics are fitted on.
+VIEW_KEYS = ("numeric_as_category", "ordinal_quality", "log1p_skewed", "skew_threshold",
+             "skew_lambda", "engineered_features", "domain_fills", "scaler", "piecewise_linear",
+             "piecewise_bins")
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,9 @@ class PreprocessParams:
     piecewise_bins: int
     outlier_min_gr_liv_area: float
     outlier_max_sale_price: float
+    # Further encodings the MLP also trains on, each the settings above with some changed:
+    # (("scaler", "robust_clip"),) per view, as sorted (key, value) pairs (hashable).
+    mlp_views: tuple = ()
 
     def __post_init__(self):
         _choice("preprocess.fit_on", self.fit_on, ("train", "train+test"))
@@ -137,6 +145,43 @@ class PreprocessParams:
         _number("preprocess.piecewise_bins", self.piecewise_bins, low=2, integer=True)
         _number("preprocess.outlier_min_gr_liv_area", self.outlier_min_gr_liv_area, low=0)
         _number("preprocess.outlier_max_sale_price", self.outlier_max_sale_price, low=0)
+        object.__setattr__(self, "mlp_views", self._checked_views())
+
+    def _checked_views(self) -> tuple:
+        """mlp_views as sorted (key, value) pairs, each view validated as a full section."""
+        key = "preprocess.mlp_views"
+        raw = self.mlp_views
+        if not isinstance(raw, list | tuple):
+            _fail(key, f"must be a list of mappings such as {{scaler: robust_clip}}, got {raw!r}")
+        views = []
+        for i, view in enumerate(raw):
+            pairs = dict(view) if isinstance(view, tuple) else view
+            if not isinstance(pairs, dict):
+                _fail(f"{key}[{i}]", f"must be a mapping such as {{scaler: robust_clip}}, got {view!r}")
+            unknown = sorted(set(pairs) - set(VIEW_KEYS))
+            if unknown:
+                _fail(f"{key}[{i}].{unknown[0]}", f"cannot differ between views (can: "
+                      f"{', '.join(VIEW_KEYS)})")
+            values = {k: tuple(v) if isinstance(v, list) else v for k, v in sorted(pairs.items())}
+            try:
+                self.view(values)
+            except PipelineError as exc:
+                reason = str(exc).removeprefix("params.yaml: ").partition("; fix it")[0]
+                _fail(f"{key}[{i}]", f"is not valid: {reason}")
+            views.append(tuple(values.items()))
+        return tuple(views)
+
+    def view(self, changes: dict) -> PreprocessParams:
+        """These settings with `changes` applied and no further views."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields.update({k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()},
+                      mlp_views=())
+        fields["numeric_as_category"] = list(fields["numeric_as_category"])
+        return PreprocessParams(**fields)
+
+    def encodings(self) -> list[PreprocessParams]:
+        """The MLP's encodings: these settings (what the blend members see too), then each view."""
+        return [self.view({}), *(self.view(dict(pairs)) for pairs in self.mlp_views)]
 
 
 ACTIVATIONS = ("relu", "gelu", "tanh", "silu")

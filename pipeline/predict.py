@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.ensemble import combine_log_predictions
@@ -14,17 +13,21 @@ from pipeline.errors import PipelineError
 from pipeline.inputs import read_csv
 from pipeline.member import save_predictions
 from pipeline.params import EnsembleParams, PredictParams, TrainParams, load_params
-from pipeline.preprocess import load_test, load_train
+from pipeline.preprocess import load_test, load_train, mlp_inputs
 from pipeline.stacked_mlp import listed_model_paths, load_models
 from pipeline.submission import write_submission
+from pipeline.views import Views
 
 
 def clip_to_range(x_test: np.ndarray, x_train: np.ndarray) -> tuple[np.ndarray, int]:
     """Clamp each feature to the range seen in training: an out-of-range house (a lot ten times
-    any in training) cannot push an MLP into extrapolation that blows up the price."""
-    low, high = x_train.min(axis=0), x_train.max(axis=0)
+    any in training) cannot push an MLP into extrapolation that blows up the price.
+    [N, d] matrices, or [V, N, W] views (each view clamped to its own range); returns the
+    clamped features and how many houses had a feature clamped."""
+    low, high = x_train.min(axis=-2, keepdims=True), x_train.max(axis=-2, keepdims=True)
     clipped = np.clip(x_test, low, high)
-    return clipped, int((clipped != x_test).any(axis=1).sum())
+    changed = (clipped != x_test).any(axis=-1)
+    return clipped, int(changed.reshape(-1, changed.shape[-1]).any(axis=0).sum())
 
 
 def predict(params: PredictParams, ensemble: EnsembleParams, data_dir="data/processed",
@@ -33,17 +36,19 @@ def predict(params: PredictParams, ensemble: EnsembleParams, data_dir="data/proc
             train_params: TrainParams | None = None) -> Path:
     """The fold models' mean test prediction: as a submission (`out`), and/or as the MLP's
     blend-member predictions (`member_out`, with the train stage's out-of-fold predictions)."""
-    test = load_test(data_dir)
-    x = test["x"]
+    test, train = load_test(data_dir), load_train(data_dir)
+    train_x = mlp_inputs(train)
+    x = mlp_inputs(test, train_x.widths)
     if params.clip_to_train_range:
-        x, n_clipped = clip_to_range(x, load_train(data_dir)["x"])
+        clipped, n_clipped = clip_to_range(x.x, train_x.x)
+        x = Views(clipped, x.widths)
         print(f"predict: {n_clipped} test rows had features outside the training range (clamped)")
     paths = listed_model_paths(models_dir)
     models = load_models(paths)
-    if models.n_inputs != x.shape[1]:
+    if models.n_inputs != x.x.shape[2]:
         raise PipelineError(f"models expect {models.n_inputs} features, test data has "
-                            f"{x.shape[1]}; re-run preprocess and train (dvc repro)")
-    log_pred = models.predict_log_price(torch.tensor(x)).numpy()
+                            f"{x.x.shape[2]}; re-run preprocess and train (dvc repro)")
+    log_pred = models.predict_log_price(x.model_input()).numpy()
     with np.errstate(over="ignore", invalid="ignore"):
         test_log = combine_log_predictions(log_pred, ensemble.average)
         prices = np.exp(test_log)
@@ -53,7 +58,6 @@ def predict(params: PredictParams, ensemble: EnsembleParams, data_dir="data/proc
         if not (np.isfinite(prices).all() and (prices > 0).all()):
             raise PipelineError("predict: the MLP's test predictions are not finite; re-run train")
         oof = read_csv(oof_csv, "run the train stage first (dvc repro)")
-        train = load_train(data_dir)
         if not np.array_equal(oof["Id"].to_numpy(), train["id"]):
             raise PipelineError(f"{oof_csv}: its Ids are not the training rows'; re-run train")
         save_predictions(member_out, oof["predicted_log_price"].to_numpy(dtype=np.float64),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import joblib
@@ -16,6 +17,7 @@ from pipeline.features import build_transform
 from pipeline.inputs import read_csv, read_npz
 from pipeline.params import PreprocessParams, load_params
 from pipeline.schema import FEATURES, ID, TARGET, check_columns, check_target, pin_kinds
+from pipeline.views import Views
 
 
 def read_raw(path: str | os.PathLike) -> pd.DataFrame:
@@ -28,8 +30,22 @@ def outlier_mask(train: pd.DataFrame, params: PreprocessParams) -> np.ndarray:
             & (train[TARGET] < params.outlier_max_sale_price)).to_numpy()
 
 
+def encode(features_train: pd.DataFrame, features_test: pd.DataFrame, fit_frame: pd.DataFrame,
+           params: PreprocessParams) -> tuple[np.ndarray, np.ndarray, list[str], object]:
+    """(train matrix, test matrix, feature names, fitted transform) of one encoding."""
+    transform = build_transform(params).fit(fit_frame)
+    return (transform.transform(features_train).astype(np.float32),
+            transform.transform(features_test).astype(np.float32),
+            [str(n) for n in transform[-1].get_feature_names_out()], transform)
+
+
 def preprocess(train: pd.DataFrame, test: pd.DataFrame, params: PreprocessParams) -> dict:
-    """Fit the transform (on train, or train+test features) and return arrays and metadata."""
+    """Fit the transform (on train, or train+test features) and return arrays and metadata.
+
+    With `mlp_views`, every further encoding is fitted the same way. The MLP's inputs are
+    `mlp_train` / `mlp_test` (Views: every encoding, or just the first) with `view_names`;
+    `x_train` and `x_test` are the first encoding, which the other model families see.
+    """
     check_columns(train, "train.csv", with_target=True)
     check_columns(test, "test.csv", with_target=False)
     check_target(train, "train.csv")
@@ -39,31 +55,54 @@ def preprocess(train: pd.DataFrame, test: pd.DataFrame, params: PreprocessParams
     features_test = test.loc[:, list(FEATURES)]
     fit_frame = (features_train if params.fit_on == "train"
                  else pd.concat([features_train, features_test], ignore_index=True))
-    transform = build_transform(params).fit(fit_frame)
-    x_train = transform.transform(features_train).astype(np.float32)
-    x_test = transform.transform(features_test).astype(np.float32)
-    return {
+    encoded = [encode(features_train, features_test, fit_frame, p) for p in params.encodings()]
+    x_train, x_test, names, _ = encoded[0]
+    result = {
         "x_train": x_train,
         "y_train": np.log(train[TARGET].to_numpy(dtype=np.float64)),
         "id_train": train[ID].to_numpy(dtype=np.int64),
         "outlier": outlier_mask(train, params),
         "x_test": x_test,
         "id_test": test[ID].to_numpy(dtype=np.int64),
-        "feature_names": [str(n) for n in transform[-1].get_feature_names_out()],
-        "transform": transform,
+        "feature_names": names,
+        "transform": encoded[0][3],
+        "transforms": [e[3] for e in encoded],
+        "mlp_train": Views.of([e[0] for e in encoded]),
+        "mlp_test": Views.of([e[1] for e in encoded]),
+        "view_names": [e[2] for e in encoded],
     }
+    return result
 
 
 def save(result: dict, out_dir: str | os.PathLike) -> None:
+    """train.npz / test.npz (with `views`, `view_widths` and `view_names` when the MLP has
+    several encodings), the fitted transforms (one per encoding) and the feature names."""
     out_dir = Path(out_dir)
+    views_train, views_test = {}, {}
+    if len(result["mlp_train"]) > 1:
+        width = result["mlp_train"].x.shape[2]
+        names = np.array([n + [""] * (width - len(n)) for n in result["view_names"]], dtype=str)
+        views_train = {"views": result["mlp_train"].x,
+                       "view_widths": np.array(result["mlp_train"].widths, dtype=np.int64),
+                       "view_names": names}
+        views_test = {"views": result["mlp_test"].x}
     with atomic_path(out_dir / "train.npz") as tmp, open(tmp, "wb") as fh:
         np.savez(fh, x=result["x_train"], y=result["y_train"], id=result["id_train"],
-                 outlier=result["outlier"])
+                 outlier=result["outlier"], **views_train)
     with atomic_path(out_dir / "test.npz") as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, x=result["x_test"], id=result["id_test"])
+        np.savez(fh, x=result["x_test"], id=result["id_test"], **views_test)
     with atomic_path(out_dir / "transform.joblib") as tmp:
-        joblib.dump(result["transform"], tmp)
+        joblib.dump(result["transforms"], tmp)
     write_text(out_dir / "features.json", json.dumps(result["feature_names"], indent=1) + "\n")
+
+
+def mlp_inputs(data: dict[str, np.ndarray], widths: Sequence[int] | None = None) -> Views:
+    """The MLP's inputs in a loaded train.npz / test.npz: its views, or its one matrix. A test
+    file's views take the widths of the train file's (`widths`)."""
+    if "views" not in data:
+        return Views.coerce(data["x"])
+    widths = data["view_widths"] if widths is None else widths
+    return Views(data["views"], tuple(int(w) for w in widths))
 
 
 def load_train(data_dir: str | os.PathLike) -> dict[str, np.ndarray]:

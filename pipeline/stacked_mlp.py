@@ -53,21 +53,25 @@ def init_adapters(seeds: Sequence[int], members: int, n_features: int) -> torch.
 
 
 def init_weights(seeds: Sequence[int], sizes: Sequence[int], linear_skip: bool = False,
-                 skip_inputs: int | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+                 skip_inputs: int | None = None, n_inputs: Sequence[int] | None = None
+                 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """nn.Linear's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from each model's own seed.
 
     With `linear_skip`, a last weight [M, in, 1] (zeros) maps the input straight to the output;
     `skip_inputs` is its input width when the hidden layers see another (embedded) width.
+    `n_inputs` [M]: a model whose input is narrower than sizes[0] (a view padded to the widest,
+    pipeline/views.py) starts as a model of that width, its first layer's extra rows zero.
     """
     per_model = []
-    for seed in seeds:
+    for model, seed in enumerate(seeds):
         gen = torch.Generator().manual_seed(int(seed))
         layers = []
-        for fan_in, fan_out in itertools.pairwise(sizes):
-            bound = 1.0 / math.sqrt(fan_in)
-            w = (torch.rand(fan_in, fan_out, generator=gen) * 2 - 1) * bound
+        for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+            rows = fan_in if n_inputs is None or layer > 0 else int(n_inputs[model])
+            bound = 1.0 / math.sqrt(rows)
+            w = (torch.rand(rows, fan_out, generator=gen) * 2 - 1) * bound
             b = (torch.rand(1, fan_out, generator=gen) * 2 - 1) * bound
-            layers.append((w, b))
+            layers.append((F.pad(w, (0, 0, 0, fan_in - rows)), b))
         per_model.append(layers)
     weights = [torch.stack([m[i][0] for m in per_model]) for i in range(len(sizes) - 1)]
     biases = [torch.stack([m[i][1] for m in per_model]) for i in range(len(sizes) - 1)]
@@ -116,18 +120,22 @@ def forward(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[t
 def predict_rows(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
                  activation: str, linear_skip: bool = False,
                  adapters: torch.Tensor | None = None,
-                 periodic: Periodic | None = None) -> torch.Tensor:
+                 periodic: Periodic | None = None, view: torch.Tensor | None = None
+                 ) -> torch.Tensor:
     """Every model on every row of x [N, d] -> [M, N], in blocks of models to bound memory.
+    With views, x is [V, N, W] and `view` [M] says which one each model reads.
     A TabM model predicts the mean of its members."""
     n_models = weights[0].shape[0]
     members = 1 if adapters is None else adapters.shape[1]
-    widest = max(max(w.shape[2] for w in weights), weights[0].shape[1] if members > 1 else 1,
+    widest = max(max(w.shape[2] for w in weights),
+                 weights[0].shape[1] if members > 1 or x.dim() == 3 else 1,
                  0 if periodic is None else periodic.weight.shape[1] * periodic.weight.shape[2])
     block = max(1, EVAL_BLOCK_ELEMENTS // max(1, x.shape[0] * widest * members))
     parts = []
     for start in range(0, n_models, block):
         sl = slice(start, start + block)
-        out = forward(x, [w[sl] for w in weights], [b[sl] for b in biases], activation,
+        rows = x if x.dim() == 2 else x[view[sl]]
+        out = forward(rows, [w[sl] for w in weights], [b[sl] for b in biases], activation,
                       linear_skip=linear_skip, adapters=None if adapters is None else adapters[sl],
                       periodic=None if periodic is None else periodic.select(sl))
         parts.append(out if adapters is None else out.mean(1))
@@ -148,6 +156,7 @@ class StackedModels:
     adapters: torch.Tensor | None = None  # [M, k, d]: TabM members' input adapters (or, k = 1,
                                           # a learned scale per input of the hidden layers)
     periodic: Periodic | None = None  # periodic embeddings of the numeric inputs
+    view: torch.Tensor | None = None  # [M] int64: the encoding each model reads (with views)
 
     @property
     def n_inputs(self) -> int:
@@ -157,11 +166,16 @@ class StackedModels:
         return self.weights[-1 if self.linear_skip else 0].shape[1]
 
     def predict_log_price(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, d] features -> [M, N] predicted log prices (float64)."""
+        """[N, d] features (with views: [V, N, W]) -> [M, N] predicted log prices (float64)."""
+        if (x.dim() == 3) != (self.view is not None):
+            takes = "several encodings" if self.view is not None else "one encoding"
+            raise PipelineError(f"the models take {takes} of the features, the data has "
+                                f"{x.shape[0] if x.dim() == 3 else 1}; re-run preprocess and "
+                                "train (dvc repro)")
         with torch.no_grad():
             raw = predict_rows(x.to(self.weights[0].dtype), self.weights, self.biases,
                                self.activation, self.linear_skip, self.adapters,
-                               self.periodic).to(torch.float64)
+                               self.periodic, self.view).to(torch.float64)
         return raw * self.y_std[:, None] + self.y_mean[:, None]
 
     def select(self, models: slice) -> StackedModels:
@@ -170,7 +184,8 @@ class StackedModels:
                              self.activation, self.y_mean[models], self.y_std[models],
                              self.names[models], self.linear_skip,
                              None if self.adapters is None else self.adapters[models],
-                             None if self.periodic is None else self.periodic.select(models))
+                             None if self.periodic is None else self.periodic.select(models),
+                             None if self.view is None else self.view[models])
 
     def save_each(self, out_dir: str | os.PathLike, config: dict) -> list[Path]:
         """One file per model (weights + config), loadable with torch.load(weights_only=True).
@@ -194,6 +209,7 @@ class StackedModels:
                     "n_inputs": one.periodic.n_inputs, "columns": one.periodic.columns.clone(),
                     **{k: t[0].detach().cpu().clone() for k, t in
                        zip(PERIODIC_KEYS, one.periodic.tensors, strict=True)}}}),
+                **({} if one.view is None else {"view": int(one.view[0])}),
                 "y_mean": float(one.y_mean[0]),
                 "y_std": float(one.y_std[0]),
                 "name": name,
@@ -243,7 +259,8 @@ def load_models(paths: Sequence[str | os.PathLike]) -> StackedModels:
                (int(p["periodic"]["n_inputs"]), tuple(p["periodic"]["columns"].tolist()),
                 *(tuple(p["periodic"][k].shape) for k in PERIODIC_KEYS)) if "periodic" in p
                else None) for p in payloads}
-    if len(shapes) != 1 or len({(p["activation"], p["linear_skip"]) for p in payloads}) != 1:
+    if len(shapes) != 1 or len({(p["activation"], p["linear_skip"], "view" in p)
+                                for p in payloads}) != 1:
         raise PipelineError("model files differ in architecture; clear models/ and re-run train")
     n_weights, n_biases = len(payloads[0]["weights"]), len(payloads[0]["biases"])
     return StackedModels(
@@ -261,4 +278,6 @@ def load_models(paths: Sequence[str | os.PathLike]) -> StackedModels:
                            *(torch.stack([p["periodic"][k] for p in payloads])
                              for k in PERIODIC_KEYS))
                   if "periodic" in payloads[0] else None),
+        view=(torch.tensor([p["view"] for p in payloads], dtype=torch.int64)
+              if "view" in payloads[0] else None),
     )

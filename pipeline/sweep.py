@@ -42,7 +42,7 @@ from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.errors import PipelineError
 from pipeline.inputs import read_yaml
 from pipeline.params import Params, TrainParams, load_params
-from pipeline.preprocess import load_train
+from pipeline.preprocess import load_train, mlp_inputs
 from pipeline.trainer import make_deterministic, resolve_device
 
 # The fold plan is shared by every config of a sweep, so these cannot vary within one.
@@ -145,8 +145,8 @@ def score_configs(params: Params, overrides: list[dict], data: dict, device) -> 
     )
 
     configs = [_as_train_params(params.train, o) for o in overrides]
-    x, y, outlier = data["x"], data["y"], data["outlier"].astype(bool)
-    plan = plan_folds(len(y), outlier, params.train)
+    x, y, outlier = mlp_inputs(data), data["y"], data["outlier"].astype(bool)
+    plan = plan_folds(len(y), outlier, params.train, len(x))
     groups: dict = {}
     for index, config in enumerate(configs):
         groups.setdefault(architecture_of(config), []).append(index)

@@ -35,7 +35,7 @@ from pipeline.importance import (
     permutation_importance,
 )
 from pipeline.params import TrainParams, load_params
-from pipeline.preprocess import load_train
+from pipeline.preprocess import load_train, mlp_inputs
 from pipeline.stacked_mlp import StackedModels
 from pipeline.trainer import (
     Architecture,
@@ -46,6 +46,7 @@ from pipeline.trainer import (
     target_scaling,
     train_batched,
 )
+from pipeline.views import Views
 
 
 def stopping_rows(plan: FoldPlan, params: TrainParams) -> tuple[np.ndarray, np.ndarray]:
@@ -104,38 +105,44 @@ def fit_lasso(x: np.ndarray, y: np.ndarray, plan: FoldPlan, alpha: float) -> Sta
                          list(plan.names))
 
 
-def lasso_skip_start(x: np.ndarray, y: np.ndarray, train_mask: np.ndarray, alpha: float,
-                     cache: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def lasso_skip_start(x: np.ndarray | Views, y: np.ndarray, train_mask: np.ndarray, alpha: float,
+                     cache: dict | None = None, view_of_model: np.ndarray | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each model's Lasso on its own training rows, in the trainer's standardised target units.
 
     The warm start of `train.skip_init: lasso`: the wide part begins at the convex optimum of
     the linear problem and the deep part learns what it misses. Only the rows a model trains on
     are used, so neither its early-stopping rows nor its scored fold leak in. `cache` shares the
-    fits between models (and configs) with the same rows and alpha.
+    fits between models (and configs) with the same rows, view and alpha. With views, each
+    model's Lasso is fitted on its own view (`view_of_model`), its padding columns left at zero.
     """
     cache = {} if cache is None else cache
+    views = Views.coerce(x)
     y_mean, y_std = target_scaling(torch.tensor(y), torch.tensor(train_mask))
-    weights = torch.zeros(train_mask.shape[0], x.shape[1], dtype=torch.float64)
+    weights = torch.zeros(train_mask.shape[0], views.x.shape[2], dtype=torch.float64)
     intercepts = torch.zeros(train_mask.shape[0], dtype=torch.float64)
     for model, rows in enumerate(train_mask):
-        key = (rows.tobytes(), alpha)
+        view = 0 if view_of_model is None else int(view_of_model[model])
+        key = (rows.tobytes(), view, alpha)
         if key not in cache:
-            fitted = lasso(x[rows], y[rows], alpha)
+            fitted = lasso(views.matrix(view)[rows], y[rows], alpha)
             cache[key] = (torch.tensor(fitted.coef_, dtype=torch.float64), fitted.intercept_)
         coef, intercept = cache[key]
-        weights[model] = coef / y_std[model]
+        weights[model, :len(coef)] = coef / y_std[model]
         intercepts[model] = (intercept - y_mean[model]) / y_std[model]
     return weights, intercepts
 
 
-def skip_starts(x: np.ndarray, y: np.ndarray, configs: list[TrainParams],
-                train_masks: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor] | None:
+def skip_starts(x: Views, y: np.ndarray, configs: list[TrainParams],
+                train_masks: list[np.ndarray], view_of_model: np.ndarray | None
+                ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The linear path's start for every model of every config (zeros where skip_init: zeros)."""
     if all(c.skip_init == "zeros" for c in configs):
         return None
     cache: dict = {}
-    parts = [lasso_skip_start(x, y, mask, c.lasso_alpha, cache) if c.skip_init == "lasso"
-             else (torch.zeros(mask.shape[0], x.shape[1], dtype=torch.float64),
+    parts = [lasso_skip_start(x, y, mask, c.lasso_alpha, cache, view_of_model)
+             if c.skip_init == "lasso"
+             else (torch.zeros(mask.shape[0], x.x.shape[2], dtype=torch.float64),
                    torch.zeros(mask.shape[0], dtype=torch.float64))
              for c, mask in zip(configs, train_masks, strict=True)]
     return torch.cat([w for w, _ in parts]), torch.cat([b for _, b in parts])
@@ -147,30 +154,41 @@ def architecture_of(params: TrainParams) -> Architecture:
                         params.periodic_dim, params.periodic_sigma)
 
 
-def per_model_settings(configs: list[TrainParams], seeds: list[int]) -> PerModel:
-    """Every config's scalars repeated for each of its models (one per seed), configs in order."""
+def per_model_settings(configs: list[TrainParams], seeds: list[int],
+                       view_of_model: np.ndarray | None = None) -> PerModel:
+    """Every config's scalars repeated for each of its models (one per seed and view), configs
+    in order."""
 
     def each(attr):
         return [getattr(c, attr) for c in configs for _ in seeds]
 
-    return PerModel(seeds=list(seeds) * len(configs), lr=each("lr"),
+    views = None if view_of_model is None else [int(v) for v in view_of_model] * len(configs)
+    return PerModel(seeds=list(seeds) * len(configs), view=views, lr=each("lr"),
                     weight_decay=each("weight_decay"), l1=each("l1"), l1_skip=each("l1_skip"),
                     dropout=each("dropout"), max_epochs=each("max_epochs"),
                     patience=each("patience"), lr_schedule=each("lr_schedule"),
                     reg_schedule=each("reg_schedule"), huber_delta=each("huber_delta"))
 
 
-def fit_mlp_configs(x: np.ndarray, y: np.ndarray, plan: FoldPlan, configs: list[TrainParams],
-                    device: torch.device, label: str = "train") -> list[TrainResult]:
-    """Train every fold x seed model of every config in one batched run (one architecture)."""
+def fit_mlp_configs(x: np.ndarray | Views, y: np.ndarray, plan: FoldPlan,
+                    configs: list[TrainParams], device: torch.device, label: str = "train"
+                    ) -> list[TrainResult]:
+    """Train every fold x view x seed model of every config in one batched run (one
+    architecture). x: the features [N, d], or with preprocess.mlp_views their Views, planned
+    with `plan_folds(..., n_views=len(x))`."""
     arch = architecture_of(configs[0])
     if any(architecture_of(c) != arch for c in configs):
         raise ValueError("configs trained together must share one architecture")
+    views = Views.coerce(x)
+    if (plan.view_of_model is None) != (len(views) == 1):
+        raise ValueError("plan the folds with n_views=len(x) for inputs with views")
     n = len(plan.names)
-    per_model = per_model_settings(configs, plan.seeds)
+    per_model = per_model_settings(configs, plan.seeds, plan.view_of_model)
     # The Lasso warm starts first: their notes must not break into the progress bar.
     train_masks, stop_masks = zip(*(stopping_rows(plan, c) for c in configs), strict=True)
-    skip_start = skip_starts(x, y, configs, list(train_masks))
+    skip_start = skip_starts(views, y, configs, list(train_masks),
+                             None if plan.view_of_model is None
+                             else np.tile(plan.view_of_model, len(configs)))
     bar = tqdm(total=max(per_model.max_epochs), desc=f"{label}: {n * len(configs)} models on {device}",
                unit="epoch", disable=None, file=sys.stderr)
 
@@ -180,25 +198,30 @@ def fit_mlp_configs(x: np.ndarray, y: np.ndarray, plan: FoldPlan, configs: list[
 
     try:
         result = train_batched(
-            torch.tensor(x, device=device), torch.tensor(y, device=device),
+            views.model_input().to(device), torch.tensor(y, device=device),
             torch.tensor(np.concatenate(train_masks)),
             torch.tensor(np.tile(plan.val_mask, (len(configs), 1))), arch, per_model,
             names=plan.names * len(configs), on_epoch=on_epoch,
             stop_mask=torch.tensor(np.concatenate(stop_masks)),
-            compile_kernels=configs[0].compile, skip_start=skip_start)
+            compile_kernels=configs[0].compile, skip_start=skip_start, view_widths=views.widths)
     finally:
         bar.close()
     return [result.select(slice(i * n, (i + 1) * n)) for i in range(len(configs))]
 
 
-def read_feature_names(data_dir: str | os.PathLike, n_features: int) -> list[str]:
-    """The preprocess stage's feature names (features.json), or f0, f1, ... without it."""
+def read_feature_names(data_dir: str | os.PathLike, data: dict, views: Views
+                       ) -> list[list[str]]:
+    """Each view's feature names (train.npz's view_names, or features.json with one view), or
+    f0, f1, ... where they are missing."""
+    if "view_names" in data:
+        return [[str(n) for n in names[:width]]
+                for names, width in zip(data["view_names"], views.widths, strict=True)]
     path = Path(data_dir) / "features.json"
     if path.is_file():
         names = json.loads(path.read_text(encoding="utf-8"))
-        if len(names) == n_features:
-            return [str(n) for n in names]
-    return [f"num__f{i}" for i in range(n_features)]
+        if len(names) == views.widths[0]:
+            return [[str(n) for n in names]]
+    return [[f"num__f{i}" for i in range(width)] for width in views.widths]
 
 
 def check_trained(result: TrainResult, plan: FoldPlan, y: np.ndarray, params: TrainParams) -> None:
@@ -232,11 +255,12 @@ def check_trained(result: TrainResult, plan: FoldPlan, y: np.ndarray, params: Tr
             f"train.lr={params.lr / 10:g}; nothing was written")
 
 
-def oof_predictions(models: StackedModels, x: np.ndarray, plan: FoldPlan, average: str
+def oof_predictions(models: StackedModels, x: np.ndarray | Views, plan: FoldPlan, average: str
                     ) -> np.ndarray:
-    """Each row predicted by the (seed-averaged) models of the fold that held it out."""
-    log_pred = models.predict_log_price(torch.tensor(x)).numpy()  # [M, N]
-    oof = np.empty(x.shape[0])
+    """Each row predicted by the (seed- and view-averaged) models of the fold that held it out."""
+    views = Views.coerce(x)
+    log_pred = models.predict_log_price(views.model_input()).numpy()  # [M, N]
+    oof = np.empty(views.n_rows)
     for fold in np.unique(plan.fold_of_model):
         rows = plan.fold_of_row == fold
         oof[rows] = combine_log_predictions(log_pred[plan.fold_of_model == fold][:, rows], average)
@@ -274,17 +298,18 @@ def log_learning_curves(live_dir: str | os.PathLike, plan: FoldPlan, result: Tra
             live.log_plot(f"learning_curve_fold{fold}", points, x="epoch", y="log_rmse")
 
 
-def write_importance(path: str | os.PathLike, models: StackedModels, x: np.ndarray, y: np.ndarray,
+def write_importance(path: str | os.PathLike, models: StackedModels, x: Views, y: np.ndarray,
                      outlier: np.ndarray, plan: FoldPlan, params: TrainParams, average: str,
-                     feature_names: list[str]) -> None:
-    """metrics/importance.csv: permutation importance on out-of-fold rows, Lasso |coef|."""
-    groups = column_groups(feature_names)
+                     feature_names: list[list[str]]) -> None:
+    """metrics/importance.csv: permutation importance on out-of-fold rows, Lasso |coef| (on the
+    first view)."""
+    groups = [column_groups(names) for names in feature_names]
     permutation = permutation_importance(models, x, y, plan.fold_of_model, plan.fold_of_row,
                                          groups, average, params.seed)
     keep = ~outlier if params.exclude_outliers else np.ones_like(outlier)
-    coef = lasso(x[keep], y[keep], params.lasso_alpha).coef_
+    coef = lasso(x.matrix(0)[keep], y[keep], params.lasso_alpha).coef_
     with atomic_path(path) as tmp:
-        importance_table(permutation, lasso_weights(coef, groups)).to_csv(
+        importance_table(permutation, lasso_weights(coef, groups[0])).to_csv(
             tmp, index=False, lineterminator="\n")
 
 
@@ -300,15 +325,17 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
     folds_path = folds_path or Path(metrics_path).with_name("cv_folds.json")
     importance_path = importance_path or Path(metrics_path).with_name("importance.csv")
     data = load_train(data_dir)
-    x, y, outlier = data["x"], data["y"], data["outlier"].astype(bool)
-    plan = plan_folds(len(y), outlier, params)
+    y, outlier = data["y"], data["outlier"].astype(bool)
+    # The Lasso baseline sees the first encoding; the MLP every one preprocess wrote.
+    x = Views.coerce(data["x"]) if params.model == "lasso" else mlp_inputs(data)
+    plan = plan_folds(len(y), outlier, params, len(x))
     make_deterministic()
     if params.model == "mlp" and params.patience > 0 and params.early_stopping_holdout == 0:
         print("train: note: early stopping picks each model's epoch on the fold it is scored on, "
               "so the CV score is optimistic; set train.early_stopping_holdout > 0 to avoid it")
     started = time.perf_counter()
     if params.model == "lasso":
-        models = fit_lasso(x, y, plan, params.lasso_alpha)
+        models = fit_lasso(x.matrix(0), y, plan, params.lasso_alpha)
         history, where = None, "on cpu (scikit-learn)"
     else:
         device = resolve_device(params.device)
@@ -333,7 +360,7 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
     else:
         shutil.rmtree(live_dir, ignore_errors=True)
         Path(live_dir, "plots", "metrics").mkdir(parents=True)
-    feature_names = read_feature_names(data_dir, x.shape[1])
+    feature_names = read_feature_names(data_dir, data, x)
     write_importance(importance_path, models, x, y, outlier, plan, params, average, feature_names)
     write_text(folds_path, json.dumps(per_fold, indent=2) + "\n")
     write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")

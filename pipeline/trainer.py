@@ -75,6 +75,8 @@ class PerModel:
     # Huber loss beyond this residual, in log price (None or 0: squared error); see
     # `squared_or_huber`
     huber_delta: Sequence[float] | None = None
+    # With views (x [V, N, W], pipeline/views.py): the one each model reads
+    view: Sequence[int] | None = None
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -273,8 +275,12 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
                   stop_mask: torch.Tensor | None = None,
                   cuda_graph: bool = True, compile_kernels: bool = False,
                   skip_start: tuple[torch.Tensor, torch.Tensor] | None = None,
-                  compact: bool = True) -> TrainResult:
+                  compact: bool = True, view_widths: Sequence[int] | None = None) -> TrainResult:
     """Train len(per_model) models on x [N, d] / y [N] (log price), all on x's device.
+
+    With several encodings of the rows, x is [V, N, W] (zero-padded views, pipeline/views.py),
+    `per_model.view` says which one each model reads and `view_widths` [V] how many of its
+    columns are real: a model starts as a model of that width.
 
     train_mask / val_mask [M, N] (bool) give each model its rows; val_rmse is recorded on the
     validation rows. Early stopping picks the best epoch on stop_mask's rows (default: the
@@ -299,8 +305,15 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
         raise ValueError("masks, targets and per-model settings disagree in shape")
     if skip_start is not None and not arch.linear_skip:
         raise ValueError("skip_start needs an architecture with a linear skip path")
+    if x.dim() == 3:
+        if per_model.view is None or view_widths is None or len(view_widths) != x.shape[0]:
+            raise ValueError("x with views needs per_model.view and view_widths")
+        if arch.periodic:
+            raise PipelineError("train.periodic does not combine with preprocess.mlp_views; set "
+                                "train.periodic=0 or preprocess.mlp_views=[]")
     models = _Models(x, y, train_mask.to(device), val_mask.to(device), stop_mask.to(device),
-                     arch, per_model, compile_kernels and device.type == "cuda", skip_start)
+                     arch, per_model, compile_kernels and device.type == "cuda", skip_start,
+                     view_widths)
     if bool((models.n_train == 0).any()):
         raise PipelineError("a model has no training rows; use fewer folds or more data")
 
@@ -363,8 +376,9 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     adapters = extra.pop(0).cpu() if models.adapters is not None else None
     periodic = (None if models.periodic is None
                 else Periodic(x.shape[1], models.periodic.columns, *(t.cpu() for t in extra)))
-    stacked = StackedModels([w.cpu() for w in out_w], biases, arch.activation,
-                            y_mean.cpu(), y_std.cpu(), names, arch.linear_skip, adapters, periodic)
+    view = None if x.dim() == 2 else torch.tensor(list(per_model.view), dtype=torch.int64)
+    stacked = StackedModels([w.cpu() for w in out_w], biases, arch.activation, y_mean.cpu(),
+                            y_std.cpu(), names, arch.linear_skip, adapters, periodic, view)
     modes = [r.mode for r in runners]
     mode = next((m for m in modes if "failed" in m), modes[0])
     return TrainResult(stacked, hist[0].cpu(), hist[1].cpu(), best_epoch.cpu(), epochs_run.cpu(),
@@ -388,7 +402,7 @@ class _Models:
     """
 
     def __init__(self, x, y, train_mask, val_mask, stop_mask, arch: Architecture,
-                 per_model: PerModel, fused: bool, skip_start):
+                 per_model: PerModel, fused: bool, skip_start, view_widths=None):
         device, dtype = x.device, x.dtype
         self.x, self.arch, self.fused = x, arch, fused
         self.y = y.to(device=device, dtype=torch.float64)
@@ -398,6 +412,9 @@ class _Models:
 
         n_models = train_mask.shape[0]
         self.ids = torch.arange(n_models, device=device)
+        # With views: each model's encoding, and the real width it starts as
+        self.view = None if x.dim() == 2 else vec(per_model.view, torch.int64)
+        n_inputs = None if x.dim() == 2 else [view_widths[v] for v in per_model.view]
         self.seeds = vec(per_model.seeds, torch.int64)
         self.lr, self.wd, self.l1 = vec(per_model.lr), vec(per_model.weight_decay), vec(per_model.l1)
         self.l1_skip = self.l1 if per_model.l1_skip is None else vec(per_model.l1_skip)
@@ -425,7 +442,7 @@ class _Models:
         self.use_huber = bool((self.huber > 0).any())
 
         self.periodic = None
-        width = x.shape[1]
+        width = x.shape[-1]
         if arch.periodic:
             columns = embedded_columns(x.cpu())
             self.periodic = Periodic(x.shape[1], columns, *(
@@ -434,7 +451,7 @@ class _Models:
                     arch.periodic_sigma)))
             width = embedded_width(x.shape[1], len(columns), arch.periodic_dim)
         weights, biases = init_weights(per_model.seeds, layer_sizes(width, arch.hidden, arch.tabm_k),
-                                       arch.linear_skip, x.shape[1])
+                                       arch.linear_skip, x.shape[-1], n_inputs)
         if skip_start is not None:
             start_w, start_b = (t.to(torch.float32).cpu() for t in skip_start)
             weights[-1] += start_w[:, :, None]
@@ -481,13 +498,14 @@ class _Models:
     def compact(self, keep: torch.Tensor) -> None:
         """Keep only batch positions `keep` (in order): every per-model tensor and the
         optimiser's moments are indexed, so each kept model continues exactly where it was."""
-        per_model = ("ids", "seeds", "lr", "wd", "l1", "l1_skip", "rate", "max_epochs",
+        per_model = ("ids", "view", "seeds", "lr", "wd", "l1", "l1_skip", "rate", "max_epochs",
                      "patience", "base", "kinds", "train_mask", "val_mask", "stop_mask",
                      "n_train", "has_stop", "huber",
                      "y_mean", "y_std", "target", "best_stop", "best_epoch", "since_best",
                      "active", "epochs_run")
         for name in per_model:
-            setattr(self, name, getattr(self, name)[keep])
+            if getattr(self, name) is not None:
+                setattr(self, name, getattr(self, name)[keep])
         old = self.opt
         self.weights = [w.detach()[keep].requires_grad_() for w in self.weights]
         self.biases = [b.detach()[keep].requires_grad_() for b in self.biases]
@@ -532,7 +550,8 @@ class _Models:
                 def drop(layer, h, step=step):  # h [M, B (x k members), width]
                     return dropout_keep(seeds, layer, epoch_now, step, h.shape[1], h.shape[2],
                                         rate, self.mask_fn)
-            out = forward(self.x[idx], self.weights, self.biases, self.arch.activation, drop,
+            rows = self.x[idx] if self.view is None else self.x[self.view[:, None], idx]
+            out = forward(rows, self.weights, self.biases, self.arch.activation, drop,
                           self.arch.linear_skip, self.adapters, self.periodic)
             zero = torch.zeros((), device=device, dtype=dtype)
             target = self.target[model_index, idx]
@@ -557,7 +576,7 @@ class _Models:
         Returns [3, M]: log-RMSE on the training, validation and early-stopping rows."""
         dtype = self.x.dtype
         pred = (predict_rows(self.x, self.weights, self.biases, self.arch.activation,
-                             self.arch.linear_skip, self.adapters, self.periodic)
+                             self.arch.linear_skip, self.adapters, self.periodic, self.view)
                 * self.y_std[:, None].to(dtype) + self.y_mean[:, None].to(dtype))
         y = self.y.to(dtype)
         train_rmse = _masked_rmse(pred, y, self.train_mask)
