@@ -11,6 +11,7 @@ mean over fold seeds of the CV log-RMSE (outliers not scored, and all rows), its
 the default, on how many shuffles it beat it, and whether the difference is a tie (below 0.0003,
 what a fold shuffle or a float rounding moves a score by).
 
+`--per-seed` adds a table of every variant's score on each fold seed.
 `--averages a+b+c ...` adds rows for equal-weight averages of those variants' out-of-fold log
 prices (an ensemble of MLPs that see differently encoded inputs), scored the same way.
 """
@@ -30,6 +31,7 @@ from common import ROOT, device_name, markdown_table
 
 from pipeline.params import load_params
 from pipeline.preprocess import preprocess
+from pipeline.sweep import FIXED_KEYS
 from pipeline.train import (
     architecture_of,
     cv_metrics,
@@ -74,7 +76,10 @@ def score(variants: dict, params, fold_seeds: list[int], device, averages=()
             groups: dict = {}
             for name, tp in members:
                 tp = dataclasses.replace(tp, fold_seed=fold_seed)
-                key = "lasso" if tp.model == "lasso" else (architecture_of(tp), tp.n_seeds)
+                # Configs train together when they share an architecture and a fold plan
+                # (the plan's seeds are every config's seeds).
+                key = ("lasso" if tp.model == "lasso"
+                       else (architecture_of(tp), *(getattr(tp, k) for k in FIXED_KEYS)))
                 groups.setdefault(key, []).append((name, tp))
             for key, group in groups.items():
                 x = data["x_train"] if key == "lasso" else data["mlp_train"]
@@ -119,6 +124,8 @@ def main() -> None:
         parser.add_argument("--fold-seeds", type=int, nargs="+", default=[400, 401, 402])
         parser.add_argument("--averages", nargs="+", default=[], metavar="A+B",
                             help="also score equal-weight averages of these variants' predictions")
+        parser.add_argument("--per-seed", action="store_true",
+                            help="also print each variant's score on every fold seed")
 
     args, variants, params, device = setup(__doc__, add_arguments)
     unknown = {part for name in args.averages for part in name.split("+")} - set(variants)
@@ -139,6 +146,10 @@ def main() -> None:
           f"{time.perf_counter() - start:.0f} s")
     print(markdown_table(["variant", "CV (no outliers)", "CV (all rows)", "vs default",
                           "beats default on", "verdict"], rows))
+    if args.per_seed:
+        print("\nCV (no outliers) per fold seed:")
+        print(markdown_table(["variant", *map(str, args.fold_seeds)],
+                             [[name, *(f"{v:.5f}" for v in s[:, 0])] for name, s in scores.items()]))
 
 
 if __name__ == "__main__":

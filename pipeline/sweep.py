@@ -176,7 +176,10 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
         raise PipelineError("sweep: train.model must be mlp (the Lasso baseline has no sweep)")
     spec = check_space(spec)
     for override in studies.decode_all(spec):
-        _as_train_params(params.train, override)  # a bad value fails here, before any training
+        # A bad value fails here, before any training.
+        if _as_train_params(params.train, override).periodic and params.preprocess.mlp_views:
+            raise PipelineError("sweep: train.periodic does not combine with "
+                                "preprocess.mlp_views; set preprocess.mlp_views to [] first")
     data = load_train(data_dir)
     device = resolve_device(params.train.device)
     make_deterministic()

@@ -23,11 +23,13 @@ def ames_sample() -> tuple[pd.DataFrame, pd.DataFrame]:
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
-def repo_params(**train_updates):
-    """params.yaml of this checkout, validated, with some train.* values replaced."""
+def repo_params(preprocess: dict | None = None, **train_updates):
+    """params.yaml of this checkout, validated, with some preprocess.* and train.* values
+    replaced."""
     from pipeline.params import parse_params
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["preprocess"].update(preprocess or {})
     raw["train"].update(train_updates)
     return parse_params(raw)
 

@@ -58,13 +58,13 @@ def test_repro_writes_valid_submission_then_does_nothing(project):
     assert (sub["SalePrice"] > 10_000).all() and (sub["SalePrice"] < 2_000_000).all()
     metrics = json.loads((project / "metrics/cv.json").read_text())
     assert 0 < metrics["cv_rmse"] < 1
-    assert len(list((project / "models").glob("*.pt"))) == 5
-    assert (project / "dvclive/plots/metrics/scored_fold/fold0_seed0.tsv").is_file()
+    assert len(list((project / "models").glob("*.pt"))) == 5 * 3  # folds x encodings
+    assert (project / "dvclive/plots/metrics/scored_fold/fold0_view0_seed0.tsv").is_file()
     assert (project / "dvclive/plots/custom/learning_curve_fold4.json").is_file()
     assert set(metrics) == {"cv_rmse", "cv_rmse_std", "cv_rmse_no_outliers",
                             "cv_rmse_no_outliers_std", "oof_rmse", "oof_rmse_no_outliers",
                             "best_epoch_mean"}  # small and flat: readable in dvc exp show
-    assert json.loads((project / "models/models.json").read_text())["models"][0] == "fold0_seed0.pt"
+    assert json.loads((project / "models/models.json").read_text())["models"][0] == "fold0_view0_seed0.pt"
     blended = json.loads((project / "metrics/blend.json").read_text())
     assert set(blended["weights"]) == {"mlp", "lasso", "lgbm", "svr", "lasso_svr"}
     assert 0 < blended["cv_rmse_no_outliers"] < 1

@@ -89,7 +89,7 @@ def processed(ames_sample, tmp_path):
 def test_diverged_training_fails_before_writing_anything(processed, patience):
     params = repo_params(folds=3, n_seeds=1, max_epochs=10, patience=patience, device="cpu", lr=10.0)
     outputs = [processed / name for name in ("models", "cv.json", "oof.csv", "live")]
-    with pytest.raises(PipelineError, match=r"3 of 3 models failed: the training loss became "
+    with pytest.raises(PipelineError, match=r"9 of 9 models failed: the training loss became "
                                             r"non-finite.*train\.lr=10\): lower it"):
         train(params.train, "log", processed / "processed", *outputs)
     assert not any(p.exists() for p in outputs)
@@ -111,19 +111,20 @@ def test_predict_loads_exactly_the_listed_models(processed):
     train(params.train, "log", processed / "processed", models, processed / "cv.json",
           processed / "oof.csv", processed / "live")
     listed = json.loads((models / "models.json").read_text())["models"]
-    assert listed == ["fold0_seed0.pt", "fold1_seed0.pt", "fold2_seed0.pt"]
+    assert listed == [f"fold{f}_view{v}_seed0.pt" for f in range(3) for v in range(3)]
     first = predict(params.predict, params.ensemble, processed / "processed", models,
                     processed / "a.csv").read_bytes()
     # A stray model file (e.g. copied in by hand) with huge weights is not picked up.
     import torch
-    stray = torch.load(models / "fold0_seed0.pt", weights_only=True)
+    stray = torch.load(models / "fold0_view0_seed0.pt", weights_only=True)
     stray["y_mean"] = 50.0
     torch.save(stray, models / "zz_stray.pt")
     again = predict(params.predict, params.ensemble, processed / "processed", models,
                     processed / "b.csv").read_bytes()
     assert again == first
-    (models / "fold1_seed0.pt").unlink()
-    with pytest.raises(PipelineError, match=r"fold1_seed0\.pt listed in models\.json are missing"):
+    (models / "fold1_view2_seed0.pt").unlink()
+    with pytest.raises(PipelineError,
+                       match=r"fold1_view2_seed0\.pt listed in models\.json are missing"):
         predict(params.predict, params.ensemble, processed / "processed", models,
                 processed / "c.csv")
 

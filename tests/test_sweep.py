@@ -99,6 +99,10 @@ def test_bad_value_in_space_is_a_param_error(tiny):
     with pytest.raises(PipelineError, match="train.dropout must be < 1"):
         sweep.run_sweep(params, {"sampler": "grid", "space": {"dropout": [0.5, 1.5]}},
                         tmp_path / "processed")
+    # Periodic embeddings need one encoding: refused before any training with the views.
+    with pytest.raises(PipelineError, match="periodic does not combine with preprocess.mlp_views"):
+        sweep.run_sweep(params, {"sampler": "grid", "space": {"periodic": [0, 4]}},
+                        tmp_path / "processed")
 
 
 def test_ties_with_the_best_are_marked_paired_over_folds():

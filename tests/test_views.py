@@ -209,3 +209,10 @@ def test_train_and_predict_with_views_end_to_end(ames_sample, tmp_path):
     assert np.isfinite(prices).all() and (prices > low / 3).all() and (prices < high * 3).all()
     importance = pd.read_csv(tmp_path / "a" / "importance.csv")
     assert "GrLivArea" in set(importance["feature"]) and importance["feature"].is_unique
+
+
+def test_periodic_with_views_stops_at_the_params_check():
+    with pytest.raises(PipelineError, match=r"train\.periodic does not combine with "
+                                            r"preprocess\.mlp_views"):
+        repo_params(periodic=4)
+    assert repo_params(preprocess={"mlp_views": []}, periodic=4).train.periodic == 4
