@@ -384,10 +384,15 @@ def parse_params(raw: dict) -> Params:
     if not isinstance(raw, dict):
         raise PipelineError("params.yaml: the top level must be a mapping of sections")
     sections = {name: _section(raw, name, cls) for name, cls in SECTIONS.items()}
-    if sections["train"].periodic and sections["preprocess"].mlp_views:
+    check_combination(sections["preprocess"], sections["train"])
+    return Params(**sections, raw=raw)
+
+
+def check_combination(preprocess: PreprocessParams, train: TrainParams) -> None:
+    """Settings valid alone that do not work together (params.yaml, and each config of a sweep)."""
+    if train.periodic and preprocess.mlp_views:
         _fail("train.periodic", "does not combine with preprocess.mlp_views (the embeddings are "
               "fitted to one encoding's columns): set it to 0, or preprocess.mlp_views to []")
-    return Params(**sections, raw=raw)
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:

@@ -41,7 +41,7 @@ from pipeline.atomic import atomic_path, write_text
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.errors import PipelineError
 from pipeline.inputs import read_yaml
-from pipeline.params import Params, TrainParams, load_params
+from pipeline.params import Params, TrainParams, check_combination, load_params
 from pipeline.preprocess import load_train, mlp_inputs
 from pipeline.trainer import make_deterministic, resolve_device
 
@@ -177,9 +177,7 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
     spec = check_space(spec)
     for override in studies.decode_all(spec):
         # A bad value fails here, before any training.
-        if _as_train_params(params.train, override).periodic and params.preprocess.mlp_views:
-            raise PipelineError("sweep: train.periodic does not combine with "
-                                "preprocess.mlp_views; set preprocess.mlp_views to [] first")
+        check_combination(params.preprocess, _as_train_params(params.train, override))
     data = load_train(data_dir)
     device = resolve_device(params.train.device)
     make_deterministic()
