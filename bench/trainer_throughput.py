@@ -79,7 +79,11 @@ def batched_rate(x, y, train_mask, val_mask, tp, device, n_models, epochs, cuda_
     train_batched(x, y, train_mask, val_mask, arch, per_model, cuda_graph=cuda_graph,
                   compile_kernels=compile_kernels,
                   on_epoch=lambda *_: stamps.append(time.perf_counter()),
-                  view_widths=None if n_views == 1 else [x.shape[2]] * n_views)
+                  view_widths=None if n_views == 1 else [x.shape[2]] * n_views,
+                  # the default's fixed input scales (train.lasso_input_power): their values do
+                  # not change the work, so ones stand in for the Lasso fits
+                  feature_scale=(torch.ones(n_models, x.shape[-1], device=device)
+                                 if tp.lasso_input_power else None))
     sync(device)
     total = n_models * epochs / (time.perf_counter() - started)
     gaps = sorted(b - a for a, b in itertools.pairwise(stamps[1:]))

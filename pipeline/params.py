@@ -201,6 +201,7 @@ class TrainParams:
     hidden: tuple[int, ...]
     linear_skip: bool
     skip_init: str
+    lasso_input_power: float
     tabm_k: int
     input_scale: bool
     periodic: int
@@ -242,6 +243,7 @@ class TrainParams:
         if self.skip_init == "lasso" and not self.linear_skip:
             _fail("train.skip_init", "lasso warm-starts the linear skip path; set "
                   "train.linear_skip=true or train.skip_init=zeros")
+        _number("train.lasso_input_power", self.lasso_input_power, low=0)
         _number("train.tabm_k", self.tabm_k, low=1, integer=True)
         _bool("train.input_scale", self.input_scale)
         _number("train.periodic", self.periodic, low=0, integer=True)

@@ -83,10 +83,13 @@ def init_weights(seeds: Sequence[int], sizes: Sequence[int], linear_skip: bool =
 def forward(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
             activation: str, dropout: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
             linear_skip: bool = False, adapters: torch.Tensor | None = None,
-            periodic: Periodic | None = None) -> torch.Tensor:
+            periodic: Periodic | None = None, feature_scale: torch.Tensor | None = None
+            ) -> torch.Tensor:
     """x [M, B, d] (or [B, d] shared by all models) -> [M, B] in the models' output units.
 
     With `linear_skip` the last weight is a linear path from input to output (wide and deep).
+    With `feature_scale` [M, d] (fixed, not trained), the hidden layers (and a periodic
+    embedding) see column j times the model's scale j; the linear path sees x itself.
     With `periodic`, the hidden layers see its embedding of x (pipeline/periodic.py); the linear
     path sees x itself.
     With `adapters` [M, k, d] (TabM-mini, Gorishniy et al. 2025), each model is k members that
@@ -95,7 +98,8 @@ def forward(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[t
     """
     act = ACTIVATION_FUNCTIONS[activation]
     layers = weights[:-1] if linear_skip else weights
-    h = x if periodic is None else periodic(x)
+    h = x if feature_scale is None else x * feature_scale[:, None, :]
+    h = h if periodic is None else periodic(h)
     if adapters is not None:  # [M, B*k, d]: each row once per member, the members side by side
         # (row-major, so a row's dropout draws do not depend on how many rows the batch holds)
         inputs = h if h.dim() == 3 else h.expand(adapters.shape[0], -1, -1)
@@ -120,15 +124,16 @@ def forward(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[t
 def predict_rows(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
                  activation: str, linear_skip: bool = False,
                  adapters: torch.Tensor | None = None,
-                 periodic: Periodic | None = None, view: torch.Tensor | None = None
-                 ) -> torch.Tensor:
+                 periodic: Periodic | None = None, view: torch.Tensor | None = None,
+                 feature_scale: torch.Tensor | None = None) -> torch.Tensor:
     """Every model on every row of x [N, d] -> [M, N], in blocks of models to bound memory.
     With views, x is [V, N, W] and `view` [M] says which one each model reads.
     A TabM model predicts the mean of its members."""
     n_models = weights[0].shape[0]
     members = 1 if adapters is None else adapters.shape[1]
     widest = max(max(w.shape[2] for w in weights),
-                 weights[0].shape[1] if members > 1 or x.dim() == 3 else 1,
+                 weights[0].shape[1] if members > 1 or x.dim() == 3 or feature_scale is not None
+                 else 1,
                  0 if periodic is None else periodic.weight.shape[1] * periodic.weight.shape[2])
     block = max(1, EVAL_BLOCK_ELEMENTS // max(1, x.shape[0] * widest * members))
     parts = []
@@ -137,7 +142,8 @@ def predict_rows(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Seque
         rows = x if x.dim() == 2 else x[view[sl]]
         out = forward(rows, [w[sl] for w in weights], [b[sl] for b in biases], activation,
                       linear_skip=linear_skip, adapters=None if adapters is None else adapters[sl],
-                      periodic=None if periodic is None else periodic.select(sl))
+                      periodic=None if periodic is None else periodic.select(sl),
+                      feature_scale=None if feature_scale is None else feature_scale[sl])
         parts.append(out if adapters is None else out.mean(1))
     return torch.cat(parts)
 
@@ -157,6 +163,7 @@ class StackedModels:
                                           # a learned scale per input of the hidden layers)
     periodic: Periodic | None = None  # periodic embeddings of the numeric inputs
     view: torch.Tensor | None = None  # [M] int64: the encoding each model reads (with views)
+    feature_scale: torch.Tensor | None = None  # [M, d]: fixed scales of the hidden layers' inputs
 
     @property
     def n_inputs(self) -> int:
@@ -175,7 +182,8 @@ class StackedModels:
         with torch.no_grad():
             raw = predict_rows(x.to(self.weights[0].dtype), self.weights, self.biases,
                                self.activation, self.linear_skip, self.adapters,
-                               self.periodic, self.view).to(torch.float64)
+                               self.periodic, self.view, self.feature_scale
+                               ).to(torch.float64)
         return raw * self.y_std[:, None] + self.y_mean[:, None]
 
     def select(self, models: slice) -> StackedModels:
@@ -185,7 +193,8 @@ class StackedModels:
                              self.names[models], self.linear_skip,
                              None if self.adapters is None else self.adapters[models],
                              None if self.periodic is None else self.periodic.select(models),
-                             None if self.view is None else self.view[models])
+                             None if self.view is None else self.view[models],
+                             None if self.feature_scale is None else self.feature_scale[models])
 
     def save_each(self, out_dir: str | os.PathLike, config: dict) -> list[Path]:
         """One file per model (weights + config), loadable with torch.load(weights_only=True).
@@ -210,6 +219,8 @@ class StackedModels:
                     **{k: t[0].detach().cpu().clone() for k, t in
                        zip(PERIODIC_KEYS, one.periodic.tensors, strict=True)}}}),
                 **({} if one.view is None else {"view": int(one.view[0])}),
+                **({} if one.feature_scale is None
+                   else {"feature_scale": one.feature_scale[0].detach().cpu().clone()}),
                 "y_mean": float(one.y_mean[0]),
                 "y_std": float(one.y_std[0]),
                 "name": name,
@@ -259,7 +270,8 @@ def load_models(paths: Sequence[str | os.PathLike]) -> StackedModels:
                (int(p["periodic"]["n_inputs"]), tuple(p["periodic"]["columns"].tolist()),
                 *(tuple(p["periodic"][k].shape) for k in PERIODIC_KEYS)) if "periodic" in p
                else None) for p in payloads}
-    if len(shapes) != 1 or len({(p["activation"], p["linear_skip"], "view" in p)
+    if len(shapes) != 1 or len({(p["activation"], p["linear_skip"], "view" in p,
+                                 "feature_scale" in p)
                                 for p in payloads}) != 1:
         raise PipelineError("model files differ in architecture; clear models/ and re-run train")
     n_weights, n_biases = len(payloads[0]["weights"]), len(payloads[0]["biases"])
@@ -280,4 +292,6 @@ def load_models(paths: Sequence[str | os.PathLike]) -> StackedModels:
                   if "periodic" in payloads[0] else None),
         view=(torch.tensor([p["view"] for p in payloads], dtype=torch.int64)
               if "view" in payloads[0] else None),
+        feature_scale=(torch.stack([p["feature_scale"] for p in payloads])
+                       if "feature_scale" in payloads[0] else None),
     )

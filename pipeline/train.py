@@ -133,19 +133,45 @@ def lasso_skip_start(x: np.ndarray | Views, y: np.ndarray, train_mask: np.ndarra
     return weights, intercepts
 
 
-def skip_starts(x: Views, y: np.ndarray, configs: list[TrainParams],
-                train_masks: list[np.ndarray], view_of_model: np.ndarray | None
-                ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The linear path's start for every model of every config (zeros where skip_init: zeros)."""
-    if all(c.skip_init == "zeros" for c in configs):
-        return None
+def uses_lasso(config: TrainParams) -> tuple[bool, bool]:
+    """Whether a config's models need their own Lasso: for the linear path's start, for the
+    hidden layers' input scales."""
+    return config.skip_init == "lasso", config.lasso_input_power > 0
+
+
+def lasso_starts(x: Views, y: np.ndarray, configs: list[TrainParams],
+                 train_masks: list[np.ndarray], view_of_model: np.ndarray | None
+                 ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None]:
+    """What each model of every config takes from its own Lasso (`lasso_skip_start`): the
+    linear path's start (zeros where skip_init: zeros) and the hidden layers' input scales
+    (`lasso_input_scale`; ones where lasso_input_power is 0); None for either when no config
+    uses it."""
     cache: dict = {}
-    parts = [lasso_skip_start(x, y, mask, c.lasso_alpha, cache, view_of_model)
-             if c.skip_init == "lasso"
-             else (torch.zeros(mask.shape[0], x.x.shape[2], dtype=torch.float64),
-                   torch.zeros(mask.shape[0], dtype=torch.float64))
-             for c, mask in zip(configs, train_masks, strict=True)]
-    return torch.cat([w for w, _ in parts]), torch.cat([b for _, b in parts])
+    starts, scales = [], []
+    for config, mask in zip(configs, train_masks, strict=True):
+        for_start, for_scale = uses_lasso(config)
+        shape = (mask.shape[0], x.x.shape[2])
+        fit = (lasso_skip_start(x, y, mask, config.lasso_alpha, cache, view_of_model)
+               if for_start or for_scale else None)
+        starts.append(fit if for_start else (torch.zeros(shape, dtype=torch.float64),
+                                             torch.zeros(shape[0], dtype=torch.float64)))
+        scales.append(lasso_input_scale(fit[0], config.lasso_input_power) if for_scale
+                      else torch.ones(shape, dtype=torch.float32))
+    start = (None if not any(uses_lasso(c)[0] for c in configs)
+             else (torch.cat([w for w, _ in starts]), torch.cat([b for _, b in starts])))
+    scale = torch.cat(scales) if any(uses_lasso(c)[1] for c in configs) else None
+    return start, scale
+
+
+def lasso_input_scale(coef: torch.Tensor, power: float) -> torch.Tensor:
+    """[M, d] fixed scales of the hidden layers' inputs from each model's Lasso coef [M, d]:
+    |coef| ** power, normalised to mean 1 over the columns the Lasso keeps, so the deep part
+    attends to what moves the price linearly (the columns the Lasso drops leave it). A model
+    whose Lasso keeps nothing sees every input alike (ones)."""
+    weight = coef.abs().to(torch.float64) ** power
+    kept = (coef != 0).sum(1, keepdim=True)
+    scale = weight * kept / weight.sum(1, keepdim=True).clamp(min=torch.finfo(torch.float64).tiny)
+    return torch.where(kept > 0, scale, torch.ones_like(scale)).to(torch.float32)
 
 
 def architecture_of(params: TrainParams) -> Architecture:
@@ -186,9 +212,9 @@ def fit_mlp_configs(x: np.ndarray | Views, y: np.ndarray, plan: FoldPlan,
     per_model = per_model_settings(configs, plan.seeds, plan.view_of_model)
     # The Lasso warm starts first: their notes must not break into the progress bar.
     train_masks, stop_masks = zip(*(stopping_rows(plan, c) for c in configs), strict=True)
-    skip_start = skip_starts(views, y, configs, list(train_masks),
-                             None if plan.view_of_model is None
-                             else np.tile(plan.view_of_model, len(configs)))
+    skip_start, feature_scale = lasso_starts(views, y, configs, list(train_masks),
+                                             None if plan.view_of_model is None
+                                             else np.tile(plan.view_of_model, len(configs)))
     bar = tqdm(total=max(per_model.max_epochs), desc=f"{label}: {n * len(configs)} models on {device}",
                unit="epoch", disable=None, file=sys.stderr)
 
@@ -203,7 +229,8 @@ def fit_mlp_configs(x: np.ndarray | Views, y: np.ndarray, plan: FoldPlan,
             torch.tensor(np.tile(plan.val_mask, (len(configs), 1))), arch, per_model,
             names=plan.names * len(configs), on_epoch=on_epoch,
             stop_mask=torch.tensor(np.concatenate(stop_masks)),
-            compile_kernels=configs[0].compile, skip_start=skip_start, view_widths=views.widths)
+            compile_kernels=configs[0].compile, skip_start=skip_start, view_widths=views.widths,
+            feature_scale=feature_scale)
     finally:
         bar.close()
     return [result.select(slice(i * n, (i + 1) * n)) for i in range(len(configs))]

@@ -275,7 +275,8 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
                   stop_mask: torch.Tensor | None = None,
                   cuda_graph: bool = True, compile_kernels: bool = False,
                   skip_start: tuple[torch.Tensor, torch.Tensor] | None = None,
-                  compact: bool = True, view_widths: Sequence[int] | None = None) -> TrainResult:
+                  compact: bool = True, view_widths: Sequence[int] | None = None,
+                  feature_scale: torch.Tensor | None = None) -> TrainResult:
     """Train len(per_model) models on x [N, d] / y [N] (log price), all on x's device.
 
     With several encodings of the rows, x is [V, N, W] (zero-padded views, pipeline/views.py),
@@ -293,6 +294,9 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     `skip_start` (with `arch.linear_skip`): (weights [M, d], intercepts [M]) of a linear fit in
     standardised target units (see `target_scaling`); the linear path starts there instead of at
     zero, and the intercept is added to the output bias. Zero rows leave a model's init as it is.
+    `feature_scale` [M, d]: a fixed (untrained) scale of each input of the hidden layers, per
+    model (`train.lasso_input_power` derives it from the model's own Lasso); the linear
+    path sees the inputs as they are. A row of ones leaves a model as it is without it.
     `compact`: once early stopping has stopped at least COMPACT_WHEN_STOPPED of the models still
     in the batch, drop them from it, so the rest stop paying for them (see _Models.compact).
     """
@@ -311,9 +315,11 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
         if arch.periodic:
             raise PipelineError("train.periodic does not combine with preprocess.mlp_views; set "
                                 "train.periodic=0 or preprocess.mlp_views=[]")
+    if feature_scale is not None and feature_scale.shape != (n_models, x.shape[-1]):
+        raise ValueError("feature_scale must be [models, inputs]")
     models = _Models(x, y, train_mask.to(device), val_mask.to(device), stop_mask.to(device),
                      arch, per_model, compile_kernels and device.type == "cuda", skip_start,
-                     view_widths)
+                     view_widths, feature_scale)
     if bool((models.n_train == 0).any()):
         raise PipelineError("a model has no training rows; use fewer folds or more data")
 
@@ -378,7 +384,9 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
                 else Periodic(x.shape[1], models.periodic.columns, *(t.cpu() for t in extra)))
     view = None if x.dim() == 2 else torch.tensor(list(per_model.view), dtype=torch.int64)
     stacked = StackedModels([w.cpu() for w in out_w], biases, arch.activation, y_mean.cpu(),
-                            y_std.cpu(), names, arch.linear_skip, adapters, periodic, view)
+                            y_std.cpu(), names, arch.linear_skip, adapters, periodic, view,
+                            None if feature_scale is None
+                            else feature_scale.to(device="cpu", dtype=out_w[0].dtype))
     modes = [r.mode for r in runners]
     mode = next((m for m in modes if "failed" in m), modes[0])
     return TrainResult(stacked, hist[0].cpu(), hist[1].cpu(), best_epoch.cpu(), epochs_run.cpu(),
@@ -402,7 +410,8 @@ class _Models:
     """
 
     def __init__(self, x, y, train_mask, val_mask, stop_mask, arch: Architecture,
-                 per_model: PerModel, fused: bool, skip_start, view_widths=None):
+                 per_model: PerModel, fused: bool, skip_start, view_widths=None,
+                 feature_scale=None):
         device, dtype = x.device, x.dtype
         self.x, self.arch, self.fused = x, arch, fused
         self.y = y.to(device=device, dtype=torch.float64)
@@ -441,6 +450,8 @@ class _Models:
         self.huber = (delta / self.y_std).to(dtype)
         self.use_huber = bool((self.huber > 0).any())
 
+        self.feature_scale = (None if feature_scale is None
+                              else feature_scale.to(device=device, dtype=dtype))
         self.periodic = None
         width = x.shape[-1]
         if arch.periodic:
@@ -500,7 +511,7 @@ class _Models:
         optimiser's moments are indexed, so each kept model continues exactly where it was."""
         per_model = ("ids", "view", "seeds", "lr", "wd", "l1", "l1_skip", "rate", "max_epochs",
                      "patience", "base", "kinds", "train_mask", "val_mask", "stop_mask",
-                     "n_train", "has_stop", "huber",
+                     "n_train", "has_stop", "huber", "feature_scale",
                      "y_mean", "y_std", "target", "best_stop", "best_epoch", "since_best",
                      "active", "epochs_run")
         for name in per_model:
@@ -552,7 +563,7 @@ class _Models:
                                         rate, self.mask_fn)
             rows = self.x[idx] if self.view is None else self.x[self.view[:, None], idx]
             out = forward(rows, self.weights, self.biases, self.arch.activation, drop,
-                          self.arch.linear_skip, self.adapters, self.periodic)
+                          self.arch.linear_skip, self.adapters, self.periodic, self.feature_scale)
             zero = torch.zeros((), device=device, dtype=dtype)
             target = self.target[model_index, idx]
             if self.adapters is None:
@@ -576,7 +587,8 @@ class _Models:
         Returns [3, M]: log-RMSE on the training, validation and early-stopping rows."""
         dtype = self.x.dtype
         pred = (predict_rows(self.x, self.weights, self.biases, self.arch.activation,
-                             self.arch.linear_skip, self.adapters, self.periodic, self.view)
+                             self.arch.linear_skip, self.adapters, self.periodic, self.view,
+                             self.feature_scale)
                 * self.y_std[:, None].to(dtype) + self.y_mean[:, None].to(dtype))
         y = self.y.to(dtype)
         train_rmse = _masked_rmse(pred, y, self.train_mask)

@@ -27,7 +27,7 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
               lr, weight_decay, l1, dropout, max_epochs, patience, linear_skip=False,
               l1_skip=None, tabm_k=1, input_scale=False, periodic=0, periodic_dim=8,
               periodic_sigma=0.1, lr_schedule="constant", reg_schedule="constant",
-              huber_delta=0.0):
+              huber_delta=0.0, feature_scale=None):
     """Returns (weights [in,out] list, biases [1,out] list, val_rmse per epoch, best_epoch),
     and with tabm_k > 1 the TabM adapters [k, in] after the biases, then with periodic > 0 the
     embedding's frequencies [F, k], weights [F, 2k, dim] and biases [F, dim].
@@ -38,7 +38,8 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
     outputs after the columns left as they are. The lr schedule is torch's LambdaLR; the
     scheduled weight decay and dropout rate are set at the start of each epoch. huber_delta > 0
     trains on torch's Huber loss (threshold in log price, so divided by the target's std), times
-    2 so that it is the squared error inside the threshold."""
+    2 so that it is the squared error inside the threshold. `feature_scale` [d] multiplies the
+    hidden layers' inputs (a constant: not a parameter)."""
     columns = embedded_columns(x).tolist() if periodic else []
     kept = [j for j in range(x.shape[1]) if j not in columns]
     width = len(kept) + len(columns) * periodic_dim
@@ -92,7 +93,7 @@ def train_one(x, y, train_rows, val_rows, *, seed, hidden, activation, optimizer
 
     def net(x_in, epoch=None, step=None, rate=0.0):
         """[B] predictions, or [k, B] (one per member) with TabM."""
-        h = embedded(x_in)
+        h = embedded(x_in if feature_scale is None else x_in * feature_scale)
         h = h[None] * adapters[:, None, :] if members else h  # [k, B, d]
         for i, layer in enumerate(layers):
             h = layer(h)

@@ -29,6 +29,8 @@ def test_repo_params_are_valid(repo_root):
     ("train", "compile", "yes", "train.compile must be true or false"),
     ("train", "l1_skip", -0.1, "train.l1_skip must be >= 0"),
     ("train", "huber_delta", -0.1, "train.huber_delta must be >= 0"),
+    ("train", "lasso_input_power", -1, "train.lasso_input_power must be >= 0"),
+    ("train", "lasso_input_power", "high", "train.lasso_input_power must be a number"),
     ("train", "skip_init", "ridge", "train.skip_init must be one of zeros, lasso"),
     ("preprocess", "engineered_features", "yes", "preprocess.engineered_features must be true or false"),
     ("preprocess", "piecewise_linear", "splines",

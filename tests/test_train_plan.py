@@ -7,7 +7,14 @@ import pytest
 import torch
 from conftest import repo_params, synthetic_regression
 
-from pipeline.train import fit_mlp_configs, lasso, lasso_skip_start, plan_folds, stopping_rows
+from pipeline.train import (
+    fit_mlp_configs,
+    lasso,
+    lasso_input_scale,
+    lasso_skip_start,
+    plan_folds,
+    stopping_rows,
+)
 
 N_ROWS = 200
 
@@ -85,6 +92,42 @@ def test_configs_trained_together_keep_their_own_skip_init():
         for got, want in zip(result.models.weights, alone.models.weights, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     assert together[0].models.weights[-1].abs().sum() > together[1].models.weights[-1].abs().sum()
+
+
+def test_lasso_input_scale_is_mean_one_over_the_kept_columns():
+    coef = torch.tensor([[0.0, 2.0, -1.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.0, 0.0]],
+                        dtype=torch.float64)
+    scale = lasso_input_scale(coef, 1.5)
+    assert scale.dtype == torch.float32
+    want = torch.tensor([0.0, 2 ** 1.5, 1.0, 0.0]) * 2 / (2 ** 1.5 + 1)
+    torch.testing.assert_close(scale[0], want)
+    assert scale[1].tolist() == [1.0] * 4  # the Lasso kept nothing: every input alike
+    assert scale[2].tolist() == [1.0, 1.0, 0.0, 0.0]  # equal weights: ones, dropped columns out
+    torch.testing.assert_close(lasso_input_scale(coef, 1.0)[0], torch.tensor([0, 4 / 3, 2 / 3, 0]))
+
+
+def test_configs_trained_together_keep_their_own_input_scales():
+    """Each model's scales come from its own Lasso (the one its warm start uses), whether or not
+    its linear path starts there; a config without them trains as it would alone."""
+    x, y = synthetic_regression(N_ROWS, 6)
+    plan, params, _ = _plan(hidden=[4], max_epochs=3, patience=2, n_seeds=1)
+    configs = [dataclasses.replace(params, lasso_input_power=power, skip_init=init)
+               for power, init in ((1.5, "lasso"), (0.0, "lasso"), (2.0, "zeros"))]
+    together = fit_mlp_configs(x, y, plan, configs, torch.device("cpu"))
+    train, _ = stopping_rows(plan, params)
+    coef = lasso_skip_start(x, y, train, params.lasso_alpha)[0]
+    for config, result in zip(configs, together, strict=True):
+        alone = fit_mlp_configs(x, y, plan, [config], torch.device("cpu"))[0]
+        for got, want in zip(result.models.weights, alone.models.weights, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        if config.lasso_input_power:
+            assert torch.equal(alone.models.feature_scale, result.models.feature_scale)
+            assert torch.equal(result.models.feature_scale,
+                               lasso_input_scale(coef, config.lasso_input_power))
+        else:
+            assert alone.models.feature_scale is None
+            assert (result.models.feature_scale == 1).all()
+    assert together[2].models.weights[-1].abs().sum() < together[0].models.weights[-1].abs().sum()
 
 
 def test_unconverged_lasso_is_one_line_not_a_warning(monkeypatch, capsys):

@@ -27,6 +27,7 @@ def make_case(n_rows=90, n_features=5):
 
 
 PERIODIC = {"periodic": 3, "periodic_dim": 4, "periodic_sigma": 0.5}
+SCALES = [[0.0, 2.0, 0.5, 1.5, 1.0], [1.0] * 5, [3.0, 0.0, 0.0, 1.0, 1.0]]
 
 
 def make_mixed_case():
@@ -67,6 +68,17 @@ CASES = [
      True, {"huber": [0.05, 0.0, 0.3]}),
     ("adam", (6,), [(0.005, 0.01, 0.0, 0.2), (0.01, 0.05, 5e-4, 0.3), (0.002, 0.1, 0.0, 0.0)], 2,
      True, {"huber": [0.1, 0.02, 0.0], "tabm_k": 3}),
+    # fixed per-model input scales of the hidden layers (train.lasso_input_power): a column
+    # left out, uneven scales, ones (the model without them); also with TabM members and the
+    # learned input scale
+    ("adamw", (8,), [(0.01, 0.05, 1e-3, 0.3), (0.003, 0.0, 0.0, 0.0), (0.02, 0.5, 1e-4, 0.1)], 3,
+     True, {"feature_scale": SCALES}),
+    ("adam", (6, 4), [(0.005, 0.01, 0.0, 0.2), (0.01, 0.05, 5e-4, 0.3), (0.002, 0.1, 0.0, 0.0)], 2,
+     True, {"feature_scale": SCALES, "tabm_k": 3}),
+    ("adam", (12,), [(0.005, 0.01, 0.0, 0.2), (0.01, 0.0, 5e-4, 0.3), (0.002, 0.1, 0.0, 0.0)], 3,
+     False, {"feature_scale": SCALES, "input_scale": True}),
+    ("adamw", (8,), [(0.01, 0.05, 1e-3, 0.3), (0.003, 0.0, 0.0, 0.0), (0.02, 0.5, 1e-4, 0.1)], 3,
+     True, {"feature_scale": SCALES, **PERIODIC}),
 ]
 
 
@@ -82,6 +94,7 @@ def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip,
     options = dict(options)
     schedules = options.pop("schedules", [("constant", "constant")] * 3)
     huber = options.pop("huber", [0.0] * 3)
+    scales = options.pop("feature_scale", None)
     arch = Architecture(hidden, "relu", optimizer, batch_size=16, linear_skip=skip, **options)
     per_model = PerModel(seeds=seeds, lr=[s[0] for s in settings],
                          weight_decay=[s[1] for s in settings], l1=[s[2] for s in settings],
@@ -90,7 +103,8 @@ def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip,
                          reg_schedule=[s[1] for s in schedules], huber_delta=huber)
     on = device.split("+")[0]
     result = train_batched(x.to(on), y.to(on), train_mask, val_mask, arch, per_model,
-                           compile_kernels=device.endswith("+compile"))
+                           compile_kernels=device.endswith("+compile"),
+                           feature_scale=None if scales is None else torch.tensor(scales))
     assert result.epoch_mode == MODES[device]
     for m, (lr, wd, l1, rate) in enumerate(settings):
         ref_w, ref_b, ref_hist, ref_best = train_one(
@@ -98,7 +112,7 @@ def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip,
             optimizer=optimizer, batch_size=16, lr=lr, weight_decay=wd, l1=l1, dropout=rate,
             max_epochs=per_model.max_epochs[m], patience=patience, linear_skip=skip,
             lr_schedule=schedules[m][0], reg_schedule=schedules[m][1], huber_delta=huber[m],
-            **options)
+            feature_scale=None if scales is None else torch.tensor(scales[m]), **options)
         assert int(result.best_epoch[m]) == ref_best
         assert int(result.epochs_run[m]) == len(ref_hist)
         np.testing.assert_allclose(result.val_rmse[:len(ref_hist), m].numpy(), ref_hist,
@@ -109,6 +123,8 @@ def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip,
             torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
         adapters = [] if result.models.adapters is None else [result.models.adapters]
         assert len(adapters) == bool(options.get("tabm_k") or options.get("input_scale"))
+        if scales is not None:
+            assert result.models.feature_scale[m].tolist() == scales[m]
         periodic = result.models.periodic
         assert (periodic is None) == (not options.get("periodic"))
         if periodic is not None:
@@ -338,24 +354,30 @@ def test_skip_start_is_where_the_linear_path_begins():
 
 @pytest.mark.parametrize("options", [{"tabm_k": 3}, {"input_scale": True}, PERIODIC,
                                      {"lr_schedule": "cosine", "reg_schedule": "flat_cos"},
-                                     {"huber_delta": 0.1}])
+                                     {"huber_delta": 0.1}, {"feature_scale": SCALES}])
 def test_member_options_are_deterministic_batch_independent_and_finite(options):
-    """TabM members, the input scale, periodic embeddings, the schedules and the Huber loss on the
-    CPU: the same weights run to run, the same weights whichever other models share the batch, a
-    constant input column and rows far outside the training range give finite predictions."""
+    """TabM members, the input scale, periodic embeddings, the schedules, the Huber loss and fixed
+    input scales on the CPU: the same weights run to run, the same weights whichever other models
+    share the batch, a constant input column and rows far outside the training range give
+    finite predictions."""
     x, y = make_case()
     x[:, 2] = 0.0  # a constant column (what standardising a constant gives)
     train_mask, val_mask = fold_masks(len(y), 3)
+    options = dict(options)
+    scales = options.pop("feature_scale", None)
+    scales = None if scales is None else torch.tensor(scales)
     scalars = {k: options[k] for k in ("lr_schedule", "reg_schedule", "huber_delta")
                if k in options}
     arch = Architecture((12,), "relu", "adamw", batch_size=16, linear_skip=True,
                         **{k: v for k, v in options.items() if k not in scalars})
     settings = dict(lr=0.01, weight_decay=0.01, l1=1e-4, dropout=0.3, max_epochs=15, patience=4,
                     l1_skip=1e-3, **scalars)
-    runs = [train_batched(x, y, train_mask, val_mask, arch, PerModel.repeat([5, 6, 7], **settings))
+    runs = [train_batched(x, y, train_mask, val_mask, arch, PerModel.repeat([5, 6, 7], **settings),
+                          feature_scale=scales)
             for _ in range(2)]
     pair = train_batched(x, y, train_mask[1:], val_mask[1:], arch,
-                         PerModel.repeat([6, 7], **settings))
+                         PerModel.repeat([6, 7], **settings),
+                         feature_scale=None if scales is None else scales[1:])
     first, second, alone = ([*r.models.weights, *r.models.biases, r.models.adapters,
                              *(r.models.periodic.tensors if r.models.periodic else [])]
                             for r in (*runs, pair))
@@ -364,3 +386,16 @@ def test_member_options_are_deterministic_batch_independent_and_finite(options):
         assert torch.equal(a[1:], c) if a is not None else c is None
     far = runs[0].models.predict_log_price(x * 100)
     assert torch.isfinite(far).all() and far.shape == (3, len(y))
+    if scales is not None:
+        assert torch.equal(runs[0].models.feature_scale, scales)
+        assert torch.equal(pair.models.feature_scale, scales[1:])
+
+
+def test_fixed_input_scales_of_the_wrong_shape_are_refused():
+    x, y = make_case()
+    train_mask, val_mask = fold_masks(len(y), 3)
+    per_model = PerModel.repeat([1, 2, 3], lr=0.01, weight_decay=0.0, l1=0.0, dropout=0.0,
+                                max_epochs=2, patience=0)
+    with pytest.raises(ValueError, match="feature_scale"):
+        train_batched(x, y, train_mask, val_mask, Architecture((4,), "relu", "adamw", 16),
+                      per_model, feature_scale=torch.ones(3, 4))

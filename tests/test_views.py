@@ -106,11 +106,17 @@ def test_each_model_is_the_model_trained_on_its_own_view_alone(optimizer, skip, 
             torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("options", [{}, {"tabm_k": 3}, {"input_scale": True}])
+@pytest.mark.parametrize("options", [{}, {"tabm_k": 3}, {"input_scale": True},
+                                     {"feature_scale": True}])
 def test_views_are_deterministic_batch_independent_and_finite(options):
-    """With views (and TabM members or the input scale): the same weights run to run and
-    whichever other models share the batch; a constant column and rows far outside the
-    training range give finite predictions."""
+    """With views (and TabM members, the input scale or fixed input scales): the same weights
+    run to run and whichever other models share the batch; a constant column and rows far
+    outside the training range give finite predictions."""
+    options = dict(options)
+    scales = None
+    if options.pop("feature_scale", False):  # padding columns scaled too: they stay zero
+        scales = torch.tensor([[0.0, 2.0, 1.0, 1.0, 0.5], [1.0, 0.0, 3.0, 1.0, 1.0],
+                               [0.5, 0.5, 0.5, 2.0, 2.0]])
     views, y = two_views()
     views.x[0, :, 2] = 0.0  # a constant column (what standardising a constant gives)
     x, y = torch.tensor(views.x), torch.tensor(y)
@@ -124,7 +130,8 @@ def test_views_are_deterministic_batch_independent_and_finite(options):
         per_model = dataclasses.replace(PerModel.repeat([5, 6, 7][models], **settings),
                                         view=[0, 1, 1][models])
         return train_batched(x, y, train_mask[models], ~train_mask[models], arch, per_model,
-                             view_widths=views.widths)
+                             view_widths=views.widths,
+                             feature_scale=None if scales is None else scales[models])
 
     first, second, pair = run(slice(None)), run(slice(None)), run(slice(1, None))
     for a, b, c in zip(*([*r.models.weights, *r.models.biases] for r in (first, second, pair)),
@@ -178,8 +185,8 @@ def test_train_and_predict_with_views_end_to_end(ames_sample, tmp_path):
     from pipeline.stacked_mlp import listed_model_paths, load_models
     from pipeline.train import train
 
-    params = with_views(repo_params(folds=3, n_seeds=1, max_epochs=30, patience=5, device="cpu"),
-                        KINKS_ROBUST)
+    params = with_views(repo_params(folds=3, n_seeds=1, max_epochs=30, patience=5, device="cpu",
+                                    lasso_input_power=1.5), KINKS_ROBUST)
     train_frame, test_frame = ames_sample
     test_frame = test_frame.copy()
     test_frame.loc[0, ["LotArea", "GrLivArea"]] = train_frame[["LotArea", "GrLivArea"]].max() * 50
@@ -196,6 +203,10 @@ def test_train_and_predict_with_views_end_to_end(ames_sample, tmp_path):
     assert outputs[0] == outputs[1]
     models = load_models(listed_model_paths(tmp_path / "a" / "models"))
     assert models.view.tolist() == [0, 1, 2] * 3
+    # fixed input scales (train.lasso_input_power), saved with each model
+    assert params.train.lasso_input_power == 1.5 and models.feature_scale is not None
+    assert models.feature_scale.shape == (9, models.weights[-1].shape[1])
+    assert (models.feature_scale >= 0).all() and (models.feature_scale == 0).any()
     assert models.names[:3] == ["fold0_view0_seed0", "fold0_view1_seed0", "fold0_view2_seed0"]
     views = mlp_inputs(load_train(tmp_path / "processed"))
     oof = pd.read_csv(tmp_path / "a" / "oof.csv")
