@@ -133,6 +133,17 @@ def lasso_skip_start(x: np.ndarray | Views, y: np.ndarray, train_mask: np.ndarra
     return weights, intercepts
 
 
+def lasso_input_scale(coef: torch.Tensor, power: float) -> torch.Tensor:
+    """[M, d] fixed scales of the hidden layers' inputs from each model's Lasso coef [M, d]:
+    |coef| ** power, normalised to mean 1 over the columns the Lasso keeps, so the deep part
+    attends to what moves the price linearly (the columns the Lasso drops leave it). A model
+    whose Lasso keeps nothing sees every input alike (ones)."""
+    weight = coef.abs().to(torch.float64) ** power
+    kept = (coef != 0).sum(1, keepdim=True)
+    scale = weight * kept / weight.sum(1, keepdim=True).clamp(min=torch.finfo(torch.float64).tiny)
+    return torch.where(kept > 0, scale, torch.ones_like(scale)).to(torch.float32)
+
+
 def uses_lasso(config: TrainParams) -> tuple[bool, bool]:
     """Whether a config's models need their own Lasso: for the linear path's start, for the
     hidden layers' input scales."""
@@ -161,17 +172,6 @@ def lasso_starts(x: Views, y: np.ndarray, configs: list[TrainParams],
              else (torch.cat([w for w, _ in starts]), torch.cat([b for _, b in starts])))
     scale = torch.cat(scales) if any(uses_lasso(c)[1] for c in configs) else None
     return start, scale
-
-
-def lasso_input_scale(coef: torch.Tensor, power: float) -> torch.Tensor:
-    """[M, d] fixed scales of the hidden layers' inputs from each model's Lasso coef [M, d]:
-    |coef| ** power, normalised to mean 1 over the columns the Lasso keeps, so the deep part
-    attends to what moves the price linearly (the columns the Lasso drops leave it). A model
-    whose Lasso keeps nothing sees every input alike (ones)."""
-    weight = coef.abs().to(torch.float64) ** power
-    kept = (coef != 0).sum(1, keepdim=True)
-    scale = weight * kept / weight.sum(1, keepdim=True).clamp(min=torch.finfo(torch.float64).tiny)
-    return torch.where(kept > 0, scale, torch.ones_like(scale)).to(torch.float32)
 
 
 def architecture_of(params: TrainParams) -> Architecture:
@@ -210,7 +210,7 @@ def fit_mlp_configs(x: np.ndarray | Views, y: np.ndarray, plan: FoldPlan,
         raise ValueError("plan the folds with n_views=len(x) for inputs with views")
     n = len(plan.names)
     per_model = per_model_settings(configs, plan.seeds, plan.view_of_model)
-    # The Lasso warm starts first: their notes must not break into the progress bar.
+    # The Lasso fits first: their notes must not break into the progress bar.
     train_masks, stop_masks = zip(*(stopping_rows(plan, c) for c in configs), strict=True)
     skip_start, feature_scale = lasso_starts(views, y, configs, list(train_masks),
                                              None if plan.view_of_model is None
