@@ -4,10 +4,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Trainer tests run on each device this machine has: "cuda" is the CUDA-graph path, "cuda+compile"
+# adds torch.compile; MODES is the epoch mode each should report.
+NO_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=NO_GPU),
+           pytest.param("cuda+compile", marks=NO_GPU)]
+MODES = {"cpu": "eager", "cuda": "cuda graph", "cuda+compile": "cuda graph + torch.compile"}
 
 
 @pytest.fixture

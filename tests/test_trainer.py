@@ -3,16 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_regression
+from conftest import DEVICES, MODES, NO_GPU, synthetic_regression
 from reference_trainer import train_one
 
 from pipeline.trainer import Architecture, PerModel, train_batched
-
-# CI has no GPU: there the CUDA cases are skipped; on a GPU machine they run the CUDA-graph path.
-NO_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
-DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=NO_GPU),
-           pytest.param("cuda+compile", marks=NO_GPU)]
-MODES = {"cpu": "eager", "cuda": "cuda graph", "cuda+compile": "cuda graph + torch.compile"}
 
 
 def fold_masks(n_rows, n_folds):

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import repo_params, synthetic_regression
+from conftest import DEVICES, MODES, repo_params, synthetic_regression
 from reference_trainer import train_one
 
 from pipeline.errors import PipelineError
@@ -71,8 +71,9 @@ def test_fold_plan_gives_every_view_its_own_seeds_and_keeps_view_zero():
     assert one.view_of_model is None
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(("optimizer", "skip", "dropout"), [("adamw", True, 0.3), ("adam", False, 0.0)])
-def test_each_model_is_the_model_trained_on_its_own_view_alone(optimizer, skip, dropout):
+def test_each_model_is_the_model_trained_on_its_own_view_alone(optimizer, skip, dropout, device):
     """Three models, two views of different widths, one batch: each matches the plain
     reference trainer run on its own (unpadded) view; its padding weights stay exactly zero."""
     views, y = two_views()
@@ -85,9 +86,10 @@ def test_each_model_is_the_model_trained_on_its_own_view_alone(optimizer, skip, 
     settings = dict(lr=0.01, weight_decay=0.05, l1=1e-3, dropout=dropout, max_epochs=10,
                     patience=3)
     per_model = dataclasses.replace(PerModel.repeat(seeds, **settings), view=view)
-    result = train_batched(x, y, train_mask, val_mask, arch, per_model,
-                           view_widths=views.widths)
-    assert result.models.view.tolist() == view
+    on = device.split("+")[0]
+    result = train_batched(x.to(on), y.to(on), train_mask, val_mask, arch, per_model,
+                           view_widths=views.widths, compile_kernels=device.endswith("+compile"))
+    assert result.models.view.tolist() == view and result.epoch_mode == MODES[device]
     for m in range(3):
         own = torch.tensor(views.matrix(view[m]))
         ref_w, ref_b, ref_hist, ref_best = train_one(
@@ -106,9 +108,10 @@ def test_each_model_is_the_model_trained_on_its_own_view_alone(optimizer, skip, 
             torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("options", [{}, {"tabm_k": 3}, {"input_scale": True},
                                      {"feature_scale": True}])
-def test_views_are_deterministic_batch_independent_and_finite(options):
+def test_views_are_deterministic_batch_independent_and_finite(options, device):
     """With views (and TabM members, the input scale or fixed input scales): the same weights
     run to run and whichever other models share the batch; a constant column and rows far
     outside the training range give finite predictions."""
@@ -119,7 +122,8 @@ def test_views_are_deterministic_batch_independent_and_finite(options):
                                [0.5, 0.5, 0.5, 2.0, 2.0]])
     views, y = two_views()
     views.x[0, :, 2] = 0.0  # a constant column (what standardising a constant gives)
-    x, y = torch.tensor(views.x), torch.tensor(y)
+    on = device.split("+")[0]
+    x, y = torch.tensor(views.x, device=on), torch.tensor(y, device=on)
     fold = np.arange(90) % 3
     train_mask = torch.tensor(np.stack([fold != k for k in range(3)]))
     arch = Architecture((12,), "relu", "adamw", batch_size=16, linear_skip=True, **options)
@@ -130,17 +134,17 @@ def test_views_are_deterministic_batch_independent_and_finite(options):
         per_model = dataclasses.replace(PerModel.repeat([5, 6, 7][models], **settings),
                                         view=[0, 1, 1][models])
         return train_batched(x, y, train_mask[models], ~train_mask[models], arch, per_model,
-                             view_widths=views.widths,
+                             view_widths=views.widths, compile_kernels=device.endswith("+compile"),
                              feature_scale=None if scales is None else scales[models])
 
     first, second, pair = run(slice(None)), run(slice(None)), run(slice(1, None))
     for a, b, c in zip(*([*r.models.weights, *r.models.biases] for r in (first, second, pair)),
                        strict=True):
         assert torch.equal(a, b) and torch.equal(a[1:], c)
-    far = first.models.predict_log_price(x * 100)
+    far = first.models.predict_log_price(x.cpu() * 100)  # trained models come back on the CPU
     assert torch.isfinite(far).all() and far.shape == (3, 90)
     with pytest.raises(PipelineError, match="several encodings"):
-        first.models.predict_log_price(x[0])
+        first.models.predict_log_price(x[0].cpu())
 
 
 def test_periodic_embeddings_with_views_are_a_clear_error():
