@@ -22,13 +22,12 @@ import argparse
 import dataclasses
 import datetime
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from common import ROOT, device_name, markdown_table
 
+from pipeline.inputs import read_yaml
 from pipeline.params import load_params
 from pipeline.preprocess import preprocess
 from pipeline.sweep import FIXED_KEYS
@@ -114,7 +113,7 @@ def setup(doc: str, add_arguments) -> tuple:
     parser.add_argument("--device", default="auto")
     add_arguments(parser)
     args = parser.parse_args()
-    variants = {"default": {}, **(yaml.safe_load(Path(args.variants).read_text()) or {})}
+    variants = {"default": {}, **(read_yaml(args.variants, "give a variants file") or {})}
     make_deterministic()
     return args, variants, load_params(ROOT / "params.yaml"), resolve_device(args.device)
 

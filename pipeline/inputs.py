@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,25 @@ def read_json(path: str | os.PathLike, hint: str) -> dict:
     return data
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, also reading exponent floats without a dot (`1e-4`) as numbers, as
+    YAML 1.2 and DVC's own reader (for `dvc exp show`, `-S`) do; PyYAML alone makes them strings."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader: no arbitrary objects
+
+
 def read_yaml(path: str | os.PathLike, hint: str) -> Any:
     path = _existing(path, hint)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path}: not valid YAML ({exc})") from exc
 

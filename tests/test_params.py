@@ -82,6 +82,16 @@ def test_missing_file(tmp_path):
         load_params(tmp_path / "params.yaml")
 
 
+def test_exponent_floats_without_a_dot_are_numbers(repo_root, tmp_path):
+    """`l1: 1e-4` is a number to YAML 1.2 and to DVC, a string to PyYAML alone."""
+    text = (repo_root / "params.yaml").read_text()
+    text = text.replace("  l1: 0.0001 ", "  l1: 1e-4 ").replace("  lr: 0.000781", "  lr: 7.81E-04")
+    (tmp_path / "params.yaml").write_text(text)
+    params = load_params(tmp_path / "params.yaml")
+    assert (params.train.l1, params.train.lr) == (0.0001, 0.000781)
+    assert params.train.folds == 5 and isinstance(params.train.folds, int)
+
+
 def test_lasso_warm_start_needs_the_skip_path(raw):
     bad = copy.deepcopy(raw)
     bad["train"].update(skip_init="lasso", linear_skip=False)
