@@ -1,7 +1,7 @@
 """Model-epochs per second: a d2l-style loop (DataLoader, one model at a time) against the batched
 trainer, at several model counts, with the roofline floor measured for this device.
 
-    python bench/trainer_throughput.py [--device auto] [--sizes 5,50,500,1000] [--one-view]
+    python bench/trainer_throughput.py [--device auto] [--sizes 5,50,500,1000] [--one-view] [--params FILE]
 
 With preprocess.mlp_views, model m reads view m % V of the padded [V, N, W] inputs, as the train
 stage does; --one-view times the first view alone at the same padded width W (the old default's
@@ -18,9 +18,10 @@ import datetime
 import itertools
 import math
 import time
+from pathlib import Path
 
 import torch
-from common import device_name, fold_masks, load_data, markdown_table, sync
+from common import ROOT, device_name, fold_masks, load_data, markdown_table, sync
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -131,6 +132,8 @@ def floor_rate(n_features, n_train_rows, tp, flops, bandwidth) -> tuple[float, s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml",
+                        help="time the config of another params file (e.g. an older default)")
     parser.add_argument("--sizes", default="5,50,500,1000")
     parser.add_argument("--epochs", type=int, default=0,
                         help="epochs per timing (default: 20 on GPU; 5, or 1 for M >= 500, on CPU)")
@@ -142,7 +145,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
 
-    params, data = load_data()
+    params, data = load_data(args.params)
     tp = params.train
     device = resolve_device(args.device)
     views = data["mlp_train"]
