@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from pipeline import fixed_order
 from pipeline.atomic import atomic_path
 from pipeline.counter_rng import stream_generator
 from pipeline.errors import PipelineError
@@ -107,16 +108,27 @@ def forward(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[t
     last = len(layers) - 1
     for i, (w, b) in enumerate(zip(layers, biases, strict=True)):
         if adapters is not None and i == last:  # member i's own output unit: column i
-            h = torch.einsum("mbkh,mhk->mkb", h.unflatten(1, (-1, adapters.shape[1])), w)
-            h = h + b.transpose(1, 2)
+            h = h.unflatten(1, (-1, adapters.shape[1]))  # [M, B, k, width]
+            if fixed_order.enabled(h):  # the einsum's products, as [M k] width-1 products
+                m, rows, k, width = h.shape
+                h = fixed_order.product(h.transpose(1, 2).reshape(m * k, rows, width),
+                                        w.transpose(1, 2).reshape(m * k, width, 1)).view(m, k, rows)
+            else:
+                h = torch.einsum("mbkh,mhk->mkb", h, w)
+            h = fixed_order.add_bias(h, b.transpose(1, 2))
             break
-        h = torch.baddbmm(b, h, w) if h.dim() == 3 else torch.matmul(h, w) + b
+        if h.dim() == 2 and fixed_order.enabled(h):  # rows shared by all models
+            h = h.expand(w.shape[0], -1, -1)
+        h = fixed_order.affine(b, h, w) if h.dim() == 3 else torch.matmul(h, w) + b
         if i < last:
             h = act(h)
             if dropout is not None:
                 h = h * dropout(i, h)
     if linear_skip:
-        skip = torch.bmm(x, weights[-1]) if x.dim() == 3 else torch.matmul(x, weights[-1])
+        if x.dim() == 2 and fixed_order.enabled(x):
+            x = x.expand(weights[-1].shape[0], -1, -1)
+        skip = (fixed_order.product(x, weights[-1]) if x.dim() == 3
+                else torch.matmul(x, weights[-1]))
         return h + skip.transpose(1, 2) if adapters is not None else (h + skip).squeeze(-1)
     return h if adapters is not None else h.squeeze(-1)
 

@@ -3,7 +3,9 @@
 Each model has its own training and validation rows (a fold), seed (init, shuffles, dropout
 masks), and scalar hyperparameters (lr, weight decay, L1, dropout, max epochs, patience) held as
 [M] tensors. A model's result never depends on which other models share the batch: its
-randomness is counter-based (pipeline/counter_rng.py) and a step only ever touches its own slice.
+randomness is counter-based (pipeline/counter_rng.py), a step only ever touches its own slice,
+and on CUDA the products and sums whose kernels depend on the batch's size take a fixed order
+(pipeline/fixed_order.py).
 Early stopping is per model and watches its own stopping rows (by default its validation rows):
 it keeps its best-epoch weights and stops changing once its patience runs out. The hot loop has
 no DataLoader and no host sync; one small sync per epoch checks whether every model has stopped.
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pipeline import fixed_order
 from pipeline.counter_rng import dropout_keep, keep_mask, shuffle_order
 from pipeline.errors import PipelineError
 from pipeline.periodic import Periodic, embedded_columns, embedded_width, init_periodic
@@ -130,8 +133,8 @@ def target_scaling(y: torch.Tensor, train_mask: torch.Tensor) -> tuple[torch.Ten
     y64 = y.to(device=train_mask.device, dtype=torch.float64)
     tm = train_mask.to(torch.float64)
     n_train = tm.sum(1).clamp(min=1)
-    y_mean = (tm * y64).sum(1) / n_train
-    y_std = torch.sqrt((tm * (y64[None] - y_mean[:, None]) ** 2).sum(1) / n_train)
+    y_mean = fixed_order.row_sum(tm * y64) / n_train
+    y_std = torch.sqrt(fixed_order.row_sum(tm * (y64[None] - y_mean[:, None]) ** 2) / n_train)
     return y_mean, torch.where(y_std > 0, y_std, torch.ones_like(y_std))
 
 
@@ -139,7 +142,7 @@ def _masked_rmse(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> tor
     count = mask.sum(1)
     sq = torch.where(mask, (pred - y[None, :]) ** 2, torch.zeros((), dtype=pred.dtype,
                                                                  device=pred.device))
-    rmse = torch.sqrt(sq.sum(1) / count.clamp(min=1))
+    rmse = torch.sqrt(fixed_order.row_sum(sq) / count.clamp(min=1))
     return torch.where(count > 0, rmse, torch.full_like(rmse, float("nan")))
 
 

@@ -1,0 +1,84 @@
+"""Batch-invariant arithmetic for the GPU: a model's bits must not depend on how many models share
+its batch (a sweep's score for a config is then the score the train stage gives it).
+
+On CUDA two kinds of kernel depend on the batch's size. cuBLAS picks the kernel of a batched
+product with one output column (the output unit, the linear path, their weight gradients) by the
+number of matrices, and the kernels round differently; products with 8 or more columns kept one
+kernel for 2 to 2,000 matrices on an H100 (bench/README.md). PyTorch splits a reduction (a bias
+gradient, a per-model sum of squared errors) across threads and blocks by the tensor's total
+size, so its order of additions depends on the number of models too. So on CUDA width-1 products
+run padded to PAD_COLUMNS columns and per-model sums add in a fixed pairwise order of elementwise
+adds. The CPU's kernels do not depend on the batch's size (tests compare every weight); there the
+plain operations run, and their results are what dvc.lock records.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+PAD_COLUMNS = 8
+
+
+def enabled(t: torch.Tensor) -> bool:
+    """Whether computations on t take the batch-invariant path (on CUDA)."""
+    return t.is_cuda
+
+
+def pairwise_sum(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """t summed over dim (kept, size 1) by adding halves: zero-padded to a power of two, then
+    log2 elementwise adds, so every element's order of additions depends on that dim's size
+    alone, never on the other dims'."""
+    dim = dim % t.dim()
+    n = t.shape[dim]
+    size = 1 << max(0, (n - 1).bit_length())
+    if size != n:
+        pad = [0, 0] * (t.dim() - 1 - dim) + [0, size - n]
+        t = F.pad(t, pad)
+    while t.shape[dim] > 1:
+        half = t.shape[dim] // 2
+        t = t.narrow(dim, 0, half) + t.narrow(dim, half, half)
+    return t
+
+
+class _AddBias(torch.autograd.Function):
+    """h + b, b broadcast over some dims of h; the gradient of b sums over those dims with
+    `pairwise_sum` (autograd's own sum would split by the batch's size)."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        ctx.dims = [d for d in range(h.dim()) if b.shape[d] == 1 and h.shape[d] != 1]
+        return h + b
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        grad_b = grad
+        for d in ctx.dims:
+            grad_b = pairwise_sum(grad_b, d)
+        return grad, grad_b
+
+
+def add_bias(h: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """h + b (b of h's rank, broadcast), with a batch-invariant gradient of b on CUDA."""
+    return _AddBias.apply(h, b) if enabled(h) else h + b
+
+
+def product(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Batched h @ w ([M, B, k] @ [M, k, n]); on CUDA a narrow w (n < PAD_COLUMNS) is padded
+    with zero columns, whose outputs are dropped."""
+    n = w.shape[-1]
+    if not enabled(h) or n >= PAD_COLUMNS:
+        return torch.bmm(h, w)
+    return torch.bmm(h, F.pad(w, (0, PAD_COLUMNS - n)))[..., :n]
+
+
+def affine(b: torch.Tensor, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """b + h @ w, batched: one baddbmm on the CPU, `product` and `add_bias` on CUDA."""
+    if not enabled(h):
+        return torch.baddbmm(b, h, w)
+    return add_bias(product(h, w), b)
+
+
+def row_sum(t: torch.Tensor) -> torch.Tensor:
+    """t [M, N] summed over N: a per-model total in an order that does not depend on M."""
+    return pairwise_sum(t, 1).squeeze(1) if enabled(t) else t.sum(1)
