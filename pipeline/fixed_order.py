@@ -7,8 +7,9 @@ number of matrices, and the kernels round differently; products with 8 or more c
 kernel for 2 to 2,000 matrices on an H100 (bench/README.md). PyTorch splits a reduction (a bias
 gradient, a per-model sum of squared errors) across threads and blocks by the tensor's total
 size, so its order of additions depends on the number of models too. So on CUDA width-1 products
-run padded to PAD_COLUMNS columns and per-model sums add in a fixed pairwise order of elementwise
-adds. The CPU's kernels do not depend on the batch's size (tests compare every weight); there the
+run padded to PAD_COLUMNS columns and per-model sums (bias gradients, gradients of broadcast
+products such as TabM's adapters, the standardisation, per-epoch scores) add in a fixed pairwise
+order of elementwise adds. The CPU's kernels do not depend on the batch's size (tests compare every weight); there the
 plain operations run, and their results are what dvc.lock records.
 """
 
@@ -41,26 +42,47 @@ def pairwise_sum(t: torch.Tensor, dim: int) -> torch.Tensor:
     return t
 
 
-class _AddBias(torch.autograd.Function):
-    """h + b, b broadcast over some dims of h; the gradient of b sums over those dims with
-    `pairwise_sum` (autograd's own sum would split by the batch's size)."""
+def _sum_to(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """grad summed (pairwise) over the dims an operand of `shape` was broadcast along."""
+    for d, size in enumerate(shape):
+        if size == 1 and grad.shape[d] != 1:
+            grad = pairwise_sum(grad, d)
+    return grad
 
+
+class _Add(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        ctx.dims = [d for d in range(h.dim()) if b.shape[d] == 1 and h.shape[d] != 1]
-        return h + b
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        ctx.shapes = a.shape, b.shape
+        return a + b
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        grad_b = grad
-        for d in ctx.dims:
-            grad_b = pairwise_sum(grad_b, d)
-        return grad, grad_b
+        return _sum_to(grad, ctx.shapes[0]), _sum_to(grad, ctx.shapes[1])
+
+
+class _Mul(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        a, b = ctx.saved_tensors
+        return (_sum_to(grad * b, a.shape) if ctx.needs_input_grad[0] else None,
+                _sum_to(grad * a, b.shape) if ctx.needs_input_grad[1] else None)
 
 
 def add_bias(h: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """h + b (b of h's rank, broadcast), with a batch-invariant gradient of b on CUDA."""
-    return _AddBias.apply(h, b) if enabled(h) else h + b
+    return _Add.apply(h, b) if enabled(h) else h + b
+
+
+def mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a * b (of one rank, each broadcast along some dims), with batch-invariant gradients on
+    CUDA (TabM adapters, the learned input scale, periodic frequencies)."""
+    return _Mul.apply(a, b) if enabled(a) else a * b
 
 
 def product(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -82,3 +104,8 @@ def affine(b: torch.Tensor, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 def row_sum(t: torch.Tensor) -> torch.Tensor:
     """t [M, N] summed over N: a per-model total in an order that does not depend on M."""
     return pairwise_sum(t, 1).squeeze(1) if enabled(t) else t.sum(1)
+
+
+def mean(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """t's mean over dim (dropped), in an order that does not depend on the other dims on CUDA."""
+    return pairwise_sum(t, dim).squeeze(dim) / t.shape[dim] if enabled(t) else t.mean(dim)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from pipeline import fixed_order
 from pipeline.counter_rng import stream_generator
 
 PERIODIC_STREAM = 0x9E7  # seeds the embeddings apart from the layers' init and the adapters
@@ -84,9 +85,12 @@ class Periodic:
         dim = self.bias.shape[2]
         x = x if x.dim() == 3 else x.expand(n_models, -1, -1)
         columns, kept = self.indices(x.device)
-        angle = (2 * math.pi) * x[:, :, columns, None] * self.frequencies[:, None]  # [M,B,F,k]
+        angle = fixed_order.mul((2 * math.pi) * x[:, :, columns, None],
+                                self.frequencies[:, None])  # [M, B, F, k]
         waves = torch.cat([torch.cos(angle), torch.sin(angle)], dim=3)  # [M, B, F, 2k]
-        units = torch.einsum("mbfj,mfjd->mbfd", waves,
-                             self.weight.view(n_models, n_cols, 2 * k, dim))
-        units = torch.relu(units + self.bias[:, None])
+        weight = self.weight.view(n_models, n_cols, 2 * k, dim)
+        if fixed_order.enabled(waves) and dim < fixed_order.PAD_COLUMNS:  # see fixed_order
+            weight = torch.nn.functional.pad(weight, (0, fixed_order.PAD_COLUMNS - dim))
+        units = torch.einsum("mbfj,mfjd->mbfd", waves, weight)[..., :dim]
+        units = torch.relu(fixed_order.add_bias(units, self.bias[:, None]))
         return torch.cat([x[:, :, kept], units.flatten(2)], dim=2)

@@ -104,7 +104,7 @@ def forward(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[t
     if adapters is not None:  # [M, B*k, d]: each row once per member, the members side by side
         # (row-major, so a row's dropout draws do not depend on how many rows the batch holds)
         inputs = h if h.dim() == 3 else h.expand(adapters.shape[0], -1, -1)
-        h = (inputs[:, :, None, :] * adapters[:, None, :, :]).flatten(1, 2)
+        h = fixed_order.mul(inputs[:, :, None, :], adapters[:, None, :, :]).flatten(1, 2)
     last = len(layers) - 1
     for i, (w, b) in enumerate(zip(layers, biases, strict=True)):
         if adapters is not None and i == last:  # member i's own output unit: column i
@@ -129,7 +129,9 @@ def forward(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[t
             x = x.expand(weights[-1].shape[0], -1, -1)
         skip = (fixed_order.product(x, weights[-1]) if x.dim() == 3
                 else torch.matmul(x, weights[-1]))
-        return h + skip.transpose(1, 2) if adapters is not None else (h + skip).squeeze(-1)
+        if adapters is not None:  # the shared linear path, added to every member's output
+            return fixed_order.add_bias(h, skip.transpose(1, 2))
+        return (h + skip).squeeze(-1)
     return h if adapters is not None else h.squeeze(-1)
 
 
@@ -156,7 +158,7 @@ def predict_rows(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Seque
                       linear_skip=linear_skip, adapters=None if adapters is None else adapters[sl],
                       periodic=None if periodic is None else periodic.select(sl),
                       feature_scale=None if feature_scale is None else feature_scale[sl])
-        parts.append(out if adapters is None else out.mean(1))
+        parts.append(out if adapters is None else fixed_order.mean(out, 1))
     return torch.cat(parts)
 
 

@@ -60,8 +60,13 @@ def train(x, y, models, arch, view_widths=None, **settings):
 
 
 def assert_same_bits(result, position, alone):
-    for got, want in zip([*result.models.weights, *result.models.biases],
-                         [*alone.models.weights, *alone.models.biases], strict=True):
+    def tensors(models):
+        extra = [] if models.adapters is None else [models.adapters]
+        if models.periodic is not None:
+            extra += [models.periodic.frequencies, models.periodic.weight, models.periodic.bias]
+        return [*models.weights, *models.biases, *extra]
+
+    for got, want in zip(tensors(result.models), tensors(alone.models), strict=True):
         assert torch.equal(got[position], want[0])
     for name in ("train_rmse", "val_rmse"):
         got, want = getattr(result, name)[:, position], getattr(alone, name)[:, 0]
@@ -69,11 +74,17 @@ def assert_same_bits(result, position, alone):
         torch.testing.assert_close(got[:n], want[:n], rtol=0, atol=0, equal_nan=True)
 
 
+PERIODIC = {"periodic": 3, "periodic_dim": 4, "periodic_sigma": 0.5}
+
+
 @pytest.mark.parametrize("path", [*DEVICES, "cpu, CUDA's arithmetic"])
-@pytest.mark.parametrize("views", [False, True])
-def test_a_model_has_the_same_bits_alone_and_among_hundreds(path, views, request):
+@pytest.mark.parametrize(("views", "options"), [
+    (False, {}), (True, {}), (False, {"tabm_k": 3}), (True, {"input_scale": True}),
+    (False, PERIODIC)])
+def test_a_model_has_the_same_bits_alone_and_among_hundreds(path, views, options, request):
     """The default's kind of model (a hidden layer, the linear path, Huber loss, dropout, L1,
-    early stopping) with one other, among 3 and among 300 models: the same weights and scores to
+    early stopping; also with views, TabM members, the learned input scale, periodic
+    embeddings) with one other, among 3 and among 300 models: the same weights and scores to
     the bit, on every device (cuBLAS changes kernels between those batch sizes on an H100). (A
     batch of one matrix rounds differently on the CPU; the trainer never runs one alone.)"""
     if path.startswith("cpu, "):
@@ -85,7 +96,7 @@ def test_a_model_has_the_same_bits_alone_and_among_hundreds(path, views, request
         views_ = Views.of([x.numpy(), x[:, :20].numpy() ** 2])
         x, widths = torch.tensor(views_.x), views_.widths
     x, y = x.to(on), y.to(on)
-    arch = Architecture((32,), "relu", "adamw", batch_size=64, linear_skip=True)
+    arch = Architecture((32,), "relu", "adamw", batch_size=64, linear_skip=True, **options)
     settings = dict(compile_kernels=path.endswith("+compile"), view_widths=widths)
     alone = train(x, y, [7, 8], arch, **settings)
     assert alone.epoch_mode == MODES.get(path, "eager")
