@@ -9,8 +9,8 @@ gradient, a per-model sum of squared errors) across threads and blocks by the te
 size, so its order of additions depends on the number of models too. So on CUDA width-1 products
 run padded to PAD_COLUMNS columns and per-model sums (bias gradients, gradients of broadcast
 products such as TabM's adapters, the standardisation, per-epoch scores) add in a fixed pairwise
-order of elementwise adds. The CPU's kernels do not depend on the batch's size (tests compare every weight); there the
-plain operations run, and their results are what dvc.lock records.
+order of elementwise adds. The CPU's kernels do not depend on the batch's size (tests compare
+every weight); there the plain operations run, and their results are what dvc.lock records.
 """
 
 from __future__ import annotations
