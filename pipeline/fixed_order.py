@@ -86,19 +86,32 @@ def mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def product(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Batched h @ w ([M, B, k] @ [M, k, n]); on CUDA a narrow w (n < PAD_COLUMNS) is padded
-    with zero columns, whose outputs are dropped."""
+    """Batched h @ w: h [M, B, k] (or [B, k] shared by all models) @ w [M, k, n] -> [M, B, n];
+    on CUDA a narrow w (n < PAD_COLUMNS) is padded with zero columns, whose outputs are dropped."""
+    if not enabled(h):
+        return torch.bmm(h, w) if h.dim() == 3 else torch.matmul(h, w)
+    h = h if h.dim() == 3 else h.expand(w.shape[0], -1, -1)
     n = w.shape[-1]
-    if not enabled(h) or n >= PAD_COLUMNS:
+    if n >= PAD_COLUMNS:
         return torch.bmm(h, w)
     return torch.bmm(h, F.pad(w, (0, PAD_COLUMNS - n)))[..., :n]
 
 
 def affine(b: torch.Tensor, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """b + h @ w, batched: one baddbmm on the CPU, `product` and `add_bias` on CUDA."""
+    """b + h @ w, batched as in `product`: baddbmm (or matmul for shared rows) on the CPU,
+    `product` and `add_bias` on CUDA."""
     if not enabled(h):
-        return torch.baddbmm(b, h, w)
+        return torch.baddbmm(b, h, w) if h.dim() == 3 else torch.matmul(h, w) + b
     return add_bias(product(h, w), b)
+
+
+def einsum(equation: str, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """torch.einsum(equation, a, w) for an equation whose output ends with w's last dim; on CUDA a
+    narrow one (< PAD_COLUMNS) is padded with zeros, as in `product`, and cut off again."""
+    n = w.shape[-1]
+    if not enabled(a) or n >= PAD_COLUMNS:
+        return torch.einsum(equation, a, w)
+    return torch.einsum(equation, a, F.pad(w, (0, PAD_COLUMNS - n)))[..., :n]
 
 
 def row_sum(t: torch.Tensor) -> torch.Tensor:

@@ -88,9 +88,7 @@ class Periodic:
         angle = fixed_order.mul((2 * math.pi) * x[:, :, columns, None],
                                 self.frequencies[:, None])  # [M, B, F, k]
         waves = torch.cat([torch.cos(angle), torch.sin(angle)], dim=3)  # [M, B, F, 2k]
-        weight = self.weight.view(n_models, n_cols, 2 * k, dim)
-        if fixed_order.enabled(waves) and dim < fixed_order.PAD_COLUMNS:  # see fixed_order
-            weight = torch.nn.functional.pad(weight, (0, fixed_order.PAD_COLUMNS - dim))
-        units = torch.einsum("mbfj,mfjd->mbfd", waves, weight)[..., :dim]
+        units = fixed_order.einsum("mbfj,mfjd->mbfd", waves,
+                                   self.weight.view(n_models, n_cols, 2 * k, dim))
         units = torch.relu(fixed_order.add_bias(units, self.bias[:, None]))
         return torch.cat([x[:, :, kept], units.flatten(2)], dim=2)

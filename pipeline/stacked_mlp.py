@@ -117,18 +117,13 @@ def forward(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[t
                 h = torch.einsum("mbkh,mhk->mkb", h, w)
             h = fixed_order.add_bias(h, b.transpose(1, 2))
             break
-        if h.dim() == 2 and fixed_order.enabled(h):  # rows shared by all models
-            h = h.expand(w.shape[0], -1, -1)
-        h = fixed_order.affine(b, h, w) if h.dim() == 3 else torch.matmul(h, w) + b
+        h = fixed_order.affine(b, h, w)
         if i < last:
             h = act(h)
             if dropout is not None:
                 h = h * dropout(i, h)
     if linear_skip:
-        if x.dim() == 2 and fixed_order.enabled(x):
-            x = x.expand(weights[-1].shape[0], -1, -1)
-        skip = (fixed_order.product(x, weights[-1]) if x.dim() == 3
-                else torch.matmul(x, weights[-1]))
+        skip = fixed_order.product(x, weights[-1])
         if adapters is not None:  # the shared linear path, added to every member's output
             return fixed_order.add_bias(h, skip.transpose(1, 2))
         return (h + skip).squeeze(-1)
