@@ -46,6 +46,21 @@ def remove_stale(target: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def remove_stale_under(root: str | os.PathLike, skip=(".git", ".dvc")) -> list[Path]:
+    """Remove every temporary under `root` whose process died (e.g. killed with SIGKILL), so
+    none stays hidden until its target is next written; return what was removed."""
+    removed = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in skip]
+        for name in [*files, *dirs]:
+            if not (name.startswith(".") and name.endswith(TMP_SUFFIX)):
+                continue
+            parts = name[: -len(TMP_SUFFIX)].rsplit(".", 2)
+            if len(parts) == 3 and parts[0] not in ("", ".") and parts[1].isdigit():
+                removed += remove_stale(Path(folder) / parts[0][1:])
+    return removed
+
+
 def _prefix(target: Path) -> str:
     return f".{target.name}.{os.getpid()}."
 
@@ -73,6 +88,20 @@ def write_text(target: str | os.PathLike, text: str) -> None:
     """Atomically write `text` to `target`."""
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(target: str | os.PathLike, data) -> None:
+    """Atomically write `data` as strict JSON (a NaN or an infinity is an error, not a bare
+    `NaN`/`Infinity` that other JSON readers refuse)."""
+    import json
+
+    from pipeline.errors import PipelineError
+
+    try:
+        text = json.dumps(data, indent=2, allow_nan=False)
+    except ValueError as exc:
+        raise PipelineError(f"{target}: a value is not finite ({exc}); nothing was written") from exc
+    write_text(target, text + "\n")
 
 
 def replace_dir(target: str | os.PathLike, fill: Callable[[Path], object]) -> None:

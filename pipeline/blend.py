@@ -11,7 +11,6 @@ With one member the blend is that member, byte for byte.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import pandas as pd
 from scipy.optimize import nnls
 from sklearn.linear_model import Ridge
 
-from pipeline.atomic import atomic_path, write_text
+from pipeline.atomic import atomic_path, write_json
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.errors import PipelineError
 from pipeline.folds import cv_metrics, split_per_fold
@@ -78,17 +77,47 @@ def nested_oof(preds: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, fold_of_r
     return oof, fold_weights
 
 
+# A member's log prices must lie within this many log units of the training prices' range
+# (e**3 = 20x): anything further out is a broken member, not a prediction.
+LOG_PRICE_MARGIN = 3.0
+NUMBERS, INTEGERS = "fiu", "iu"  # numpy dtype kinds
+ARRAYS = {"oof": NUMBERS, "test": NUMBERS, "id_train": INTEGERS, "id_test": INTEGERS,
+          "fold_of_row": INTEGERS, "plan": INTEGERS}
+
+
 def load_member(name: str, members_dir: Path, mlp_path: Path) -> dict:
     path = mlp_path if name == "mlp" else members_dir / name / "predictions.npz"
     data = read_npz(path, f"member {name} has no predictions; run dvc repro")
-    for key in ("oof", "test", "id_train", "id_test", "fold_of_row", "plan"):
+    for key, kinds in ARRAYS.items():
         if key not in data:
-            raise PipelineError(f"{path}: no '{key}' array; re-run the member's stage (dvc repro)")
+            raise PipelineError(f"member {name}: {path} has no '{key}' array; re-run its stage "
+                                "(dvc repro)")
+        if data[key].ndim != 1 or data[key].dtype.kind not in kinds:
+            raise PipelineError(f"member {name}: '{key}' in {path} is not a 1-D array of "
+                                f"{'numbers' if kinds == NUMBERS else 'integers'}; re-run its stage")
+    for preds, ids in (("oof", "id_train"), ("fold_of_row", "id_train"), ("test", "id_test")):
+        if len(data[preds]) != len(data[ids]):
+            raise PipelineError(f"member {name}: {path} has {len(data[preds])} '{preds}' values "
+                                f"for {len(data[ids])} houses; re-run its stage (dvc repro)")
     for key in ("oof", "test"):
         if not np.isfinite(data[key]).all():
             raise PipelineError(f"member {name}: non-finite {key} predictions in {path}; re-run "
                                 "its stage or drop it from ensemble.members")
     return data
+
+
+def check_price_range(members: dict[str, dict], target: np.ndarray) -> None:
+    """Every member's log prices within a sane distance of the training prices' range."""
+    low, high = target.min() - LOG_PRICE_MARGIN, target.max() + LOG_PRICE_MARGIN
+    for name, data in members.items():
+        for key in ("oof", "test"):
+            values = data[key]
+            if values.min() < low or values.max() > high:
+                bad = values.min() if values.min() < low else values.max()
+                raise PipelineError(
+                    f"member {name}: a {key} prediction of {bad:.4g} (log price) is far outside "
+                    f"the training prices' {target.min():.2f}-{target.max():.2f}; re-run its "
+                    "stage or drop it from ensemble.members")
 
 
 def check_same_plan(members: dict[str, dict], params: Params) -> None:
@@ -122,6 +151,7 @@ def blend(params: Params, members_dir="members", mlp_predictions="members/mlp/pr
         raise PipelineError("members were trained on other training rows than data/processed; "
                             "re-run the pipeline (dvc repro)")
     target, fold_of_row = y["y"], first["fold_of_row"]
+    check_price_range(members, target)
     preds = np.stack([m["oof"] for m in members.values()], axis=1)
     fit_rows = ~outlier if params.train.exclude_outliers else np.ones(len(target), dtype=bool)
     oof, fold_weights = nested_oof(preds, target, fit_rows, fold_of_row, ens.blend,
@@ -147,7 +177,7 @@ def blend(params: Params, members_dir="members", mlp_predictions="members/mlp/pr
     path = write_submission(out, first["id_test"], prices)
     with atomic_path(table_path) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
-    write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
+    write_json(metrics_path, metrics)
     weights = ", ".join(f"{n} {w:.3f}" for n, w in metrics["weights"].items())
     print(f"blend: {len(members)} member(s) ({weights}); nested CV log-RMSE "
           f"{metrics['cv_rmse']:.4f} +- {metrics['cv_rmse_std']:.4f} (without outlier rows "

@@ -173,12 +173,6 @@ def download(params: DownloadParams, out_dir: str | os.PathLike = "data/raw",
     return targets
 
 
-def remove_partial(out_dir: Path) -> None:
-    """Clear a previous run's outputs so a failure cannot leave a stale, mismatched pair."""
-    for role in ROLES:
-        (out_dir / f"{role}.csv").unlink(missing_ok=True)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser("download", __doc__)
     add_params_option(parser)
@@ -186,12 +180,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     def stage() -> None:
+        # A failure leaves the previous files in place: both are renamed only once both verify,
+        # so what is there is always a verified pair.
         params = load_params(args.params)
-        try:
-            download(params.download, args.out, params.kaggle)
-        except PipelineError:
-            remove_partial(Path(args.out))
-            raise
+        download(params.download, args.out, params.kaggle)
 
     run_cli(stage)
 

@@ -71,5 +71,17 @@ def read_yaml(path: str | os.PathLike, hint: str) -> Any:
 
 
 def read_npz(path: str | os.PathLike, hint: str) -> dict[str, np.ndarray]:
-    with np.load(_existing(path, hint)) as data:
-        return {k: data[k] for k in data.files}
+    """The arrays of an .npz archive; never unpickles (a file could carry any object)."""
+    import zipfile
+
+    path = _existing(path, hint)
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz archive")
+        with data:
+            return {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise PipelineError(f"{path}: not a readable .npz archive (truncated or corrupt: "
+                            f"{detail}); {hint}") from exc

@@ -9,7 +9,6 @@ Writes members/NAME/predictions.npz (what the blend stage reads) and members/NAM
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from pipeline.atomic import atomic_path, write_text
+from pipeline.atomic import atomic_path, write_json
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.errors import PipelineError
 from pipeline.folds import FoldPlan, cv_metrics, plan_folds, split_per_fold
@@ -82,7 +81,7 @@ def run_member(name: str, params: Params, data_dir="data/processed", out_dir="me
     out = Path(out_dir) / name
     save_predictions(out / "predictions.npz", oof, test_pred, train["id"], test["id"],
                      plan.fold_of_row, params.train)
-    write_text(out / "cv.json", json.dumps(metrics, indent=2) + "\n")
+    write_json(out / "cv.json", metrics)
     print(f"member {name}: {len(plan.train_mask)} fold models in {seconds:.1f} s; CV log-RMSE "
           f"{metrics['cv_rmse']:.4f} +- {metrics['cv_rmse_std']:.4f} (without outlier rows "
           f"{metrics['cv_rmse_no_outliers']:.4f})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,20 @@ from pipeline.members import FAMILIES
 from pipeline.schedules import LR_SCHEDULES, REG_SCHEDULES
 
 DEFAULT_PARAMS = "params.yaml"
+
+# Stated maxima for sizes and counts: every value the check accepts must run to its end on an
+# ordinary machine (a 2-core CPU with a few GB free, or one GPU) instead of exhausting memory or
+# running for days. Each is far above any value a search has used (docs/parameters.md).
+MAX_FOLDS = 100            # the competition has 1,460 training rows
+MAX_SEED = 2**32 - 1       # numpy's and torch's seeds
+MAX_N_SEEDS = 50           # models per fold and encoding
+MAX_WIDTH = 4096           # units in one hidden layer
+MAX_LAYERS = 8             # hidden layers
+MAX_HIDDEN_WEIGHTS = 20_000_000  # weights between hidden layers, per model (15 models train at once)
+MAX_EPOCHS = 10_000        # the default stops early at ~50
+MAX_BATCH_SIZE = 65_536    # rows per optimiser step (more than the data is one full batch)
+MAX_BINS = 64              # piecewise-linear bins per numeric column
+MAX_VIEWS = 8              # encodings the MLP trains on
 
 
 def _fail(key: str, message: str) -> None:
@@ -44,6 +59,8 @@ def _bool(key: str, value: Any) -> bool:
 
 
 def _str_list(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, tuple):
+        value = list(value)
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         _fail(key, f"must be a list of names, got {value!r}")
     return tuple(value)
@@ -80,11 +97,11 @@ class DownloadParams:
     max_file_mb: float
 
     def __post_init__(self):
-        object.__setattr__(self, "sources", _str_list("download.sources", list(self.sources)))
+        object.__setattr__(self, "sources", _str_list("download.sources", self.sources))
         if not self.sources:
             _fail("download.sources", "must list at least one source")
-        _number("download.timeout_s", self.timeout_s, low=0, low_open=True)
-        _number("download.max_file_mb", self.max_file_mb, low=0, low_open=True)
+        _number("download.timeout_s", self.timeout_s, low=0, low_open=True, high=3600)
+        _number("download.max_file_mb", self.max_file_mb, low=0, low_open=True, high=10_000)
         files = {}
         if not isinstance(self.files, dict) or set(self.files) != {"train", "test"}:
             _fail("download.files", "must have exactly the keys train and test")
@@ -133,7 +150,7 @@ class PreprocessParams:
     def __post_init__(self):
         _choice("preprocess.fit_on", self.fit_on, ("train", "train+test"))
         object.__setattr__(self, "numeric_as_category",
-                           _str_list("preprocess.numeric_as_category", list(self.numeric_as_category)))
+                           _str_list("preprocess.numeric_as_category", self.numeric_as_category))
         _bool("preprocess.ordinal_quality", self.ordinal_quality)
         _bool("preprocess.log1p_skewed", self.log1p_skewed)
         _number("preprocess.skew_threshold", self.skew_threshold, low=0)
@@ -142,7 +159,7 @@ class PreprocessParams:
         _bool("preprocess.domain_fills", self.domain_fills)
         _choice("preprocess.scaler", self.scaler, ("standard", "robust_clip"))
         _choice("preprocess.piecewise_linear", self.piecewise_linear, PIECEWISE_BASES)
-        _number("preprocess.piecewise_bins", self.piecewise_bins, low=2, integer=True)
+        _number("preprocess.piecewise_bins", self.piecewise_bins, low=2, high=MAX_BINS, integer=True)
         _number("preprocess.outlier_min_gr_liv_area", self.outlier_min_gr_liv_area, low=0)
         _number("preprocess.outlier_max_sale_price", self.outlier_max_sale_price, low=0)
         object.__setattr__(self, "mlp_views", self._checked_views())
@@ -153,6 +170,8 @@ class PreprocessParams:
         raw = self.mlp_views
         if not isinstance(raw, list | tuple):
             _fail(key, f"must be a list of mappings such as {{scaler: robust_clip}}, got {raw!r}")
+        if len(raw) > MAX_VIEWS:
+            _fail(key, f"must list at most {MAX_VIEWS} views, got {len(raw)}")
         views = []
         for i, view in enumerate(raw):
             pairs = dict(view) if isinstance(view, tuple) else view
@@ -227,16 +246,21 @@ class TrainParams:
 
     def __post_init__(self):
         _choice("train.model", self.model, ("mlp", "lasso"))
-        _number("train.folds", self.folds, low=2, integer=True)
-        _number("train.fold_seed", self.fold_seed, low=0, integer=True)
-        _number("train.seed", self.seed, low=0, integer=True)
-        _number("train.n_seeds", self.n_seeds, low=1, integer=True)
+        _number("train.folds", self.folds, low=2, high=MAX_FOLDS, integer=True)
+        _number("train.fold_seed", self.fold_seed, low=0, high=MAX_SEED, integer=True)
+        _number("train.seed", self.seed, low=0, high=MAX_SEED, integer=True)
+        _number("train.n_seeds", self.n_seeds, low=1, high=MAX_N_SEEDS, integer=True)
         _bool("train.exclude_outliers", self.exclude_outliers)
         hidden = list(self.hidden) if isinstance(self.hidden, list | tuple) else self.hidden
         if not isinstance(hidden, list):
             _fail("train.hidden", f"must be a list of layer widths ([] = linear model), got {hidden!r}")
+        if len(hidden) > MAX_LAYERS:
+            _fail("train.hidden", f"must have at most {MAX_LAYERS} layers, got {len(hidden)}")
         for width in hidden:
-            _number("train.hidden", width, low=1, integer=True)
+            _number("train.hidden", width, low=1, high=MAX_WIDTH, integer=True)
+        if sum(a * b for a, b in itertools.pairwise(hidden)) > MAX_HIDDEN_WEIGHTS:
+            _fail("train.hidden", f"has more than {MAX_HIDDEN_WEIGHTS:,} weights between its "
+                  f"layers, got {hidden!r}")
         object.__setattr__(self, "hidden", tuple(hidden))
         _bool("train.linear_skip", self.linear_skip)
         _choice("train.skip_init", self.skip_init, ("zeros", "lasso"))
@@ -244,10 +268,10 @@ class TrainParams:
             _fail("train.skip_init", "lasso warm-starts the linear skip path; set "
                   "train.linear_skip=true or train.skip_init=zeros")
         _number("train.lasso_input_power", self.lasso_input_power, low=0)
-        _number("train.tabm_k", self.tabm_k, low=1, integer=True)
+        _number("train.tabm_k", self.tabm_k, low=1, high=64, integer=True)
         _bool("train.input_scale", self.input_scale)
-        _number("train.periodic", self.periodic, low=0, integer=True)
-        _number("train.periodic_dim", self.periodic_dim, low=1, integer=True)
+        _number("train.periodic", self.periodic, low=0, high=1024, integer=True)
+        _number("train.periodic_dim", self.periodic_dim, low=1, high=256, integer=True)
         _number("train.periodic_sigma", self.periodic_sigma, low=0, low_open=True)
         _choice("train.activation", self.activation, ACTIVATIONS)
         _number("train.dropout", self.dropout, low=0, high=1, high_open=True)
@@ -259,9 +283,9 @@ class TrainParams:
         _number("train.lr", self.lr, low=0, low_open=True)
         _choice("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("train.reg_schedule", self.reg_schedule, REG_SCHEDULES)
-        _number("train.batch_size", self.batch_size, low=1, integer=True)
-        _number("train.max_epochs", self.max_epochs, low=1, integer=True)
-        _number("train.patience", self.patience, low=0, integer=True)
+        _number("train.batch_size", self.batch_size, low=1, high=MAX_BATCH_SIZE, integer=True)
+        _number("train.max_epochs", self.max_epochs, low=1, high=MAX_EPOCHS, integer=True)
+        _number("train.patience", self.patience, low=0, high=MAX_EPOCHS, integer=True)
         _number("train.early_stopping_holdout", self.early_stopping_holdout, low=0, high=0.5)
         _choice("train.device", self.device, ("auto", "cpu", "cuda"))
         _bool("train.compile", self.compile)
@@ -315,7 +339,7 @@ class EnsembleParams:
 
     def __post_init__(self):
         _choice("ensemble.average", self.average, ("price", "log"))
-        members = _str_list("ensemble.members", list(self.members))
+        members = _str_list("ensemble.members", self.members)
         if not members:
             _fail("ensemble.members", "must name at least one member")
         for name in members:
@@ -351,11 +375,11 @@ class KaggleParams:
     def __post_init__(self):
         if not isinstance(self.competition, str) or not self.competition:
             _fail("kaggle.competition", f"must be a competition slug, got {self.competition!r}")
-        _number("kaggle.retries", self.retries, low=0, integer=True)
-        _number("kaggle.retry_backoff_s", self.retry_backoff_s, low=0)
-        _number("kaggle.poll_interval_s", self.poll_interval_s, low=0, low_open=True)
-        _number("kaggle.poll_timeout_s", self.poll_timeout_s, low=0)
-        _number("kaggle.timeout_s", self.timeout_s, low=0, low_open=True)
+        _number("kaggle.retries", self.retries, low=0, high=20, integer=True)
+        _number("kaggle.retry_backoff_s", self.retry_backoff_s, low=0, high=600)
+        _number("kaggle.poll_interval_s", self.poll_interval_s, low=0, low_open=True, high=3600)
+        _number("kaggle.poll_timeout_s", self.poll_timeout_s, low=0, high=86_400)
+        _number("kaggle.timeout_s", self.timeout_s, low=0, low_open=True, high=3600)
 
 
 @dataclass(frozen=True)
@@ -404,6 +428,16 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     return parse_params(read_yaml(path, "run from the repository root or pass --params"))
 
 
+def check_machine(params: Params) -> None:
+    """What only this machine can tell, checked here so a stage does not find it out after DVC
+    has removed its outputs."""
+    if params.train.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            _fail("train.device", "is cuda but torch sees no GPU on this machine; use auto or cpu")
+
+
 def main(argv: list[str] | None = None) -> None:
     """`house-prices check-params`: the first DVC stage, so a bad value stops `dvc repro` before
     DVC removes any other stage's outputs."""
@@ -417,7 +451,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     def stage() -> None:
-        load_params(args.params)
+        from pipeline.atomic import remove_stale_under
+
+        check_machine(load_params(args.params))
+        for path in remove_stale_under(Path(args.params).parent):
+            print(f"check-params: removed {path}, left by a run that was killed")
         if args.stamp:
             write_text(args.stamp, "params.yaml is valid\n")
         print(f"check-params: {args.params} is valid")

@@ -14,6 +14,7 @@ lost or run twice.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import threading
@@ -32,6 +33,7 @@ SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
 JOURNAL = "journal"
 HEARTBEAT_ATTR = "worker_heartbeat"  # a trial's last heartbeat (epoch seconds), in every shared
                                      # storage (fail_stale_trials reads it)
+INTERRUPTED_ATTR = "interrupted"  # a trial given back by a worker stopped with Ctrl-C/SIGTERM
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
 GRACE_HEARTBEATS = 2  # a running trial whose worker missed this many heartbeats is stale
 
@@ -58,6 +60,7 @@ def open_storage(url: str):
         raise PipelineError(f"sweep: storage URL scheme '{scheme or url}' is not supported; use "
                             "sqlite:///path.db, postgresql://user:pass@host/db, mysql://... or "
                             "journal:///path/study.log")
+    url = _with_driver(url, scheme)
     for attempt in range(3):  # workers starting together race to create the tables
         try:
             return _rdb_storage(url, scheme)
@@ -66,9 +69,32 @@ def open_storage(url: str):
             if not racing or attempt == 2:
                 raise _unusable(url, exc) from exc
             time.sleep(0.5)
-        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+        except ImportError as exc:
+            raise PipelineError(f"sweep: the database driver for {url.split('@')[-1]} is not "
+                                f"installed ({exc}); python -m pip install {exc.name or 'it'}"
+                                ) from exc
+        except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
             raise _unusable(url, exc) from exc
     raise AssertionError("unreachable")
+
+
+# PostgreSQL drivers SQLAlchemy knows, in the order a bare postgresql:// URL tries them: psycopg
+# (3, the `postgres` extra, SQLAlchemy's default) first, then psycopg2.
+POSTGRES_DRIVERS = (("psycopg", "psycopg"), ("psycopg2", "psycopg2"))
+
+
+def _with_driver(url: str, scheme: str) -> str:
+    """A bare postgresql:// URL with the PostgreSQL driver that is installed, so the README's
+    URL works with either; one line naming the extra when neither is."""
+    import importlib.util
+
+    if scheme != "postgresql" or urlparse(url).scheme != "postgresql":
+        return url  # not PostgreSQL, or the URL names its driver (postgresql+psycopg2://)
+    for driver, module in POSTGRES_DRIVERS:
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{driver}" + url[len("postgresql"):]
+    raise PipelineError("sweep: a postgresql:// storage needs a PostgreSQL driver: python -m pip "
+                        "install -e '.[postgres]' (psycopg), then run the same command again")
 
 
 def _journal_storage(url: str):
@@ -86,6 +112,29 @@ def _journal_storage(url: str):
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     except OSError as exc:
         raise _unusable(url, exc) from exc
+
+
+def storage_errors():
+    """The exceptions a study's storage raises when it goes away (a database server stopped, a
+    network cut)."""
+    import optuna
+    import sqlalchemy.exc
+
+    return (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
+
+
+@contextlib.contextmanager
+def lost_storage_is_one_line(url: str):
+    """Turn a storage that fails mid-study into one line: nothing is lost (completed trials are
+    in the storage; this worker's running ones go stale and are re-queued), so the same command
+    resumes the study once the storage is back."""
+    try:
+        yield
+    except storage_errors() as exc:
+        detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise PipelineError(
+            f"sweep: lost the study storage {url.split('@')[-1]} ({detail}); completed trials are "
+            "kept: run the same command again once it is reachable and the study resumes") from exc
 
 
 def _unusable(url: str, exc: Exception) -> PipelineError:
@@ -264,6 +313,7 @@ class _Heartbeat:
         # An in-memory study (no storage given) has no other workers to tell.
         self.trial_ids = trial_ids if _shared(storage) else []
         self.stop = threading.Event()
+        self.failure: Exception | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _beat(self) -> None:
@@ -271,8 +321,13 @@ class _Heartbeat:
             self.storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
     def _run(self) -> None:
+        """Beat until stopped; a storage that fails is tried again at the next beat (the main
+        thread reports it, once, when it next talks to the storage), never a thread traceback."""
         while not self.stop.wait(self.interval_s):
-            self._beat()
+            try:
+                self._beat()
+            except Exception as exc:  # any storage failure: retried at the next beat
+                self.failure = exc
 
     def __enter__(self):
         self._beat()
@@ -284,27 +339,94 @@ class _Heartbeat:
         self.thread.join()
 
 
+def _progress(study, total: int, ran: int, started: float) -> str:
+    """One line after each batch, also where no progress bar shows (output to a file)."""
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    line = f"this worker ran {ran} trial(s); {len(complete)}/{total} done in the study"
+    if complete:
+        best = min(complete, key=lambda t: (t.value, t.number))
+        line += f"; best so far {best.value:.5f} (trial {best.number})"
+    left = total - len(complete)
+    if ran and left > 0:
+        eta = (time.monotonic() - started) / ran * left
+        line += f"; ~{eta / 60:.0f} min left at this worker's pace"
+    return f"sweep: {line}"
+
+
+_print_now = functools.partial(print, flush=True)  # progress lines reach a file as they happen
+
+
+class _Interrupted(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: the batch in progress is re-queued before the exit."""
+
+
+def _raise_interrupted(signum, frame):
+    raise _Interrupted
+
+
+def requeue(study, storage, trials, log: Callable[[str], None]) -> None:
+    """Give back this worker's unfinished trials (it was interrupted): each failed and queued
+    again, so the next worker (or the same command) runs them and no configuration is lost."""
+    import optuna
+    from optuna.trial import TrialState
+
+    numbers = []
+    try:
+        for trial in trials:
+            try:
+                storage.set_trial_system_attr(trial._trial_id, INTERRUPTED_ATTR, True)
+                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
+                continue  # already finished (told, or failed by another worker)
+            study.enqueue_trial(trial.params)
+            numbers.append(trial.number)
+    except storage_errors():
+        log("sweep: the storage is unreachable, so the interrupted trials stay running; they go "
+            "stale and are re-run by the next worker")
+        return
+    if numbers:
+        log(f"sweep: interrupted; trial(s) {', '.join(map(str, numbers))} queued again: the same "
+            "command runs them")
+
+
 def run_worker(study, storage, spec: dict, evaluate: Callable[[list[dict]], list[tuple[dict, dict]]],
-               log: Callable[[str], None] = print) -> int:
+               log: Callable[[str], None] = _print_now) -> int:
     """Ask, evaluate and tell batches until the study holds `trials` completed trials.
 
-    A trial asked beyond the total (another worker got there first) is told failed before it
-    is run, decided by trial number, so two workers never both drop or both keep the same one.
+    A worker asks for no more trials than the study still lacks (those running elsewhere
+    counted); one asked beyond the total all the same (another worker got there first) is told
+    failed before it is run, decided by trial number, so two workers never both drop or both
+    keep the same one. Ctrl-C or SIGTERM re-queues the batch in progress before the exit.
     Returns how many trials this worker ran.
     """
+    import signal
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted) if in_main else None
+    try:
+        return _run_batches(study, storage, spec, evaluate, log)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_batches(study, storage, spec: dict, evaluate, log) -> int:
     import optuna
     from optuna.trial import TrialState
 
     dists, encoded = distributions(spec["space"])
     total, batch = spec["trials"], spec["batch"]
-    ran = 0
+    ran, started = 0, time.monotonic()
     while True:
         fail_stale_trials(study, storage, GRACE_HEARTBEATS * spec["heartbeat_s"])
-        done, _ = _counts(study)
+        done, pending = _counts(study)
         if done >= total:
             return ran
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
         asked = []
-        for _ in range(batch):
+        for _ in range(min(batch, total - done - running)):
             with quiet():
                 trial = study.ask(dists)
             done_now, pending = _counts(study)
@@ -316,8 +438,12 @@ def run_worker(study, storage, spec: dict, evaluate: Callable[[list[dict]], list
             threading.Event().wait(min(2.0, spec["heartbeat_s"]))
             continue
         configs = [decode(t.params, encoded) for t in asked]
-        with _Heartbeat(storage, [t._trial_id for t in asked], spec["heartbeat_s"]):
-            results = evaluate(configs)
+        try:
+            with _Heartbeat(storage, [t._trial_id for t in asked], spec["heartbeat_s"]):
+                results = evaluate(configs)
+        except KeyboardInterrupt:
+            requeue(study, storage, asked, log)
+            raise
         for trial, (metrics, per_fold) in zip(asked, results, strict=True):
             try:
                 for key, value in {**metrics, "per_fold": per_fold}.items():
@@ -331,7 +457,7 @@ def run_worker(study, storage, spec: dict, evaluate: Callable[[list[dict]], list
                     "(its heartbeats were late); its re-queued copy gives its score")
                 continue
             ran += 1
-        log(f"sweep: this worker ran {ran} trial(s); {_counts(study)[0]}/{total} done in the study")
+        log(_progress(study, total, ran, started))
 
 
 def fail_stale_trials(study, storage, grace_s: float) -> None:
@@ -358,7 +484,8 @@ def fail_stale_trials(study, storage, grace_s: float) -> None:
         except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
             continue  # another worker got there first
         failed_before = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                         if t.params == trial.params and t.number != trial.number]
+                         if t.params == trial.params and t.number != trial.number
+                         and not t.system_attrs.get(INTERRUPTED_ATTR)]
         if not failed_before:  # re-queued once, as Optuna's callback with max_retry=1
             study.enqueue_trial(trial.params)
 

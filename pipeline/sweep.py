@@ -50,6 +50,9 @@ FIXED_KEYS = ("model", "folds", "fold_seed", "seed", "n_seeds", "exclude_outlier
               "lasso_alpha")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform")
 RANKABLE = ("cv_rmse", "cv_rmse_no_outliers", "oof_rmse", "oof_rmse_no_outliers")
+# Stated maxima: a batch is trained as one model (batch x folds x views models in memory at once),
+# and a study of more trials than this would run for months on one machine.
+MAXIMA = {"trials": 100_000, "batch": 256, "heartbeat_s": 3600}
 # Default of a space's `tie_below`: a config's CV moves by about this much with the fold shuffle
 # or a float rounding, so smaller differences from the best are ties (docs/model-search.md).
 TIE_BELOW = 0.0003
@@ -90,9 +93,13 @@ def check_space(spec: dict, path="sweep space") -> dict:
     spec["trials"] = spec.get("trials", spec.get("samples", every_combination))
     for key, default in (("batch", 8), ("heartbeat_s", 30), ("seed", 0)):
         spec[key] = spec.get(key, default)
-    for key in ("trials", "batch", "heartbeat_s"):
+    for key, most in MAXIMA.items():
         if isinstance(spec[key], bool) or not isinstance(spec[key], int) or spec[key] < 1:
             raise PipelineError(f"{path}: {key} must be a positive integer, got {spec[key]!r}")
+        if spec[key] > most:
+            raise PipelineError(f"{path}: {key} must be at most {most:,}, got {spec[key]!r}"
+                                + (" (the grid's every combination)" if key == "trials"
+                                   and every_combination == spec[key] else ""))
     spec["rank_by"] = spec.get("rank_by", "cv_rmse")
     if spec["rank_by"] not in RANKABLE:
         raise PipelineError(f"{path}: rank_by must be one of {', '.join(RANKABLE)}, got "
@@ -166,7 +173,8 @@ def score_configs(params: Params, overrides: list[dict], data: dict, device) -> 
 
 def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/processed",
               storage: str | None = None, study_name: str = "sweep",
-              plots_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+              plots_dir: str | os.PathLike | None = None, space_path="sweep space"
+              ) -> pd.DataFrame:
     """Run (or resume, or join) the study until it holds its trials; return the ranked table.
 
     Without `storage` the study is kept in memory (nothing to resume)."""
@@ -174,10 +182,16 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
 
     if params.train.model != "mlp":
         raise PipelineError("sweep: train.model must be mlp (the Lasso baseline has no sweep)")
-    spec = check_space(spec)
+    spec = check_space(spec, space_path)
     for override in studies.decode_all(spec):
-        # A bad value fails here, before any training.
-        check_combination(params.preprocess, _as_train_params(params.train, override))
+        # A bad value fails here, before any training, naming the space file, not params.yaml.
+        try:
+            check_combination(params.preprocess, _as_train_params(params.train, override))
+        except PipelineError as exc:
+            (key, value), = override.items()
+            reason = str(exc).removeprefix("params.yaml: ").partition("; fix it")[0]
+            raise PipelineError(f"{space_path}: space key '{key}' value {value!r} is not "
+                                f"valid ({reason}); fix it in the space file") from exc
     data = load_train(data_dir)
     device = resolve_device(params.train.device)
     make_deterministic()
@@ -185,13 +199,14 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
              else optuna.storages.InMemoryStorage())
     fixed = {k: v for k, v in dataclasses.asdict(params.train).items() if k not in spec["space"]}
     fixed["average"] = params.ensemble.average
-    study = studies.open_study(store, study_name, spec, fixed)
-    studies.run_worker(study, store, spec, lambda overrides: score_configs(params, overrides, data,
-                                                                           device))
-    rows, folds = studies.completed_rows(study, spec)
-    if plots_dir is not None:
-        for path in studies.write_plots(study, plots_dir, study_name):
-            print(f"sweep: wrote {path}")
+    with studies.lost_storage_is_one_line(storage or "in memory"):
+        study = studies.open_study(store, study_name, spec, fixed)
+        studies.run_worker(study, store, spec,
+                           lambda overrides: score_configs(params, overrides, data, device))
+        rows, folds = studies.completed_rows(study, spec)
+        if plots_dir is not None:
+            for path in studies.write_plots(study, plots_dir, study_name):
+                print(f"sweep: wrote {path}")
     if not rows:
         raise PipelineError(f"sweep: study '{study_name}' has no completed trial")
     rank_by = spec["rank_by"]
@@ -329,7 +344,8 @@ def main(argv: list[str] | None = None) -> None:
         if storage is None:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             storage = f"sqlite:///{Path(args.out) / name}.db"
-        table = run_sweep(params, spec, args.data, storage, args.study or name, args.out)
+        table = run_sweep(params, spec, args.data, storage, args.study or name, args.out,
+                          args.space)
         rank_by = spec["rank_by"]
         csv_path, md_path = write_tables(table, args.out, name, rank_by)
         print(md_path.read_text(encoding="utf-8"))

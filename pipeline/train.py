@@ -23,7 +23,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso
 from tqdm import tqdm
 
-from pipeline.atomic import atomic_path, replace_dir, write_text
+from pipeline.atomic import atomic_path, replace_dir, write_json
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.ensemble import combine_log_predictions, rmse
 from pipeline.errors import PipelineError
@@ -389,8 +389,8 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
         Path(live_dir, "plots", "metrics").mkdir(parents=True)
     feature_names = read_feature_names(data_dir, data, x)
     write_importance(importance_path, models, x, y, outlier, plan, params, average, feature_names)
-    write_text(folds_path, json.dumps(per_fold, indent=2) + "\n")
-    write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
+    write_json(folds_path, per_fold)
+    write_json(metrics_path, metrics)
     print(f"train: {len(plan.names)} {params.model} models in {seconds:.1f} s {where}; CV log-RMSE "
           f"{metrics['cv_rmse']:.4f} +- {metrics['cv_rmse_std']:.4f} (without outlier rows "
           f"{metrics['cv_rmse_no_outliers']:.4f})")

@@ -145,15 +145,29 @@ def test_members_train_on_the_mlps_folds_without_the_outliers(pipeline_run):
         assert np.array_equal(rows.astype(int), expected)
 
 
-@pytest.mark.parametrize("case", ["missing", "other_folds", "nan", "other_rows"])
+@pytest.mark.parametrize("case", ["missing", "other_folds", "nan", "other_rows", "truncated",
+                                  "not_zip", "pickled", "wrong_length", "absurd", "not_numbers"])
 def test_bad_member_outputs_are_one_line_and_leave_the_submission(pipeline_run, case):
     params, tmp_path = pipeline_run
     run_blend(params, tmp_path)
     before = (tmp_path / "submission.csv").read_bytes()
+    metrics_before = (tmp_path / "blend.json").read_bytes()
     path = tmp_path / "members/lgbm/predictions.npz"
     if case == "missing":
         path.unlink()
         message = "member lgbm has no predictions; run dvc repro"
+    elif case == "truncated":
+        path.write_bytes(path.read_bytes()[:300])
+        message = r"lgbm/predictions.npz: not a readable .npz archive \(truncated or corrupt"
+    elif case == "not_zip":
+        np.save(path.with_suffix(".npy"), np.zeros(3))
+        path.write_bytes(path.with_suffix(".npy").read_bytes())
+        message = "lgbm/predictions.npz: not a readable .npz archive"
+    elif case == "pickled":  # an object array would need unpickling: refused, never loaded
+        data = dict(np.load(path))
+        data["oof"] = np.array([{"any": "object"}] * len(data["oof"]), dtype=object)
+        np.savez(path, **data)
+        message = "lgbm/predictions.npz: not a readable .npz archive.*pickle"
     else:
         data = dict(np.load(path))
         if case == "other_folds":
@@ -162,6 +176,15 @@ def test_bad_member_outputs_are_one_line_and_leave_the_submission(pipeline_run, 
         elif case == "nan":
             data["oof"][4] = np.nan
             message = "member lgbm: non-finite oof predictions"
+        elif case == "wrong_length":
+            data["test"] = data["test"][:-1]
+            message = r"member lgbm: .* has \d+ 'test' values for \d+ houses"
+        elif case == "absurd":  # finite, but no house costs e**(12 * 1e300)
+            data["test"] = data["test"] * 1e300
+            message = "member lgbm: a test prediction of .* is far outside the training prices"
+        elif case == "not_numbers":
+            data["oof"] = data["oof"].astype(str)
+            message = "member lgbm: 'oof' in .* is not a 1-D array of numbers"
         else:
             data["fold_of_row"] = np.roll(data["fold_of_row"], 1)
             message = "member lgbm: its fold_of_row differ"
@@ -169,6 +192,17 @@ def test_bad_member_outputs_are_one_line_and_leave_the_submission(pipeline_run, 
     with pytest.raises(PipelineError, match=message):
         run_blend(params, tmp_path)
     assert (tmp_path / "submission.csv").read_bytes() == before
+    assert (tmp_path / "blend.json").read_bytes() == metrics_before
+
+
+def test_metrics_files_are_strict_json(tmp_path):
+    from pipeline.atomic import write_json
+
+    write_json(tmp_path / "ok.json", {"cv_rmse": 0.1})
+    assert (tmp_path / "ok.json").read_text() == '{\n  "cv_rmse": 0.1\n}\n'
+    with pytest.raises(PipelineError, match="bad.json: a value is not finite"):
+        write_json(tmp_path / "bad.json", {"cv_rmse": float("inf")})
+    assert not (tmp_path / "bad.json").exists()
 
 
 def test_unknown_member_is_a_params_error(repo_root):

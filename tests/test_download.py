@@ -113,14 +113,17 @@ def test_cli_failure_is_one_line_and_exit_1(server, tmp_path, capsys, repo_root)
     params_file.write_text(yaml.safe_dump(raw))
     out = tmp_path / "raw"
     out.mkdir()
-    (out / "train.csv").write_text("stale")
+    (out / "train.csv").write_text("the previous good train.csv")
+    (out / "test.csv").write_text("the previous good test.csv")
     with pytest.raises(SystemExit) as exit_info:
         dl.main(["--params", str(params_file), "--out", str(out)])
     assert exit_info.value.code == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: download: no source supplied a verified")
     assert "HTTP 500" in last
-    assert list(out.iterdir()) == []
+    # A failed download loses nothing: the previous files stay, and no temporary is left.
+    assert sorted(p.name for p in out.iterdir()) == ["test.csv", "train.csv"]
+    assert (out / "train.csv").read_text() == "the previous good train.csv"
 
 
 def test_bundled_copy_matches_params(repo_root, tmp_path):

@@ -146,3 +146,24 @@ def test_bad_param_stops_before_any_output_is_removed(project):
     for path, content in before.items():
         assert (project / path).read_bytes() == content, f"{path} was touched"
     run([*GIT, "checkout", "params.yaml"], project)
+
+
+def test_a_blend_that_fails_at_run_time_leaves_the_submission(project):
+    """`dvc repro -s blend` with a member file truncated: one line, and DVC (persist: true) has
+    not removed the previous submission and metrics first."""
+    kept = ["submission.csv", "metrics/blend.json", "metrics/blend_members.csv"]
+    before = {p: (project / p).read_bytes() for p in kept}
+    member = project / "members/lgbm/predictions.npz"
+    good = member.read_bytes()
+    member.chmod(0o644)  # DVC's cache may have left it read-only
+    member.write_bytes(good[:200])
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(project)}
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "-s", "blend"], cwd=project,
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode != 0
+    assert "error: members/lgbm/predictions.npz: not a readable .npz archive" in proc.stderr
+    for path, content in before.items():
+        assert (project / path).read_bytes() == content, f"{path} was removed or changed"
+    member.write_bytes(good)
+    again = run([sys.executable, "-m", "dvc", "repro", "-s", "blend"], project)
+    assert "Running stage 'blend'" not in again.stdout  # back as it was: nothing to do

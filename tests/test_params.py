@@ -1,6 +1,7 @@
 """A bad parameter fails with one line that names the key and the fix."""
 
 import copy
+import os
 
 import pytest
 import yaml
@@ -97,3 +98,72 @@ def test_lasso_warm_start_needs_the_skip_path(raw):
     bad["train"].update(skip_init="lasso", linear_skip=False)
     with pytest.raises(PipelineError, match="train.skip_init .*set train.linear_skip=true"):
         parse_params(bad)
+
+
+# Values a hostile run found accepted by the check and then crashing or running without end.
+@pytest.mark.parametrize(("keys", "value", "message"), [
+    (("members", "lgbm", "num_leaves"), 1, "members.lgbm.num_leaves must be >= 2"),
+    (("members", "lgbm", "threads"), 100000, "members.lgbm.threads must be <= 256"),
+    (("members", "lgbm", "n_estimators"), 10**9, "members.lgbm.n_estimators must be <= 100000"),
+    (("members", "lasso", "max_iter"), 10**12, "members.lasso.max_iter must be <= 1000000"),
+    (("train", "max_epochs"), 1000000000, "train.max_epochs must be <= 10000"),
+    (("train", "hidden"), [100000, 100000], "train.hidden must be <= 4096"),
+    (("train", "hidden"), [4096, 4096, 4096], "train.hidden has more than 20,000,000 weights"),
+    (("train", "hidden"), [8] * 9, "train.hidden must have at most 8 layers"),
+    (("train", "n_seeds"), 1000000, "train.n_seeds must be <= 50"),
+    (("train", "folds"), 5000, "train.folds must be <= 100"),
+    (("train", "seed"), 2**64, "train.seed must be <= 4294967295"),
+    (("train", "batch_size"), 10**9, "train.batch_size must be <= 65536"),
+    (("preprocess", "piecewise_bins"), 1000000000, "preprocess.piecewise_bins must be <= 64"),
+    (("preprocess", "mlp_views"), [{"scaler": "standard"}] * 9,
+     "preprocess.mlp_views must list at most 8 views"),
+    (("download", "timeout_s"), 1e9, "download.timeout_s must be <= 3600"),
+    (("kaggle", "retries"), 10**6, "kaggle.retries must be <= 20"),
+    (("ensemble", "members"), "mlp", "ensemble.members must be a list of names, got 'mlp'"),
+])
+def test_every_accepted_value_runs(raw, keys, value, message):
+    bad = copy.deepcopy(raw)
+    where = bad
+    for key in keys[:-1]:
+        where = where[key]
+    where[keys[-1]] = value
+    with pytest.raises(PipelineError, match=message):
+        parse_params(bad)
+
+
+def test_cuda_without_a_gpu_stops_at_the_parameter_check(raw, tmp_path, monkeypatch):
+    """Found by check-params (the first stage), before DVC removes the train stage's outputs."""
+    import torch
+
+    from pipeline import params as params_mod
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    bad = copy.deepcopy(raw)
+    bad["train"]["device"] = "cuda"
+    with pytest.raises(PipelineError, match="train.device is cuda but torch sees no GPU on this "
+                                            "machine; use auto or cpu"):
+        params_mod.check_machine(parse_params(bad))
+    params_mod.check_machine(parse_params(raw))  # auto: fine anywhere
+
+
+def test_the_parameter_check_removes_temporaries_of_killed_runs(repo_root, tmp_path):
+    """A run killed with SIGKILL leaves `.submission.csv.PID.X.tmp` (hidden: .gitignore has
+    .*.tmp); the next dvc repro's first stage removes it, not only the next write to its target."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(repo_root / "params.yaml", tmp_path / "params.yaml")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (tmp_path / "models").mkdir()
+    left = [tmp_path / f".submission.csv.{dead}.ab_c1.tmp", tmp_path / f".models.{dead}.x9.tmp"]
+    left[0].write_text("half")
+    left[1].mkdir()
+    (left[1] / "fold0.pt").write_text("half")
+    alive = tmp_path / f".submission.csv.{os.getpid()}.zz.tmp"  # a running process's: kept
+    alive.write_text("busy")
+    from pipeline.params import main
+
+    main(["--params", str(tmp_path / "params.yaml")])
+    assert not any(p.exists() for p in left) and alive.exists()

@@ -262,3 +262,56 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_requ
     assert states[alive.number] == TrialState.RUNNING
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert [t.system_attrs["fixed_params"] for t in waiting] == [orphan.params]  # re-queued once
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"trials": 10**12, "batch": 2}, "trials must be at most 100,000"),
+    ({"trials": 4, "batch": 10**9}, "batch must be at most 256"),
+])
+def test_huge_trial_or_batch_counts_are_one_line_before_any_ask(workspace, spec, message):
+    _, tmp_path = workspace
+    path = write_space(tmp_path, **spec)
+    with pytest.raises(PipelineError, match=f"space.yaml: {message}"):
+        sweep._load_space(path)
+
+
+def test_a_bad_value_in_a_space_file_names_the_space_file(workspace):
+    params, tmp_path = workspace
+    path = write_space(tmp_path, trials=2, space={"dropout": [0.1, 1.5]})
+    spec = sweep._load_space(path)
+    with pytest.raises(PipelineError, match=r"space.yaml: space key 'dropout' value 1.5 is not "
+                                            r"valid \(train.dropout must be < 1"):
+        sweep.run_sweep(params, spec, tmp_path / "processed", None, "x", space_path=path)
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_worker_gives_its_batch_back_and_every_config_is_scored_once(workspace, how):
+    """Ctrl-C (or SIGTERM) mid-batch: the running trials are failed and queued again before the
+    exit, so the rerun scores them (no waiting for stale heartbeats) and none is lost."""
+    _, tmp_path = workspace
+    storage = storage_url(tmp_path, "sqlite")
+    space = write_space(tmp_path, trials=4, batch=2, heartbeat_s=60)  # never stale in this test
+    raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    raw["train"].update(max_epochs=400, patience=0)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    victim = worker(tmp_path, space, storage)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (tmp_path / "study.db").exists() and len(
+                trials_by_state(storage).get(TrialState.RUNNING, [])) == 2:
+            break
+        time.sleep(0.2)
+    first_batch = {tuple(sorted(t.params.items())) for t in trials_by_state(storage)[TrialState.RUNNING]}
+    time.sleep(1)  # into training
+    victim.send_signal(how)
+    out, err = victim.communicate(timeout=120)
+    assert victim.returncode == 130, err
+    assert "queued again" in out and "Traceback" not in err
+    assert TrialState.RUNNING not in trials_by_state(storage)
+    resumed = worker(tmp_path, space, storage)
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    states = trials_by_state(storage)
+    completed = [tuple(sorted(t.params.items())) for t in states[TrialState.COMPLETE]]
+    assert len(completed) == len(set(completed)) == 4  # every configuration once
+    assert first_batch <= set(completed)  # the interrupted ones among them

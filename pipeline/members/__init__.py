@@ -25,8 +25,11 @@ class Setting:
         return self.kind(text)
 
 
-COUNT = Setting(int, low=1, low_open=False)  # an iteration or tree count, a thread count
-SEED = Setting(int, low=0, low_open=False)
+# Counts have a stated maximum, so that every accepted value runs to its end (a billion trees or
+# a hundred thousand threads would not).
+COUNT = Setting(int, low=1, low_open=False, high=1_000_000)  # an iteration or tree count
+THREADS = Setting(int, low=1, low_open=False, high=256)
+SEED = Setting(int, low=0, low_open=False, high=2**31 - 1)
 FRACTION = Setting(float, high=1)  # a share of rows or columns, in (0, 1]
 
 

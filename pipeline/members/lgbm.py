@@ -3,11 +3,14 @@ and MLP members'. Deterministic for a fixed seed and thread count (row-wise hist
 
 from __future__ import annotations
 
-from pipeline.members import COUNT, FRACTION, SEED, Setting
+from pipeline.members import COUNT, FRACTION, SEED, THREADS, Setting
 
-SETTINGS = {"n_estimators": COUNT, "learning_rate": Setting(), "num_leaves": COUNT,
+# LightGBM needs at least two leaves per tree and caps them at 131072.
+SETTINGS = {"n_estimators": Setting(int, low=1, low_open=False, high=100_000),
+            "learning_rate": Setting(high=1), "num_leaves": Setting(int, low=2, low_open=False,
+                                                                  high=131_072),
             "min_child_samples": COUNT, "subsample": FRACTION, "colsample_bytree": FRACTION,
-            "reg_lambda": Setting(), "seed": SEED, "threads": COUNT}
+            "reg_lambda": Setting(), "seed": SEED, "threads": THREADS}
 
 
 def make_model(settings: dict):

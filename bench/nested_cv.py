@@ -1,0 +1,416 @@
+"""Nested cross-validation of the whole recipe: each choice the project makes by search is made
+again inside every outer training part, and the outer folds score what was chosen.
+
+    python bench/nested_cv.py run --out DIR [--fold-seeds 1000 ... 1004] [--mlp-configs 24]
+                                  [--parts mlp lasso lgbm svr lasso_svr] [--workers 8] [--quick]
+    python bench/nested_cv.py report DIR [--stacked DIR]
+
+`run`: outer K-fold (the train stage's own KFold, on fold seeds no search has used) over the
+1,460 houses. Each outer training part plays train.csv and its outer fold plays test.csv, as
+`dvc repro` treats them: preprocessing fitted on the training part, the default fold plan inside
+it, and for every candidate (the MLP's regularisation grid, each family's grid, each family's
+default with the two outlier rows kept in training) the out-of-fold predictions on the training
+part (what a search sees) and the mean of the fold models on the outer fold (what the submission
+would hold). One file per outer fold and part, DIR/s{seed}_f{fold}_{part}.npz: the MLP's part
+trains every config as one batched model (on the GPU when there is one); the families' parts run
+in a process pool. Nothing of an outer fold reaches any inner choice: the outer fold's rows are
+not in the training part that preprocessing, the inner folds and every fit see.
+
+`report`: the selection and blending rules applied to those predictions, outer scores with paired
+standard errors over the outer folds (every recipe is scored on the same outer folds), the
+optimism of each search (its inner score minus its outer score), and the decision rule of
+docs/model-search.md: a change beats the default only if its outer gain on all rows exceeds two
+paired standard errors and it does not lose without the outlier rows. --stacked reads
+`bench/stacked_regressions.py --save DIR` for the same fold seeds (the same outer folds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from common import ROOT, markdown_table
+
+from pipeline.blend import Blender, nested_oof
+from pipeline.ensemble import combine_log_predictions, rmse
+from pipeline.folds import cv_metrics, plan_folds
+from pipeline.members import FAMILIES, family
+from pipeline.params import load_params
+from pipeline.preprocess import outlier_mask, preprocess
+
+FRESH_SEEDS = [1000, 1001, 1002, 1003, 1004]  # no search of this project has used these
+# Each family's grid around its default (stated sizes, reported with the results).
+GRIDS = {
+    "lasso": {"alpha": [0.0002, 0.0003, 0.0005, 0.0008, 0.0012]},
+    "lgbm": {"num_leaves": [4, 8, 16], "min_child_samples": [3, 10]},
+    "svr": {"C": [20.0, 50.0, 100.0], "gamma": [0.0001, 0.0002, 0.0004]},
+    "lasso_svr": {"gamma": [0.0003, 0.0005, 0.001], "power": [1.0, 2.0, 3.0]},
+}
+QUICK_GRIDS = {"lasso": {"alpha": [0.0005, 0.001]}, "lgbm": {"num_leaves": [8]},
+               "svr": {"C": [50.0]}, "lasso_svr": {"power": [2.0]}}
+WITH_OUTLIERS = "+outliers"  # suffix of a candidate trained with the outlier rows kept
+
+
+# --- run -----------------------------------------------------------------------------------------
+
+@cache
+def competition_frames() -> tuple[pd.DataFrame, np.ndarray]:
+    train = pd.read_csv(ROOT / "data/bundled/kaggle_house_pred_train.csv")
+    return train, outlier_mask(train, load_params(ROOT / "params.yaml").preprocess)
+
+
+def outer_folds(fold_seed: int) -> np.ndarray:
+    """The outer fold of each house: the train stage's KFold for this fold seed."""
+    params = load_params(ROOT / "params.yaml")
+    train, outlier = competition_frames()
+    plan = plan_folds(len(train), outlier, dataclasses.replace(params.train, fold_seed=fold_seed,
+                                                               n_seeds=1))
+    return plan.fold_of_row
+
+
+@cache
+def outer_data(fold_seed: int, fold: int) -> dict:
+    """The recipe's inputs with the outer training part as train.csv and the outer fold as
+    test.csv (its prices removed): nothing fitted here sees an outer-fold row's price."""
+    params = load_params(ROOT / "params.yaml")
+    train, _ = competition_frames()
+    held = outer_folds(fold_seed) == fold
+    data = preprocess(train[~held].reset_index(drop=True),
+                      train[held].drop(columns=["SalePrice"]).reset_index(drop=True),
+                      params.preprocess)
+    data["outer_rows"] = np.flatnonzero(held)
+    data["y_outer"] = np.log(train["SalePrice"].to_numpy(dtype=np.float64)[held])
+    return data
+
+
+def grid(settings: dict, axes: dict) -> dict[str, dict]:
+    """name -> settings for every combination of `axes` (the default's own values included)."""
+    out = {"default": dict(settings)}
+    for values in itertools.product(*axes.values()):
+        changed = dict(zip(axes, values, strict=True))
+        name = ",".join(f"{k}={v:g}" for k, v in changed.items())
+        if any(settings[k] != v for k, v in changed.items()):
+            out[name] = {**settings, **changed}
+    return out
+
+
+def mlp_grid(train, n_random: int, seed: int = 29) -> dict[str, object]:
+    """The MLP's default and `n_random` configs around it, every searched knob drawn at once
+    (the ranges of the GPU screening that set today's default)."""
+    rng = np.random.default_rng(seed)
+    configs = {"default": train}
+    for i in range(n_random):
+        configs[f"r{i:02d}"] = dataclasses.replace(
+            train, lr=float(train.lr * np.exp(rng.uniform(np.log(0.5), np.log(2)))),
+            weight_decay=float(train.weight_decay * np.exp(rng.uniform(np.log(0.25), np.log(2)))),
+            dropout=float(rng.uniform(0.1, 0.5)), l1=float(rng.uniform(0, 0.0003)),
+            l1_skip=float(train.l1_skip * np.exp(rng.uniform(np.log(0.5), np.log(2)))),
+            huber_delta=float(rng.choice([0.0, rng.uniform(0.05, 0.25)], p=[0.2, 0.8])),
+            lasso_input_power=float(rng.choice([0.0, rng.uniform(0.5, 2.5)], p=[0.2, 0.8])))
+    return configs
+
+
+def save_part(out: Path, seed: int, fold: int, part: str, preds: dict, data: dict, plan) -> None:
+    arrays = {f"inner__{k}": v[0] for k, v in preds.items()}
+    arrays |= {f"outer__{k}": v[1] for k, v in preds.items()}
+    tmp = out / f".s{seed}_f{fold}_{part}.tmp.npz"
+    np.savez(tmp, outer_rows=data["outer_rows"], y_outer=data["y_outer"], y_inner=data["y_train"],
+             outlier_inner=data["outlier"], fold_inner=plan.fold_of_row, **arrays)
+    os.replace(tmp, out / f"s{seed}_f{fold}_{part}.npz")
+
+
+def run_family(name: str, seed: int, fold: int, out: str, quick: bool, defaults_only: bool = False
+               ) -> str:
+    """Every candidate of one family on one outer fold: (inner out-of-fold, outer) predictions."""
+    from pipeline.member import cross_fit, member_plan
+
+    params = load_params(ROOT / "params.yaml")
+    data = outer_data(seed, fold)
+    x, y = data["x_train"].astype(np.float64), data["y_train"]
+    x_outer = data["x_test"].astype(np.float64)
+    settings = getattr(params.members, name)
+    candidates = {k: (v, True) for k, v in grid(settings, (QUICK_GRIDS if quick else GRIDS)[name]
+                                                  ).items()}
+    candidates["default" + WITH_OUTLIERS] = (settings, False)
+    if defaults_only:
+        candidates = {"default": (settings, True)}
+    preds = {}
+    for label, (chosen, exclude) in candidates.items():
+        p = dataclasses.replace(params, train=dataclasses.replace(params.train,
+                                                                  exclude_outliers=exclude))
+        plan = member_plan(len(y), data["outlier"], p)
+        preds[label] = cross_fit(lambda c=chosen: family(name).make_model(c), x, y, x_outer, plan)
+    save_part(Path(out), seed, fold, name, preds, data, member_plan(len(y), data["outlier"], params))
+    return f"s{seed}_f{fold}_{name}"
+
+
+def run_mlp(seed: int, fold: int, out: Path, configs: dict, device, defaults_only: bool = False
+            ) -> None:
+    """The MLP's candidates on one outer fold, each config's 15 fold x view models in one batch;
+    plus the default on one encoding and the default with the outlier rows trained on."""
+    from pipeline.predict import clip_to_range
+    from pipeline.train import fit_mlp_configs, oof_predictions
+    from pipeline.views import Views
+
+    params = load_params(ROOT / "params.yaml")
+    data = outer_data(seed, fold)
+    y, outlier = data["y_train"], data["outlier"]
+    views, views_outer = data["mlp_train"], data["mlp_test"]
+    single, single_outer = Views.coerce(data["x_train"]), Views.coerce(data["x_test"])
+    batches = [(views, views_outer, params.train, dict(configs)),
+               (single, single_outer, params.train, {"default,one_view": params.train})]
+    with_outliers = dataclasses.replace(params.train, exclude_outliers=False)
+    batches.append((views, views_outer, with_outliers, {"default" + WITH_OUTLIERS: with_outliers}))
+    if defaults_only:
+        batches = [(views, views_outer, params.train, {"default": params.train})]
+    preds = {}
+    for x, x_outer, plan_params, batch in batches:
+        plan = plan_folds(len(y), outlier, plan_params, len(x))
+        results = fit_mlp_configs(x, y, plan, list(batch.values()), device,
+                                  label=f"s{seed} f{fold}")
+        clipped = Views(clip_to_range(x_outer.x, x.x)[0], x_outer.widths)
+        for label, result in zip(batch, results, strict=True):
+            log_pred = result.models.predict_log_price(clipped.model_input()).numpy()
+            preds[label] = (oof_predictions(result.models, x, plan, params.ensemble.average),
+                            combine_log_predictions(log_pred, params.ensemble.average))
+    save_part(out, seed, fold, "mlp", preds, data, plan_folds(len(y), outlier, params.train))
+
+
+def run_mlp_job(seed: int, fold: int, out: str, n_configs: int, device_name: str,
+                defaults_only: bool = False) -> str:
+    """One outer fold's MLP part in a worker process (several share one GPU)."""
+    from pipeline.trainer import make_deterministic, resolve_device
+
+    make_deterministic()
+    params = load_params(ROOT / "params.yaml")
+    run_mlp(seed, fold, Path(out), mlp_grid(params.train, n_configs), resolve_device(device_name),
+            defaults_only)
+    return f"s{seed}_f{fold}_mlp"
+
+
+def command_run(args) -> None:
+    import multiprocessing
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    params = load_params(ROOT / "params.yaml")
+    jobs = [(s, f) for s in args.fold_seeds for f in range(params.train.folds)]
+    if args.limit:
+        jobs = jobs[:args.limit]
+    todo = [(p, s, f) for s, f in jobs for p in args.parts
+            if not (out / f"s{s}_f{f}_{p}.npz").exists()]  # a rerun resumes
+    started = time.perf_counter()
+    spawn = multiprocessing.get_context("spawn")
+    # One BLAS thread per worker process: the pools fill the cores, not each fit.
+    os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    with ProcessPoolExecutor(max(1, args.workers), mp_context=spawn) as pool, \
+            ProcessPoolExecutor(max(1, args.mlp_workers), mp_context=spawn) as mlp_pool:
+        futures = [mlp_pool.submit(run_mlp_job, s, f, str(out), args.mlp_configs, args.device,
+                                   args.defaults_only) for p, s, f in todo if p == "mlp"]
+        futures += [pool.submit(run_family, p, s, f, str(out), args.quick, args.defaults_only)
+                    for p, s, f in todo if p != "mlp"]
+        for future in as_completed(futures):
+            print(f"{time.perf_counter() - started:6.0f} s  {future.result()}", flush=True)
+    print(f"nested run: {len(todo)} part(s) in {time.perf_counter() - started:.0f} s -> {out}")
+
+
+# --- report --------------------------------------------------------------------------------------
+
+def load_results(directory: Path) -> list[dict]:
+    """One dict per outer fold holding every part that exists for it."""
+    folds: dict = {}
+    for path in sorted(directory.glob("s*_f*_*.npz")):
+        seed, fold, part = path.stem.split("_", 2)
+        entry = folds.setdefault((int(seed[1:]), int(fold[1:])), {"parts": {}})
+        with np.load(path) as data:
+            for key in ("outer_rows", "y_outer", "y_inner", "outlier_inner", "fold_inner"):
+                entry[key] = data[key]
+            entry["parts"][part] = {k.split("__", 1)[1]: (data[k], data["outer__" + k.split("__")[1]])
+                                    for k in data.files if k.startswith("inner__")}
+    return [{"seed": s, "fold": f, **v} for (s, f), v in sorted(folds.items())]
+
+
+def inner_score(oof, entry, metric: str) -> float:
+    return cv_metrics(oof, entry["y_inner"], entry["outlier_inner"], entry["fold_inner"])[metric]
+
+
+def select(entry: dict, part: str, rule: str, metric: str) -> str:
+    """The candidate a rule takes: `default` (params.yaml), or `search` (the best inner CV of
+    the candidates trained as the default trains, outliers left out), or `search+outliers`."""
+    candidates = entry["parts"][part]
+    if rule == "default":
+        return "default"
+    names = [n for n in candidates if not n.endswith(WITH_OUTLIERS) and "one_view" not in n]
+    if rule == "search+outliers":
+        names = list(candidates)
+    return min(names, key=lambda n: (inner_score(candidates[n][0], entry, metric), n))
+
+
+def blend_outer(entry: dict, chosen: dict[str, str], method: str) -> tuple[np.ndarray, float]:
+    """(outer log prices, inner nested-CV score) of a blend of the chosen candidates."""
+    inner = np.stack([entry["parts"][p][c][0] for p, c in chosen.items()], axis=1)
+    outer = np.stack([entry["parts"][p][c][1] for p, c in chosen.items()], axis=1)
+    y, fit_rows = entry["y_inner"], ~entry["outlier_inner"]
+    m = inner.shape[1]
+    if method == "equal" or m == 1:
+        weights = np.full(m, 1 / m)
+        oof = inner @ weights
+    else:
+        base = "ridge" if method == "ridge" else "weights"
+        oof, _ = nested_oof(inner, y, fit_rows, entry["fold_inner"], base, 1.0)
+        blender = Blender(base, 1.0).fit(inner[fit_rows], y[fit_rows])
+        if method == "shrunk":  # halfway between the fitted weights and equal ones
+            oof = 0.5 * oof + 0.5 * inner.mean(axis=1)
+            return 0.5 * blender.predict(outer) + 0.5 * outer.mean(axis=1), \
+                inner_score(oof, entry, "cv_rmse")
+        return blender.predict(outer), inner_score(oof, entry, "cv_rmse")
+    return outer @ weights, inner_score(oof, entry, "cv_rmse")
+
+
+def score_recipe(results: list[dict], members: list[str], rule: str, method: str,
+                 metric: str = "cv_rmse_no_outliers", force: str | None = None) -> dict:
+    """Outer RMSE per outer fold (all rows, outliers not scored) and the inner score."""
+    all_rows, clean, inner = [], [], []
+    _, outlier = competition_frames()
+    for entry in results:
+        if not all(p in entry["parts"] for p in members):
+            raise SystemExit(f"s{entry['seed']} f{entry['fold']}: missing parts "
+                             f"{[p for p in members if p not in entry['parts']]}; run them first")
+        chosen = {p: (force if force in entry["parts"][p] else select(entry, p, rule, metric))
+                  for p in members}
+        pred, inner_cv = blend_outer(entry, chosen, method)
+        y, rows = entry["y_outer"], entry["outer_rows"]
+        keep = ~outlier[rows]
+        all_rows.append(rmse(pred, y))
+        clean.append(rmse(pred[keep], y[keep]))
+        inner.append(inner_cv)
+    return {"all": np.array(all_rows), "clean": np.array(clean), "inner": np.array(inner)}
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean difference a - b over the outer folds and its standard error."""
+    d = a - b
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
+
+
+def verdict(change: dict, default: dict) -> str:
+    """The decision rule: better only if the all-rows gain exceeds two paired SEs and the score
+    without outliers does not get worse by more than two; worse if either loses by more."""
+    gain_all, se_all = paired(change["all"], default["all"])
+    gain_clean, se_clean = paired(change["clean"], default["clean"])
+    if gain_all < -2 * se_all and gain_clean <= 2 * se_clean:
+        return f"better by {-gain_all / se_all:.1f} SE"
+    if gain_all > 2 * se_all or gain_clean > 2 * se_clean:
+        return "worse"
+    return "tie"
+
+
+def command_report(args) -> None:
+    results = load_results(Path(args.dir))
+    if not results:
+        raise SystemExit(f"{args.dir}: no results; run `bench/nested_cv.py run` first")
+    have = set.intersection(*(set(e["parts"]) for e in results))
+    members = [m for m in ("mlp", *FAMILIES) if m in have]
+    recipes: dict[str, dict] = {}
+
+    def add(label, **kw):
+        recipes[label] = score_recipe(results, kw.pop("members", members), **kw)
+
+    add("default (params.yaml settings, weights)", rule="default", method="weights")
+    for method in ("ridge", "equal", "shrunk"):
+        add(f"default settings, blend {method}", rule="default", method=method)
+    for metric in ("cv_rmse_no_outliers", "cv_rmse"):
+        add(f"searched inside (by {metric}), weights", rule="search", method="weights",
+            metric=metric)
+    add("searched inside, outliers in/out chosen too", rule="search+outliers", method="weights")
+    add("default settings, every member trained with the outliers", rule="default",
+        method="weights", force="default" + WITH_OUTLIERS)
+    if "mlp" in members:
+        add("default, MLP on one encoding", rule="default", method="weights", force="default,one_view")
+    for left_out in members:
+        if len(members) > 1:
+            add(f"default without {left_out}", rule="default", method="weights",
+                members=[m for m in members if m != left_out])
+    for member in members:
+        add(f"{member} alone (default settings)", rule="default", method="weights",
+            members=[member])
+        add(f"{member} alone, searched inside", rule="search", method="weights", members=[member])
+    if args.stacked:
+        train, outlier = competition_frames()
+        y = np.log(train["SalePrice"].to_numpy(dtype=np.float64))
+        stacked = {"all": [], "clean": [], "inner": []}
+        for entry in results:
+            oof = np.load(Path(args.stacked) / f"stacked_oof_fs{entry['seed']}.npy")
+            rows = entry["outer_rows"]
+            keep = ~outlier[rows]
+            stacked["all"].append(rmse(oof[rows], y[rows]))
+            stacked["clean"].append(rmse(oof[rows][keep], y[rows][keep]))
+            stacked["inner"].append(np.nan)
+        recipes["the Stacked Regressions recipe (published settings)"] = {
+            k: np.array(v) for k, v in stacked.items()}
+    default = recipes["default (params.yaml settings, weights)"]
+    rows = []
+    for label, r in recipes.items():
+        d_all = paired(r["all"], default["all"])
+        d_clean = paired(r["clean"], default["clean"])
+        optimism = (r["inner"] - r["all"]).mean() if np.isfinite(r["inner"]).all() else np.nan
+        rows.append([label, f"{r['all'].mean():.4f}", f"{r['clean'].mean():.4f}",
+                     f"{d_all[0]:+.4f} ± {d_all[1]:.4f}", f"{d_clean[0]:+.4f} ± {d_clean[1]:.4f}",
+                     "" if r is default else verdict(r, default),
+                     "" if np.isnan(optimism) else f"{r['inner'].mean():.4f} / {optimism:+.4f}"])
+    seeds = sorted({e["seed"] for e in results})
+    print(f"# Nested CV: {len(results)} outer folds (fold seeds {' '.join(map(str, seeds))}), "
+          f"members {' + '.join(members)}\n")
+    print("Outer log-RMSE, mean over outer folds; differences from the default are paired over "
+          "the outer folds (± one standard error); inner: the score the search saw (nested "
+          "blend CV, all rows) / its optimism (inner minus outer, all rows).\n")
+    print(markdown_table(["recipe", "outer, all rows", "outer, outliers not scored",
+                          "vs default, all rows", "vs default, no outliers", "rule",
+                          "inner / optimism"], rows))
+    chosen = {}
+    for member in members:
+        for entry in results:
+            name = select(entry, member, "search", "cv_rmse_no_outliers")
+            chosen.setdefault(member, {}).setdefault(name, 0)
+            chosen[member][name] += 1
+    print("\nWhat the inner search chose (by cv_rmse_no_outliers), outer folds per candidate:")
+    for member, counts in chosen.items():
+        print(f"- {member}: " + ", ".join(f"{n} x{c}" for n, c in
+                                         sorted(counts.items(), key=lambda kv: -kv[1])))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train every candidate on every outer fold")
+    run.add_argument("--out", required=True)
+    run.add_argument("--fold-seeds", type=int, nargs="+", default=FRESH_SEEDS)
+    run.add_argument("--parts", nargs="+", default=["mlp", *FAMILIES],
+                     choices=["mlp", *FAMILIES])
+    run.add_argument("--mlp-configs", type=int, default=24,
+                     help="random configs around the MLP's default (plus the default)")
+    run.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    run.add_argument("--device", default="auto")
+    run.add_argument("--mlp-workers", type=int, default=1,
+                     help="processes training the MLP parts (they can share one GPU)")
+    run.add_argument("--limit", type=int, help="only the first N outer folds (a smoke run)")
+    run.add_argument("--quick", action="store_true", help="one-point family grids (a smoke run)")
+    run.add_argument("--defaults-only", action="store_true",
+                     help="only params.yaml's settings (confirming a fixed recipe on new shuffles)")
+    report = sub.add_parser("report", help="score recipes from a run's predictions")
+    report.add_argument("dir")
+    report.add_argument("--stacked", help="directory of stacked_oof_fs{seed}.npy")
+    args = parser.parse_args()
+    command_run(args) if args.command == "run" else command_report(args)
+
+
+if __name__ == "__main__":
+    main()
