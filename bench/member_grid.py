@@ -1,6 +1,6 @@
 """A grid of one member family's settings, each scored alone and in the default blend.
 
-    python bench/member_grid.py svr C=10,20,50,100 gamma=0.0001,0.0002,0.0003,0.0005 \
+    python bench/member_grid.py lasso_svr C=10,20,50,100 gamma=0.0001,0.0002,0.0003,0.0005 \
         epsilon=0.008,0.03 [--fold-seeds 400 401 402]
 
 The other members of `ensemble.members` are trained once per fold seed as their DVC stages train
@@ -50,7 +50,8 @@ def main() -> None:
     names = list(params.ensemble.members)
     if args.family not in names:  # scored inside the blend even where the default leaves it out
         names.append(args.family)
-    base = {seed: member_oofs(params, data, seed, resolve_device("auto"))
+    base = {seed: member_oofs(params, data, seed, resolve_device("auto"),
+                              [n for n in names if n != args.family])
             for seed in args.fold_seeds}
     rows = []
     for values in itertools.product(*axes.values()):

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from common import ROOT, markdown_table
 
+from pipeline import compare
 from pipeline.blend import Blender, nested_oof
 from pipeline.ensemble import combine_log_predictions, rmse
 from pipeline.folds import cv_metrics, plan_folds
@@ -51,7 +52,6 @@ FRESH_SEEDS = [1000, 1001, 1002, 1003, 1004]  # no search of this project has us
 GRIDS = {
     "lasso": {"alpha": [0.0002, 0.0003, 0.0005, 0.0008, 0.0012]},
     "lgbm": {"num_leaves": [4, 8, 16], "min_child_samples": [3, 10]},
-    "svr": {"C": [20.0, 50.0, 100.0], "gamma": [0.0001, 0.0002, 0.0004]},
     "lasso_svr": {"gamma": [0.0003, 0.0005, 0.001], "power": [1.0, 2.0, 3.0]},
 }
 QUICK_GRIDS = {"lasso": {"alpha": [0.0005, 0.001]}, "lgbm": {"num_leaves": [8]},
@@ -276,7 +276,8 @@ def blend_outer(entry: dict, chosen: dict[str, str], method: str) -> tuple[np.nd
 
 
 def score_recipe(results: list[dict], members: list[str], rule: str, method: str,
-                 metric: str = "cv_rmse_no_outliers", force: str | None = None) -> dict:
+                 metric: str = "cv_rmse_no_outliers", force: str | None = None,
+                 force_member: tuple[str, str] | None = None) -> dict:
     """Outer RMSE per outer fold (all rows, outliers not scored) and the inner score."""
     all_rows, clean, inner = [], [], []
     _, outlier = competition_frames()
@@ -286,6 +287,8 @@ def score_recipe(results: list[dict], members: list[str], rule: str, method: str
                              f"{[p for p in members if p not in entry['parts']]}; run them first")
         chosen = {p: (force if force in entry["parts"][p] else select(entry, p, rule, metric))
                   for p in members}
+        if force_member is not None:
+            chosen[force_member[0]] = force_member[1]
         pred, inner_cv = blend_outer(entry, chosen, method)
         y, rows = entry["y_outer"], entry["outer_rows"]
         keep = ~outlier[rows]
@@ -295,96 +298,161 @@ def score_recipe(results: list[dict], members: list[str], rule: str, method: str
     return {"all": np.array(all_rows), "clean": np.array(clean), "inner": np.array(inner)}
 
 
-def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Mean difference a - b over the outer folds and its standard error."""
-    d = a - b
-    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
-
-
 def verdict(change: dict, default: dict) -> str:
-    """The decision rule: better only if the all-rows gain exceeds two paired SEs and the score
-    without outliers does not get worse by more than two; worse if either loses by more."""
-    gain_all, se_all = paired(change["all"], default["all"])
-    gain_clean, se_clean = paired(change["clean"], default["clean"])
-    if gain_all < -2 * se_all and gain_clean <= 2 * se_clean:
-        return f"better by {-gain_all / se_all:.1f} SE"
-    if gain_all > 2 * se_all or gain_clean > 2 * se_clean:
-        return "worse"
-    return "tie"
+    return compare.verdict(change["all"], default["all"], change["clean"], default["clean"])
+
+
+def edge_rows(entry: dict) -> np.ndarray:
+    """Outer-fold houses at the edge of what the training part holds: larger, newer or of
+    better quality than 97.5% of its houses (where extrapolating members stray)."""
+    train, _ = competition_frames()
+    held = np.zeros(len(train), dtype=bool)
+    held[entry["outer_rows"]] = True
+    edge = np.zeros(len(entry["outer_rows"]), dtype=bool)
+    for column in ("GrLivArea", "YearBuilt", "OverallQual"):
+        values = train[column].to_numpy(dtype=float)
+        edge |= values[held] > np.quantile(values[~held], 0.975)
+    return edge
+
+
+def recipe_table(results: list[dict], recipes: dict[str, dict], baseline: str) -> str:
+    default = recipes[baseline]
+    rows = []
+    for label, r in recipes.items():
+        d_all = compare.paired(r["all"], default["all"])
+        d_clean = compare.paired(r["clean"], default["clean"])
+        rows.append([label, f"{r['all'].mean():.4f}", f"{r['clean'].mean():.4f}",
+                     f"{d_all[0]:+.4f} ± {d_all[1]:.4f}", f"{d_clean[0]:+.4f} ± {d_clean[1]:.4f}",
+                     "(the default)" if label == baseline else verdict(r, default)])
+    return markdown_table(["recipe", "outer, all rows", "outer, outliers not scored",
+                           "vs default, all rows", "vs default, no outliers", "rule"], rows)
+
+
+def optimism_table(results: list[dict], members: list[str]) -> str:
+    """Each family's search inside the outer training parts: the gain over its default that the
+    inner CV promised, the gain the outer folds gave, and the optimism (promised minus given)."""
+    rows = []
+    for member in members:
+        promised, given = [], []
+        _, outlier = competition_frames()
+        for entry in results:
+            chosen = select(entry, member, "search", "cv_rmse_no_outliers")
+            inner = {c: inner_score(entry["parts"][member][c][0], entry, "cv_rmse_no_outliers")
+                     for c in (chosen, "default")}
+            keep = ~outlier[entry["outer_rows"]]
+            outer = {c: rmse(entry["parts"][member][c][1][keep], entry["y_outer"][keep])
+                     for c in (chosen, "default")}
+            promised.append(inner["default"] - inner[chosen])
+            given.append(outer["default"] - outer[chosen])
+        promised, given = np.array(promised), np.array(given)
+        d = promised - given
+        searched = [n for n in results[0]["parts"][member]
+                    if not n.endswith(WITH_OUTLIERS) and "one_view" not in n]
+        rows.append([member, len(searched) - 1, f"{promised.mean():+.4f}",
+                     f"{given.mean():+.4f} ± {given.std(ddof=1) / np.sqrt(len(given)):.4f}",
+                     f"{d.mean():+.4f} ± {d.std(ddof=1) / np.sqrt(len(d)):.4f}"])
+    return markdown_table(["family", "candidates besides the default", "gain the inner CV promised",
+                           "gain on the outer folds", "optimism (promised - given)"], rows)
+
+
+def edge_table(results: list[dict], members: list[str], blend_label: str, blend_preds) -> str:
+    """Each member's (default settings) outer error on the edge houses and on the rest."""
+    _, outlier = competition_frames()
+    errors: dict[str, list] = {}
+    for i, entry in enumerate(results):
+        edge = edge_rows(entry)
+        keep = ~outlier[entry["outer_rows"]]
+        for name in [*members, blend_label]:
+            pred = blend_preds[i] if name == blend_label else entry["parts"][name]["default"][1]
+            errors.setdefault(name, []).append((pred - entry["y_outer"], edge, keep))
+    rows = []
+    for name, parts in errors.items():
+        residual = np.concatenate([p[0] for p in parts])
+        edge = np.concatenate([p[1] for p in parts])
+        keep = np.concatenate([p[2] for p in parts])
+        rows.append([name, int((edge & keep).sum()), f"{rmse(residual[edge & keep], 0):.4f}",
+                     f"{residual[edge & keep].mean():+.4f}", f"{rmse(residual[~edge & keep], 0):.4f}"])
+    return markdown_table(["model", "edge houses (all shuffles)", "RMSE on them", "mean residual",
+                           "RMSE on the rest"], rows)
 
 
 def command_report(args) -> None:
     results = load_results(Path(args.dir))
     if not results:
         raise SystemExit(f"{args.dir}: no results; run `bench/nested_cv.py run` first")
+    params = load_params(ROOT / "params.yaml")
     have = set.intersection(*(set(e["parts"]) for e in results))
-    members = [m for m in ("mlp", *FAMILIES) if m in have]
+    members = [m for m in params.ensemble.members if m in have]
+    if members != list(params.ensemble.members):
+        raise SystemExit(f"{args.dir}: has no {set(params.ensemble.members) - have} parts")
+    others = sorted(have - set(members))
+    method = params.ensemble.blend
     recipes: dict[str, dict] = {}
 
-    def add(label, **kw):
-        recipes[label] = score_recipe(results, kw.pop("members", members), **kw)
+    def add(label, names=members, rule="default", how=method, **kw):
+        recipes[label] = score_recipe(results, list(names), rule, how, **kw)
 
-    add("default (params.yaml settings, weights)", rule="default", method="weights")
-    for method in ("ridge", "equal", "shrunk"):
-        add(f"default settings, blend {method}", rule="default", method=method)
-    for metric in ("cv_rmse_no_outliers", "cv_rmse"):
-        add(f"searched inside (by {metric}), weights", rule="search", method="weights",
-            metric=metric)
-    add("searched inside, outliers in/out chosen too", rule="search+outliers", method="weights")
-    add("default settings, every member trained with the outliers", rule="default",
-        method="weights", force="default" + WITH_OUTLIERS)
-    if "mlp" in members:
-        add("default, MLP on one encoding", rule="default", method="weights", force="default,one_view")
-    for left_out in members:
+    baseline = f"default: {' + '.join(members)}, blend {method}"
+    add(baseline)
+    previous = ["mlp", "lasso", "lgbm", "svr", "lasso_svr"]
+    if set(previous) <= have:
+        add("previous default: " + " + ".join(previous) + ", fitted weights", previous,
+            how="weights")
+    for how in ("equal", "weights", "ridge", "shrunk"):
+        if how != method:
+            add(f"default members, blend {how}", how=how)
+    for member in members:
         if len(members) > 1:
-            add(f"default without {left_out}", rule="default", method="weights",
-                members=[m for m in members if m != left_out])
+            add(f"without {member}", [m for m in members if m != member])
+    for other in others:
+        add(f"with {other}", [*members, other])
+    def everywhere(candidate: str) -> bool:
+        return all(candidate in e["parts"][m] for e in results for m in members)
+
+    if everywhere("default" + WITH_OUTLIERS):  # not a --defaults-only run
+        add("settings searched inside (by the no-outlier CV)", rule="search")
+        add("settings searched inside (by the all-rows CV)", rule="search", metric="cv_rmse")
+        add("settings and outliers in/out searched inside", rule="search+outliers")
+        add("every member trained with the outlier rows", force="default" + WITH_OUTLIERS)
+        for member in members:
+            recipes[f"{member} trained with the outlier rows"] = score_recipe(
+                results, members, "default", method, force_member=(member, "default" + WITH_OUTLIERS))
+    if "mlp" in members and all("default,one_view" in e["parts"]["mlp"] for e in results):
+        add("the MLP on one encoding (preprocess.mlp_views: [])", force="default,one_view")
     for member in members:
-        add(f"{member} alone (default settings)", rule="default", method="weights",
-            members=[member])
-        add(f"{member} alone, searched inside", rule="search", method="weights", members=[member])
+        add(f"{member} alone", [member])
     if args.stacked:
-        train, outlier = competition_frames()
-        y = np.log(train["SalePrice"].to_numpy(dtype=np.float64))
-        stacked = {"all": [], "clean": [], "inner": []}
-        for entry in results:
-            oof = np.load(Path(args.stacked) / f"stacked_oof_fs{entry['seed']}.npy")
-            rows = entry["outer_rows"]
-            keep = ~outlier[rows]
-            stacked["all"].append(rmse(oof[rows], y[rows]))
-            stacked["clean"].append(rmse(oof[rows][keep], y[rows][keep]))
-            stacked["inner"].append(np.nan)
-        recipes["the Stacked Regressions recipe (published settings)"] = {
-            k: np.array(v) for k, v in stacked.items()}
-    default = recipes["default (params.yaml settings, weights)"]
-    rows = []
-    for label, r in recipes.items():
-        d_all = paired(r["all"], default["all"])
-        d_clean = paired(r["clean"], default["clean"])
-        optimism = (r["inner"] - r["all"]).mean() if np.isfinite(r["inner"]).all() else np.nan
-        rows.append([label, f"{r['all'].mean():.4f}", f"{r['clean'].mean():.4f}",
-                     f"{d_all[0]:+.4f} ± {d_all[1]:.4f}", f"{d_clean[0]:+.4f} ± {d_clean[1]:.4f}",
-                     "" if r is default else verdict(r, default),
-                     "" if np.isnan(optimism) else f"{r['inner'].mean():.4f} / {optimism:+.4f}"])
+        recipes["the Stacked Regressions recipe (published settings)"] = stacked_scores(
+            results, Path(args.stacked))
     seeds = sorted({e["seed"] for e in results})
-    print(f"# Nested CV: {len(results)} outer folds (fold seeds {' '.join(map(str, seeds))}), "
-          f"members {' + '.join(members)}\n")
-    print("Outer log-RMSE, mean over outer folds; differences from the default are paired over "
-          "the outer folds (± one standard error); inner: the score the search saw (nested "
-          "blend CV, all rows) / its optimism (inner minus outer, all rows).\n")
-    print(markdown_table(["recipe", "outer, all rows", "outer, outliers not scored",
-                          "vs default, all rows", "vs default, no outliers", "rule",
-                          "inner / optimism"], rows))
-    chosen = {}
-    for member in members:
-        for entry in results:
-            name = select(entry, member, "search", "cv_rmse_no_outliers")
-            chosen.setdefault(member, {}).setdefault(name, 0)
-            chosen[member][name] += 1
-    print("\nWhat the inner search chose (by cv_rmse_no_outliers), outer folds per candidate:")
-    for member, counts in chosen.items():
-        print(f"- {member}: " + ", ".join(f"{n} x{c}" for n, c in
-                                         sorted(counts.items(), key=lambda kv: -kv[1])))
+    print(f"# Nested CV: {len(results)} outer folds (fold seeds {' '.join(map(str, seeds))})\n")
+    print("Outer log-RMSE, mean over the outer folds; differences from the default paired over "
+          "the outer folds (± one standard error); rule: docs/model-search.md.\n")
+    print(recipe_table(results, recipes, baseline))
+    searched = [m for m in ("mlp", *sorted(have - {"mlp"}))
+                if all(len(e["parts"][m]) > 2 for e in results)]
+    if searched:
+        print("\n## The searches, re-run inside each outer training part (outliers not scored)\n")
+        print(optimism_table(results, searched))
+    blend_preds = [blend_outer(e, {m: "default" for m in members}, method)[0] for e in results]
+    print("\n## Edge houses: larger, newer or better than 97.5% of the training part "
+          "(outliers not scored)\n")
+    print(edge_table(results, [*members, *others], "default blend", blend_preds))
+
+
+def stacked_scores(results: list[dict], directory: Path) -> dict:
+    """The stacked recipe's outer scores on the same outer folds (its --save output)."""
+    train, outlier = competition_frames()
+    y = np.log(train["SalePrice"].to_numpy(dtype=np.float64))
+    out = {"all": [], "clean": [], "inner": []}
+    for entry in results:
+        oof = np.load(directory / f"stacked_oof_fs{entry['seed']}.npy")
+        rows = entry["outer_rows"]
+        keep = ~outlier[rows]
+        out["all"].append(rmse(oof[rows], y[rows]))
+        out["clean"].append(rmse(oof[rows][keep], y[rows][keep]))
+        out["inner"].append(np.nan)
+    return {k: np.array(v) for k, v in out.items()}
 
 
 def main() -> None:

@@ -298,7 +298,6 @@ class MembersParams:
 
     lasso: dict
     lgbm: dict
-    svr: dict
     lasso_svr: dict
 
     def __post_init__(self):
@@ -324,7 +323,7 @@ class MembersParams:
 
 
 MEMBER_NAMES = ("mlp", *FAMILIES)  # the train stage's MLP, and the families of MembersParams
-BLEND_METHODS = ("weights", "ridge")
+BLEND_METHODS = ("equal", "weights", "ridge")
 
 
 @dataclass(frozen=True)
@@ -334,7 +333,7 @@ class EnsembleParams:
 
     average: str
     members: tuple[str, ...] = ("mlp",)
-    blend: str = "weights"
+    blend: str = "equal"
     ridge_alpha: float = 1.0
 
     def __post_init__(self):
