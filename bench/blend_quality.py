@@ -24,9 +24,10 @@ import numpy as np
 from common import ROOT, load_data, markdown_table
 
 from pipeline.blend import nested_oof
-from pipeline.member import cross_fit, member_plan
+from pipeline.folds import cv_metrics, plan_folds
 from pipeline.members import FAMILIES, family
-from pipeline.train import cv_metrics, fit_mlp_configs, oof_predictions, plan_folds
+from pipeline.mlp import fit_mlp_configs, oof_predictions
+from pipeline.predictions import cross_fit, member_plan
 from pipeline.trainer import make_deterministic, resolve_device
 
 

@@ -22,8 +22,8 @@ from common import load_data, markdown_table
 
 from pipeline.blend import nested_oof
 from pipeline.folds import cv_metrics
-from pipeline.member import cross_fit, member_plan
 from pipeline.members import family
+from pipeline.predictions import cross_fit, member_plan
 from pipeline.trainer import make_deterministic, resolve_device
 
 

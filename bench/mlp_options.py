@@ -8,8 +8,8 @@ variant is trained exactly as the train stage would train it with those params (
 honest early stopping); variants with the same preprocessing and architecture train as one
 batched model, which gives the same numbers as training each alone. Prints, per variant, the
 mean over fold seeds of the CV log-RMSE (outliers not scored, and all rows), its difference from
-the default, on how many shuffles it beat it, and whether the difference is a tie (below 0.0003,
-what a fold shuffle or a float rounding moves a score by).
+the default, on how many shuffles it beat it, and the verdict of the project's rule
+(pipeline/compare.py, paired over the fold seeds; a screening: decide with bench/nested_cv.py).
 
 `--per-seed` adds a table of every variant's score on each fold seed.
 `--averages a+b+c ...` adds rows for equal-weight averages of those variants' out-of-fold log
@@ -27,21 +27,14 @@ import numpy as np
 import pandas as pd
 from common import ROOT, device_name, markdown_table
 
+from pipeline import compare
+from pipeline.folds import cv_metrics, plan_folds
 from pipeline.inputs import read_yaml
+from pipeline.mlp import architecture_of, fit_mlp_configs, oof_predictions
 from pipeline.params import load_params
 from pipeline.preprocess import preprocess
 from pipeline.sweep import FIXED_KEYS
-from pipeline.train import (
-    architecture_of,
-    cv_metrics,
-    fit_lasso,
-    fit_mlp_configs,
-    oof_predictions,
-    plan_folds,
-)
 from pipeline.trainer import make_deterministic, resolve_device
-
-TIE = 0.0003
 
 
 def variant_params(params, overrides: dict):
@@ -77,19 +70,14 @@ def score(variants: dict, params, fold_seeds: list[int], device, averages=()
                 tp = dataclasses.replace(tp, fold_seed=fold_seed)
                 # Configs train together when they share an architecture and a fold plan
                 # (the plan's seeds are every config's seeds).
-                key = ("lasso" if tp.model == "lasso"
-                       else (architecture_of(tp), *(getattr(tp, k) for k in FIXED_KEYS)))
+                key = (architecture_of(tp), *(getattr(tp, k) for k in FIXED_KEYS))
                 groups.setdefault(key, []).append((name, tp))
-            for key, group in groups.items():
-                x = data["x_train"] if key == "lasso" else data["mlp_train"]
-                plan = plan_folds(len(y), outlier, group[0][1],
-                                  1 if key == "lasso" else len(data["mlp_train"]))
-                if key == "lasso":
-                    models = [fit_lasso(x, y, plan, tp.lasso_alpha) for _, tp in group]
-                else:
-                    results = fit_mlp_configs(x, y, plan, [tp for _, tp in group], device,
-                                              label=f"fold seed {fold_seed}")
-                    models = [r.models for r in results]
+            for group in groups.values():
+                x = data["mlp_train"]
+                plan = plan_folds(len(y), outlier, group[0][1], len(x))
+                results = fit_mlp_configs(x, y, plan, [tp for _, tp in group], device,
+                                          label=f"fold seed {fold_seed}")
+                models = [r.models for r in results]
                 for (name, _), m in zip(group, models, strict=True):
                     oof = oof_predictions(m, x, plan, params.ensemble.average)
                     oofs[name, s] = (oof, plan.fold_of_row)
@@ -137,8 +125,10 @@ def main() -> None:
     for name, s in scores.items():
         delta = s[:, 0].mean() - base[:, 0].mean()
         wins = int((s[:, 0] < base[:, 0]).sum())
-        verdict = "-" if name == "default" else ("tie" if abs(delta) < TIE else
-                                                 "better" if delta < 0 else "worse")
+        # the project's rule, paired over the fold seeds: all rows (s[:, 1]) first, then the
+        # rows without outliers (s[:, 0]); a screening on reused shuffles, not a decision
+        verdict = "-" if name == "default" else compare.verdict(s[:, 1], base[:, 1], s[:, 0],
+                                                               base[:, 0])
         rows.append([name, f"{s[:, 0].mean():.5f}", f"{s[:, 1].mean():.5f}", f"{delta:+.5f}",
                      f"{wins}/{len(s)}", verdict])
     print(f"\n{datetime.date.today()}, {device_name(device)}, fold seeds {args.fold_seeds}, "

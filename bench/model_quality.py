@@ -21,9 +21,10 @@ import pandas as pd
 import torch
 from common import ROOT, device_name, markdown_table
 
+from pipeline.folds import cv_metrics, plan_folds
+from pipeline.mlp import fit_mlp_configs, oof_predictions
 from pipeline.params import load_params
 from pipeline.preprocess import preprocess
-from pipeline.train import cv_metrics, fit_lasso, fit_mlp_configs, oof_predictions, plan_folds
 from pipeline.trainer import resolve_device
 
 
@@ -32,16 +33,13 @@ def recipes(params):
     book_pre = dataclasses.replace(params.preprocess, fit_on="train+test", numeric_as_category=(),
                                    ordinal_quality=False, log1p_skewed=False,
                                    engineered_features=False)
-    book = dataclasses.replace(params.train, model="mlp", hidden=(), linear_skip=False, skip_init="zeros",
+    book = dataclasses.replace(params.train, hidden=(), linear_skip=False, skip_init="zeros",
                                optimizer="sgd", lr=0.01, weight_decay=0.0, l1=0.0, dropout=0.0,
                                max_epochs=10, patience=0, n_seeds=1, exclude_outliers=False)
-    lasso = dataclasses.replace(params.train, model="lasso", n_seeds=1)
-    default = dataclasses.replace(params.train, model="mlp")
+    default = params.train
     from_zeros = dataclasses.replace(default, skip_init="zeros")
     return {
         "d2l book: linear model, SGD, 10 epochs, book preprocessing": (book_pre, book, "price"),
-        f"Lasso (alpha {params.train.lasso_alpha:g}), project preprocessing":
-            (params.preprocess, lasso, params.ensemble.average),
         "project default: MLP ensemble (params.yaml)":
             (params.preprocess, default, params.ensemble.average),
         "the same MLP ensemble, linear path started at zeros (skip_init: zeros)":
@@ -54,15 +52,12 @@ def evaluate(pre, tp, average, repeats, device):
     test = pd.read_csv(ROOT / "data/bundled/kaggle_house_pred_test.csv")
     data = preprocess(train, test, pre)
     y, outlier = data["y_train"], data["outlier"]
-    x = data["x_train"] if tp.model == "lasso" else data["mlp_train"]
+    x = data["mlp_train"]
     scores = []
     for repeat in range(repeats):
         rtp = dataclasses.replace(tp, fold_seed=repeat)
-        plan = plan_folds(len(y), outlier, rtp, 1 if tp.model == "lasso" else len(x))
-        if rtp.model == "lasso":
-            models = fit_lasso(x, y, plan, rtp.lasso_alpha)
-        else:
-            models = fit_mlp_configs(x, y, plan, [rtp], device, label=f"repeat {repeat}")[0].models
+        plan = plan_folds(len(y), outlier, rtp, len(x))
+        models = fit_mlp_configs(x, y, plan, [rtp], device, label=f"repeat {repeat}")[0].models
         metrics = cv_metrics(oof_predictions(models, x, plan, average), y, outlier, plan.fold_of_row)
         scores.append((metrics["cv_rmse"], metrics["cv_rmse_no_outliers"]))
     return np.array(scores)

@@ -130,7 +130,7 @@ def save_part(out: Path, seed: int, fold: int, part: str, preds: dict, data: dic
 def run_family(name: str, seed: int, fold: int, out: str, quick: bool, defaults_only: bool = False
                ) -> str:
     """Every candidate of one family on one outer fold: (inner out-of-fold, outer) predictions."""
-    from pipeline.member import cross_fit, member_plan
+    from pipeline.predictions import cross_fit, member_plan
 
     params = load_params(ROOT / "params.yaml")
     data = outer_data(seed, fold)
@@ -156,8 +156,8 @@ def run_mlp(seed: int, fold: int, out: Path, configs: dict, device, defaults_onl
             ) -> None:
     """The MLP's candidates on one outer fold, each config's 15 fold x view models in one batch;
     plus the default on one encoding and the default with the outlier rows trained on."""
+    from pipeline.mlp import fit_mlp_configs, oof_predictions
     from pipeline.predict import clip_to_range
-    from pipeline.train import fit_mlp_configs, oof_predictions
     from pipeline.views import Views
 
     params = load_params(ROOT / "params.yaml")

@@ -17,8 +17,9 @@ import pandas as pd
 from common import ROOT, device_name, markdown_table, sync
 from mlp_options import setup, variant_params
 
+from pipeline.folds import plan_folds
+from pipeline.mlp import fit_mlp_configs
 from pipeline.preprocess import preprocess
-from pipeline.train import fit_mlp_configs, plan_folds
 
 
 def main() -> None:
@@ -29,8 +30,6 @@ def main() -> None:
     rows = []
     for name, overrides in variants.items():
         pre, tp = variant_params(params, overrides)
-        if tp.model != "mlp":
-            continue
         data = preprocess(train, test, pre)
         x, y, outlier = data["mlp_train"], data["y_train"], data["outlier"]
         plan = plan_folds(len(y), outlier, dataclasses.replace(tp, fold_seed=0), len(x))

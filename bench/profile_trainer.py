@@ -13,7 +13,7 @@ import dataclasses
 import torch
 from common import fold_masks, load_data
 
-from pipeline.train import architecture_of, per_model_settings
+from pipeline.mlp import architecture_of, per_model_settings
 from pipeline.trainer import resolve_device, train_batched
 
 

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from common import device_name, load_data, markdown_table, sync
 
-from pipeline.train import fit_mlp_configs, plan_folds
+from pipeline.folds import plan_folds
+from pipeline.mlp import fit_mlp_configs
 from pipeline.trainer import resolve_device
 
 

@@ -26,7 +26,8 @@ import torch
 from common import ROOT, device_name, load_data, markdown_table, sync
 
 from pipeline.ensemble import combine_log_predictions
-from pipeline.train import cv_metrics, fit_mlp_configs, oof_predictions, plan_folds
+from pipeline.folds import cv_metrics, plan_folds
+from pipeline.mlp import fit_mlp_configs, oof_predictions
 from pipeline.trainer import make_deterministic, resolve_device
 
 

@@ -24,8 +24,8 @@ from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.errors import PipelineError
 from pipeline.folds import cv_metrics, split_per_fold
 from pipeline.inputs import read_npz
-from pipeline.member import plan_signature
 from pipeline.params import EnsembleParams, Params, load_params
+from pipeline.predictions import check_price_range, load_member, plan_signature
 from pipeline.submission import write_submission
 
 # Weight of the sum-to-one row in the constrained least squares; large enough that the weights
@@ -78,49 +78,6 @@ def nested_oof(preds: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, fold_of_r
         oof[held] = blender.predict(preds[held])
         fold_weights.append(blender.weights_)
     return oof, fold_weights
-
-
-# A member's log prices must lie within this many log units of the training prices' range
-# (e**3 = 20x): anything further out is a broken member, not a prediction.
-LOG_PRICE_MARGIN = 3.0
-NUMBERS, INTEGERS = "fiu", "iu"  # numpy dtype kinds
-ARRAYS = {"oof": NUMBERS, "test": NUMBERS, "id_train": INTEGERS, "id_test": INTEGERS,
-          "fold_of_row": INTEGERS, "plan": INTEGERS}
-
-
-def load_member(name: str, members_dir: Path, mlp_path: Path) -> dict:
-    path = mlp_path if name == "mlp" else members_dir / name / "predictions.npz"
-    data = read_npz(path, f"member {name} has no predictions; run dvc repro")
-    for key, kinds in ARRAYS.items():
-        if key not in data:
-            raise PipelineError(f"member {name}: {path} has no '{key}' array; re-run its stage "
-                                "(dvc repro)")
-        if data[key].ndim != 1 or data[key].dtype.kind not in kinds:
-            raise PipelineError(f"member {name}: '{key}' in {path} is not a 1-D array of "
-                                f"{'numbers' if kinds == NUMBERS else 'integers'}; re-run its stage")
-    for preds, ids in (("oof", "id_train"), ("fold_of_row", "id_train"), ("test", "id_test")):
-        if len(data[preds]) != len(data[ids]):
-            raise PipelineError(f"member {name}: {path} has {len(data[preds])} '{preds}' values "
-                                f"for {len(data[ids])} houses; re-run its stage (dvc repro)")
-    for key in ("oof", "test"):
-        if not np.isfinite(data[key]).all():
-            raise PipelineError(f"member {name}: non-finite {key} predictions in {path}; re-run "
-                                "its stage or drop it from ensemble.members")
-    return data
-
-
-def check_price_range(members: dict[str, dict], target: np.ndarray) -> None:
-    """Every member's log prices within a sane distance of the training prices' range."""
-    low, high = target.min() - LOG_PRICE_MARGIN, target.max() + LOG_PRICE_MARGIN
-    for name, data in members.items():
-        for key in ("oof", "test"):
-            values = data[key]
-            if values.min() < low or values.max() > high:
-                bad = values.min() if values.min() < low else values.max()
-                raise PipelineError(
-                    f"member {name}: a {key} prediction of {bad:.4g} (log price) is far outside "
-                    f"the training prices' {target.min():.2f}-{target.max():.2f}; re-run its "
-                    "stage or drop it from ensemble.members")
 
 
 def check_same_plan(members: dict[str, dict], params: Params) -> None:

@@ -20,7 +20,7 @@ COMMANDS = {
     "sweep": ("pipeline.sweep", "score a search space by the train stage's CV; rank, apply, queue"),
     "submit": ("pipeline.submit", "validate and send submission.csv to Kaggle, log the score"),
     "experiments": ("pipeline.experiments", "DVC experiments' CV beside their logged public scores"),
-    "check-params": ("pipeline.params", "validate params.yaml (DVC runs this before any stage)"),
+    "check-params": ("pipeline.check_params", "validate params.yaml (DVC runs this before any stage)"),
 }
 HELP = ("-h", "--help", "help")
 

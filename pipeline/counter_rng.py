@@ -7,7 +7,6 @@ the draws are plain tensor ops, so they need no host round-trip and can live ins
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 MASK32 = 0xFFFFFFFF
@@ -82,10 +81,3 @@ def keep_mask(block: torch.Tensor, batch: int, width: int, rate: torch.Tensor) -
     u = uniform(extend_hash(block[:, None, None], index[None]))
     rate = rate.to(torch.float32)[:, None, None]
     return (u >= rate).to(torch.float32) / (1.0 - rate)
-
-
-def stream_generator(seed: int, stream: int) -> torch.Generator:
-    """A torch.Generator for one model's parameter init of its own kind (`stream`): drawing from
-    it leaves the model's other inits (the layers', seeded from `seed` itself) as they were."""
-    return torch.Generator().manual_seed(
-        int(np.random.SeedSequence([int(seed), stream]).generate_state(1)[0]))

@@ -126,19 +126,15 @@ class RobustSmoothClip(TransformerMixin, BaseEstimator):
 
 
 class PiecewiseLinear(TransformerMixin, BaseEstimator):
-    """Piecewise-linear encoding of numeric columns on quantile bins (Gorishniy et al., 2022).
-
-    Each column's bin edges are the quantiles of the fit rows (repeated edges merged, so a flag
-    or a count with few values keeps fewer or no bins). Two bases of the same functions:
-    `ramps` is the paper's: one feature per bin, 0 below it, rising to 1 across it, 1 above
-    (the first bin extends below the data, the last above it, so unseen extremes extrapolate
-    linearly). `kinks` keeps the column and adds max(0, x - edge) per inner edge: a change of
-    slope at that edge, so an L1 penalty keeps a column linear unless its kinks pay for
-    themselves. Columns keep their names; the added ones are `COLUMN_ple1`, `COLUMN_ple2`, ...
+    """Piecewise-linear encoding of numeric columns on quantile bins (after Gorishniy et al.,
+    2022), as kinks: each column stays and gains max(0, x - edge) per inner edge of its bins, a
+    change of slope there, so an L1 penalty keeps a column linear unless its kinks pay for
+    themselves. Edges are the quantiles of the fit rows (repeated edges merged, so a flag or a
+    count with few values keeps fewer or no kinks). The added columns are `COLUMN_ple1`, ...
+    (The paper's own ramp basis tied with it: git tag mlp-options-2026-11.)
     """
 
-    def __init__(self, basis="kinks", bins=4):
-        self.basis = basis
+    def __init__(self, bins=4):
         self.bins = bins
 
     def fit(self, x, y=None):
@@ -148,23 +144,10 @@ class PiecewiseLinear(TransformerMixin, BaseEstimator):
         self.n_features_in_ = x.shape[1]
         return self
 
-    def _encode(self, col: np.ndarray, edges: np.ndarray) -> list[np.ndarray]:
-        if len(edges) <= 2:
-            return [col]
-        if self.basis == "kinks":
-            return [col, *(np.maximum(col - edge, 0.0) for edge in edges[1:-1])]
-        n_bins = len(edges) - 1
-        ramps = []
-        for b in range(n_bins):
-            ramp = (col - edges[b]) / (edges[b + 1] - edges[b])
-            ramp = np.maximum(ramp, 0.0) if b > 0 else ramp
-            ramps.append(np.minimum(ramp, 1.0) if b < n_bins - 1 else ramp)
-        return ramps
-
     def transform(self, x):
         x = np.asarray(x, dtype=np.float64)
         parts = [p for col, edges in zip(x.T, self.edges_, strict=True)
-                 for p in self._encode(col, edges)]
+                 for p in (col, *(np.maximum(col - edge, 0.0) for edge in edges[1:-1]))]
         return np.stack(parts, axis=1)
 
     def get_feature_names_out(self, input_features=None):
@@ -172,11 +155,7 @@ class PiecewiseLinear(TransformerMixin, BaseEstimator):
                  else [f"x{i}" for i in range(self.n_features_in_)])
         out = []
         for name, edges in zip(names, self.edges_, strict=True):
-            width = max(1, len(edges) - 1)  # one feature per bin in either basis
-            if self.basis == "ramps" and width > 1:
-                out += [f"{name}_ple{i + 1}" for i in range(width)]
-            else:
-                out += [name, *(f"{name}_ple{i + 1}" for i in range(width - 1))]
+            out += [name, *(f"{name}_ple{i + 1}" for i in range(max(0, len(edges) - 2)))]
         return np.array(out, dtype=object)
 
 
@@ -195,8 +174,7 @@ def build_transform(params: PreprocessParams) -> Pipeline:
     scaler = StandardScaler() if params.scaler == "standard" else RobustSmoothClip()
     numeric = make_pipeline(SimpleImputer(strategy="mean"), scaler)
     if params.piecewise_linear != "none":
-        numeric.steps.append(("piecewise", PiecewiseLinear(params.piecewise_linear,
-                                                           params.piecewise_bins)))
+        numeric.steps.append(("piecewise", PiecewiseLinear(params.piecewise_bins)))
     categorical = make_pipeline(
         SimpleImputer(strategy="constant", fill_value=MISSING_LEVEL, keep_empty_features=True),
         OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32),

@@ -7,10 +7,10 @@ number of matrices, and the kernels round differently; products with 8 or more c
 kernel for 2 to 2,000 matrices on an H100 (bench/README.md). PyTorch splits a reduction (a bias
 gradient, a per-model sum of squared errors) across threads and blocks by the tensor's total
 size, so its order of additions depends on the number of models too. So on CUDA width-1 products
-run padded to PAD_COLUMNS columns and per-model sums (bias gradients, gradients of broadcast
-products such as TabM's adapters, the standardisation, per-epoch scores) add in a fixed pairwise
-order of elementwise adds. The CPU's kernels do not depend on the batch's size (tests compare
-every weight); there the plain operations run, and their results are what dvc.lock records.
+run padded to PAD_COLUMNS columns and per-model sums (bias gradients, the standardisation,
+per-epoch scores) add in a fixed pairwise order of elementwise adds. The CPU's kernels do not
+depend on the batch's size (tests compare every weight); there the plain operations run, and
+their results are what dvc.lock records.
 """
 
 from __future__ import annotations
@@ -61,28 +61,9 @@ class _Add(torch.autograd.Function):
         return _sum_to(grad, ctx.shapes[0]), _sum_to(grad, ctx.shapes[1])
 
 
-class _Mul(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(a, b)
-        return a * b
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        a, b = ctx.saved_tensors
-        return (_sum_to(grad * b, a.shape) if ctx.needs_input_grad[0] else None,
-                _sum_to(grad * a, b.shape) if ctx.needs_input_grad[1] else None)
-
-
 def add_bias(h: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """h + b (b of h's rank, broadcast), with a batch-invariant gradient of b on CUDA."""
     return _Add.apply(h, b) if enabled(h) else h + b
-
-
-def mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a * b (of one rank, each broadcast along some dims), with batch-invariant gradients on
-    CUDA (TabM adapters, the learned input scale, periodic frequencies)."""
-    return _Mul.apply(a, b) if enabled(a) else a * b
 
 
 def product(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -105,20 +86,6 @@ def affine(b: torch.Tensor, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return add_bias(product(h, w), b)
 
 
-def einsum(equation: str, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """torch.einsum(equation, a, w) for an equation whose output ends with w's last dim; on CUDA a
-    narrow one (< PAD_COLUMNS) is padded with zeros, as in `product`, and cut off again."""
-    n = w.shape[-1]
-    if not enabled(a) or n >= PAD_COLUMNS:
-        return torch.einsum(equation, a, w)
-    return torch.einsum(equation, a, F.pad(w, (0, PAD_COLUMNS - n)))[..., :n]
-
-
 def row_sum(t: torch.Tensor) -> torch.Tensor:
     """t [M, N] summed over N: a per-model total in an order that does not depend on M."""
     return pairwise_sum(t, 1).squeeze(1) if enabled(t) else t.sum(1)
-
-
-def mean(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """t's mean over dim (dropped), in an order that does not depend on the other dims on CUDA."""
-    return pairwise_sum(t, dim).squeeze(dim) / t.shape[dim] if enabled(t) else t.mean(dim)

@@ -8,60 +8,19 @@ Writes members/NAME/predictions.npz (what the blend stage reads) and members/NAM
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
-from pipeline.atomic import atomic_path, write_json
+from pipeline.atomic import write_json
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
+from pipeline.data import load_test, load_train
 from pipeline.errors import PipelineError
-from pipeline.folds import FoldPlan, cv_metrics, plan_folds, split_per_fold
+from pipeline.folds import cv_metrics, split_per_fold
 from pipeline.members import FAMILIES, family
-from pipeline.params import Params, TrainParams, load_params
-from pipeline.preprocess import load_test, load_train
-
-
-def member_plan(n_rows: int, outlier: np.ndarray, params: Params) -> FoldPlan:
-    """The train stage's folds, one model per fold (a member's own seed is in its settings)."""
-    return plan_folds(n_rows, outlier, dataclasses.replace(params.train, n_seeds=1))
-
-
-def cross_fit(make_model, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, plan: FoldPlan
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """(out-of-fold log prices [N], test log prices [N_test], the mean of the fold models)."""
-    oof = np.full(len(y), np.nan)
-    test = np.zeros(len(x_test))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        for fold, train_rows in enumerate(plan.train_mask):
-            held = plan.fold_of_row == fold
-            model = make_model().fit(x[train_rows], y[train_rows])
-            oof[held] = model.predict(x[held])
-            test += model.predict(x_test) / len(plan.train_mask)
-    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-        print("member: note: a fit stopped at its iteration limit short of its tolerance; its "
-              "coefficients are used as they are", file=sys.stderr)
-    return oof, test
-
-
-def plan_signature(train: TrainParams) -> np.ndarray:
-    """The settings that fix the fold plan: members are blended only if theirs agree."""
-    return np.array([train.folds, train.fold_seed, int(train.exclude_outliers)])
-
-
-def save_predictions(path: str | os.PathLike, oof: np.ndarray, test: np.ndarray,
-                     id_train: np.ndarray, id_test: np.ndarray, fold_of_row: np.ndarray,
-                     train: TrainParams) -> None:
-    """What the blend stage needs, with what it checks members against (Ids, fold plan)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, oof=oof, test=test, id_train=id_train, id_test=id_test,
-                 fold_of_row=fold_of_row, plan=plan_signature(train))
+from pipeline.params import Params, load_params
+from pipeline.predictions import cross_fit, member_plan, save_predictions
 
 
 def run_member(name: str, params: Params, data_dir="data/processed", out_dir="members") -> dict:

@@ -11,7 +11,6 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.members import FAMILIES
-from pipeline.schedules import LR_SCHEDULES, REG_SCHEDULES
 
 DEFAULT_PARAMS = "params.yaml"
 
@@ -118,7 +117,7 @@ class DownloadParams:
         object.__setattr__(self, "files", files)
 
 
-PIECEWISE_BASES = ("none", "kinks", "ramps")
+PIECEWISE_BASES = ("none", "kinks")
 # What may differ between the MLP's views: how features are encoded, not which rows are
 # outliers or what the statistics are fitted on.
 VIEW_KEYS = ("numeric_as_category", "ordinal_quality", "log1p_skewed", "skew_threshold",
@@ -209,9 +208,8 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 
 @dataclass(frozen=True)
 class TrainParams:
-    """K-fold cross-validation of an MLP (or the Lasso baseline) on log price."""
+    """K-fold cross-validation of an MLP on log price."""
 
-    model: str
     folds: int
     fold_seed: int
     seed: int
@@ -221,11 +219,6 @@ class TrainParams:
     linear_skip: bool
     skip_init: str
     lasso_input_power: float
-    tabm_k: int
-    input_scale: bool
-    periodic: int
-    periodic_dim: int
-    periodic_sigma: float
     activation: str
     dropout: float
     weight_decay: float
@@ -234,8 +227,6 @@ class TrainParams:
     huber_delta: float
     optimizer: str
     lr: float
-    lr_schedule: str
-    reg_schedule: str
     batch_size: int
     max_epochs: int
     patience: int
@@ -243,9 +234,10 @@ class TrainParams:
     device: str
     compile: bool
     lasso_alpha: float
+    lasso_max_iter: int
+    lasso_tol: float
 
     def __post_init__(self):
-        _choice("train.model", self.model, ("mlp", "lasso"))
         _number("train.folds", self.folds, low=2, high=MAX_FOLDS, integer=True)
         _number("train.fold_seed", self.fold_seed, low=0, high=MAX_SEED, integer=True)
         _number("train.seed", self.seed, low=0, high=MAX_SEED, integer=True)
@@ -268,11 +260,6 @@ class TrainParams:
             _fail("train.skip_init", "lasso warm-starts the linear skip path; set "
                   "train.linear_skip=true or train.skip_init=zeros")
         _number("train.lasso_input_power", self.lasso_input_power, low=0)
-        _number("train.tabm_k", self.tabm_k, low=1, high=64, integer=True)
-        _bool("train.input_scale", self.input_scale)
-        _number("train.periodic", self.periodic, low=0, high=1024, integer=True)
-        _number("train.periodic_dim", self.periodic_dim, low=1, high=256, integer=True)
-        _number("train.periodic_sigma", self.periodic_sigma, low=0, low_open=True)
         _choice("train.activation", self.activation, ACTIVATIONS)
         _number("train.dropout", self.dropout, low=0, high=1, high_open=True)
         _number("train.weight_decay", self.weight_decay, low=0)
@@ -281,8 +268,6 @@ class TrainParams:
         _number("train.huber_delta", self.huber_delta, low=0)
         _choice("train.optimizer", self.optimizer, OPTIMIZERS)
         _number("train.lr", self.lr, low=0, low_open=True)
-        _choice("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _choice("train.reg_schedule", self.reg_schedule, REG_SCHEDULES)
         _number("train.batch_size", self.batch_size, low=1, high=MAX_BATCH_SIZE, integer=True)
         _number("train.max_epochs", self.max_epochs, low=1, high=MAX_EPOCHS, integer=True)
         _number("train.patience", self.patience, low=0, high=MAX_EPOCHS, integer=True)
@@ -290,6 +275,8 @@ class TrainParams:
         _choice("train.device", self.device, ("auto", "cpu", "cuda"))
         _bool("train.compile", self.compile)
         _number("train.lasso_alpha", self.lasso_alpha, low=0, low_open=True)
+        _number("train.lasso_max_iter", self.lasso_max_iter, low=1, high=1_000_000, integer=True)
+        _number("train.lasso_tol", self.lasso_tol, low=0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -409,15 +396,7 @@ def parse_params(raw: dict) -> Params:
     if not isinstance(raw, dict):
         raise PipelineError("params.yaml: the top level must be a mapping of sections")
     sections = {name: _section(raw, name, cls) for name, cls in SECTIONS.items()}
-    check_combination(sections["preprocess"], sections["train"])
     return Params(**sections, raw=raw)
-
-
-def check_combination(preprocess: PreprocessParams, train: TrainParams) -> None:
-    """Settings valid alone that do not work together (params.yaml, and each config of a sweep)."""
-    if train.periodic and preprocess.mlp_views:
-        _fail("train.periodic", "does not combine with preprocess.mlp_views (the embeddings are "
-              "fitted to one encoding's columns): set it to 0, or preprocess.mlp_views to []")
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
@@ -425,42 +404,3 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     from pipeline.inputs import read_yaml
 
     return parse_params(read_yaml(path, "run from the repository root or pass --params"))
-
-
-def check_machine(params: Params) -> None:
-    """What only this machine can tell, checked here so a stage does not find it out after DVC
-    has removed its outputs."""
-    if params.train.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            _fail("train.device", "is cuda but torch sees no GPU on this machine; use auto or cpu")
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`house-prices check-params`: the first DVC stage, so a bad value stops `dvc repro` before
-    DVC removes any other stage's outputs."""
-    from pipeline.atomic import write_text
-    from pipeline.cli_support import add_params_option, run_cli, stage_parser
-
-    parser = stage_parser("check-params", main.__doc__)
-    add_params_option(parser)
-    parser.add_argument("--stamp", help="file to write once valid (the stage's output; its "
-                                        "content never changes, so no later stage re-runs for it)")
-    args = parser.parse_args(argv)
-
-    def stage() -> None:
-        from pipeline.atomic import remove_stale_under
-
-        check_machine(load_params(args.params))
-        for path in remove_stale_under(Path(args.params).parent):
-            print(f"check-params: removed {path}, left by a run that was killed")
-        if args.stamp:
-            write_text(args.stamp, "params.yaml is valid\n")
-        print(f"check-params: {args.params} is valid")
-
-    run_cli(stage)
-
-
-if __name__ == "__main__":
-    main()

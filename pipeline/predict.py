@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
+from pipeline.data import load_test, load_train, mlp_inputs
 from pipeline.ensemble import combine_log_predictions
 from pipeline.errors import PipelineError
 from pipeline.inputs import read_csv
-from pipeline.member import save_predictions
 from pipeline.params import EnsembleParams, PredictParams, TrainParams, load_params
-from pipeline.preprocess import load_test, load_train, mlp_inputs
+from pipeline.predictions import save_predictions
 from pipeline.stacked_mlp import listed_model_paths, load_models
 from pipeline.submission import write_submission
 from pipeline.views import Views

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import joblib
@@ -14,7 +13,7 @@ import pandas as pd
 from pipeline.atomic import atomic_path, write_text
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.features import build_transform
-from pipeline.inputs import read_csv, read_npz
+from pipeline.inputs import read_csv
 from pipeline.params import PreprocessParams, load_params
 from pipeline.schema import FEATURES, ID, TARGET, check_columns, check_target, pin_kinds
 from pipeline.views import Views
@@ -94,23 +93,6 @@ def save(result: dict, out_dir: str | os.PathLike) -> None:
     with atomic_path(out_dir / "transform.joblib") as tmp:
         joblib.dump(result["transforms"], tmp)
     write_text(out_dir / "features.json", json.dumps(result["feature_names"], indent=1) + "\n")
-
-
-def mlp_inputs(data: dict[str, np.ndarray], widths: Sequence[int] | None = None) -> Views:
-    """The MLP's inputs in a loaded train.npz / test.npz: its views, or its one matrix. A test
-    file's views take the widths of the train file's (`widths`)."""
-    if "views" not in data:
-        return Views.coerce(data["x"])
-    widths = data["view_widths"] if widths is None else widths
-    return Views(data["views"], tuple(int(w) for w in widths))
-
-
-def load_train(data_dir: str | os.PathLike) -> dict[str, np.ndarray]:
-    return read_npz(Path(data_dir) / "train.npz", "run the preprocess stage first (dvc repro)")
-
-
-def load_test(data_dir: str | os.PathLike) -> dict[str, np.ndarray]:
-    return read_npz(Path(data_dir) / "test.npz", "run the preprocess stage first (dvc repro)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,7 @@
 
 One batched matmul (`baddbmm`) runs a layer of all M models at once, which is what makes
 training many folds x seeds x configs fast on a GPU. The same functions serve the linear model of
-the d2l book (no hidden layers) and the Lasso baseline (its coefficients as a 1-layer model).
+the d2l book (no hidden layers).
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ import torch.nn.functional as F
 
 from pipeline import fixed_order
 from pipeline.atomic import atomic_path
-from pipeline.counter_rng import stream_generator
 from pipeline.errors import PipelineError
-from pipeline.periodic import Periodic
 
 ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
@@ -31,35 +29,22 @@ ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
     "silu": F.silu,
 }
-ADAPTER_STREAM = 0x7AB  # seeds the TabM adapters apart from the layers' init
 # Largest [models x rows x width] block evaluated at once; bounds memory for large M, not results.
 EVAL_BLOCK_ELEMENTS = 1 << 25
 MANIFEST = "models.json"  # the list of model files the train stage wrote
-PERIODIC_KEYS = ("frequencies", "weight", "bias")  # a model file's periodic embedding tensors
 
 
-def layer_sizes(n_features: int, hidden: Sequence[int], members: int = 1) -> list[int]:
-    """Widths from input to output; with TabM members, one output per member."""
-    return [n_features, *hidden, members]
-
-
-def init_adapters(seeds: Sequence[int], members: int, n_features: int) -> torch.Tensor:
-    """[M, k, d] TabM-mini input adapters: random signs, from each model's own seed (a stream
-    of its own, so the layers' init is the same as without adapters)."""
-    signs = []
-    for seed in seeds:
-        gen = stream_generator(seed, ADAPTER_STREAM)
-        signs.append(torch.randint(0, 2, (members, n_features), generator=gen) * 2.0 - 1.0)
-    return torch.stack(signs)
+def layer_sizes(n_features: int, hidden: Sequence[int]) -> list[int]:
+    """Widths from input to output."""
+    return [n_features, *hidden, 1]
 
 
 def init_weights(seeds: Sequence[int], sizes: Sequence[int], linear_skip: bool = False,
-                 skip_inputs: int | None = None, n_inputs: Sequence[int] | None = None
+                 n_inputs: Sequence[int] | None = None
                  ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """nn.Linear's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from each model's own seed.
 
-    With `linear_skip`, a last weight [M, in, 1] (zeros) maps the input straight to the output;
-    `skip_inputs` is its input width when the hidden layers see another (embedded) width.
+    With `linear_skip`, a last weight [M, in, 1] (zeros) maps the input straight to the output.
     `n_inputs` [M]: a model whose input is narrower than sizes[0] (a view padded to the widest,
     pipeline/views.py) starts as a model of that width, its first layer's extra rows zero.
     """
@@ -77,83 +62,51 @@ def init_weights(seeds: Sequence[int], sizes: Sequence[int], linear_skip: bool =
     weights = [torch.stack([m[i][0] for m in per_model]) for i in range(len(sizes) - 1)]
     biases = [torch.stack([m[i][1] for m in per_model]) for i in range(len(sizes) - 1)]
     if linear_skip:
-        weights.append(torch.zeros(len(seeds), skip_inputs or sizes[0], 1))
+        weights.append(torch.zeros(len(seeds), sizes[0], 1))
     return weights, biases
 
 
 def forward(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
             activation: str, dropout: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
-            linear_skip: bool = False, adapters: torch.Tensor | None = None,
-            periodic: Periodic | None = None, feature_scale: torch.Tensor | None = None
-            ) -> torch.Tensor:
+            linear_skip: bool = False, feature_scale: torch.Tensor | None = None) -> torch.Tensor:
     """x [M, B, d] (or [B, d] shared by all models) -> [M, B] in the models' output units.
 
     With `linear_skip` the last weight is a linear path from input to output (wide and deep).
-    With `feature_scale` [M, d] (fixed, not trained), the hidden layers (and a periodic
-    embedding) see column j times the model's scale j; the linear path sees x itself.
-    With `periodic`, the hidden layers see its embedding of x (pipeline/periodic.py); the linear
-    path sees x itself.
-    With `adapters` [M, k, d] (TabM-mini, Gorishniy et al. 2025), each model is k members that
-    share every hidden weight: member i sees its inputs times its own adapter row and has its
-    own output unit; the linear path is shared. Returns [M, k, B], one prediction per member.
+    With `feature_scale` [M, d] (fixed, not trained), the hidden layers see column j times the
+    model's scale j; the linear path sees x itself. tests/reference_trainer.py is the same
+    model written for one model with torch.nn.
     """
     act = ACTIVATION_FUNCTIONS[activation]
     layers = weights[:-1] if linear_skip else weights
     h = x if feature_scale is None else x * feature_scale[:, None, :]
-    h = h if periodic is None else periodic(h)
-    if adapters is not None:  # [M, B*k, d]: each row once per member, the members side by side
-        # (row-major, so a row's dropout draws do not depend on how many rows the batch holds)
-        inputs = h if h.dim() == 3 else h.expand(adapters.shape[0], -1, -1)
-        h = fixed_order.mul(inputs[:, :, None, :], adapters[:, None, :, :]).flatten(1, 2)
     last = len(layers) - 1
     for i, (w, b) in enumerate(zip(layers, biases, strict=True)):
-        if adapters is not None and i == last:  # member i's own output unit: column i
-            h = h.unflatten(1, (-1, adapters.shape[1]))  # [M, B, k, width]
-            if fixed_order.enabled(h):  # the einsum's products, as [M k] width-1 products
-                m, rows, k, width = h.shape
-                h = fixed_order.product(h.transpose(1, 2).reshape(m * k, rows, width),
-                                        w.transpose(1, 2).reshape(m * k, width, 1)).view(m, k, rows)
-            else:
-                h = torch.einsum("mbkh,mhk->mkb", h, w)
-            h = fixed_order.add_bias(h, b.transpose(1, 2))
-            break
         h = fixed_order.affine(b, h, w)
         if i < last:
             h = act(h)
             if dropout is not None:
                 h = h * dropout(i, h)
     if linear_skip:
-        skip = fixed_order.product(x, weights[-1])
-        if adapters is not None:  # the shared linear path, added to every member's output
-            return fixed_order.add_bias(h, skip.transpose(1, 2))
-        return (h + skip).squeeze(-1)
-    return h if adapters is not None else h.squeeze(-1)
+        h = h + fixed_order.product(x, weights[-1])
+    return h.squeeze(-1)
 
 
 def predict_rows(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
-                 activation: str, linear_skip: bool = False,
-                 adapters: torch.Tensor | None = None,
-                 periodic: Periodic | None = None, view: torch.Tensor | None = None,
+                 activation: str, linear_skip: bool = False, view: torch.Tensor | None = None,
                  feature_scale: torch.Tensor | None = None) -> torch.Tensor:
     """Every model on every row of x [N, d] -> [M, N], in blocks of models to bound memory.
-    With views, x is [V, N, W] and `view` [M] says which one each model reads.
-    A TabM model predicts the mean of its members."""
+    With views, x is [V, N, W] and `view` [M] says which one each model reads."""
     n_models = weights[0].shape[0]
-    members = 1 if adapters is None else adapters.shape[1]
     widest = max(max(w.shape[2] for w in weights),
-                 weights[0].shape[1] if members > 1 or x.dim() == 3 or feature_scale is not None
-                 else 1,
-                 0 if periodic is None else periodic.weight.shape[1] * periodic.weight.shape[2])
-    block = max(1, EVAL_BLOCK_ELEMENTS // max(1, x.shape[0] * widest * members))
+                 weights[0].shape[1] if x.dim() == 3 or feature_scale is not None else 1)
+    block = max(1, EVAL_BLOCK_ELEMENTS // max(1, x.shape[0] * widest))
     parts = []
     for start in range(0, n_models, block):
         sl = slice(start, start + block)
         rows = x if x.dim() == 2 else x[view[sl]]
-        out = forward(rows, [w[sl] for w in weights], [b[sl] for b in biases], activation,
-                      linear_skip=linear_skip, adapters=None if adapters is None else adapters[sl],
-                      periodic=None if periodic is None else periodic.select(sl),
-                      feature_scale=None if feature_scale is None else feature_scale[sl])
-        parts.append(out if adapters is None else fixed_order.mean(out, 1))
+        parts.append(forward(rows, [w[sl] for w in weights], [b[sl] for b in biases], activation,
+                             linear_skip=linear_skip,
+                             feature_scale=None if feature_scale is None else feature_scale[sl]))
     return torch.cat(parts)
 
 
@@ -168,17 +121,12 @@ class StackedModels:
     y_std: torch.Tensor  # [M], float64
     names: list[str]
     linear_skip: bool = False
-    adapters: torch.Tensor | None = None  # [M, k, d]: TabM members' input adapters (or, k = 1,
-                                          # a learned scale per input of the hidden layers)
-    periodic: Periodic | None = None  # periodic embeddings of the numeric inputs
     view: torch.Tensor | None = None  # [M] int64: the encoding each model reads (with views)
     feature_scale: torch.Tensor | None = None  # [M, d]: fixed scales of the hidden layers' inputs
 
     @property
     def n_inputs(self) -> int:
         """The number of features the models take."""
-        if self.periodic is not None:
-            return self.periodic.n_inputs
         return self.weights[-1 if self.linear_skip else 0].shape[1]
 
     def predict_log_price(self, x: torch.Tensor) -> torch.Tensor:
@@ -190,8 +138,7 @@ class StackedModels:
                                 "train (dvc repro)")
         with torch.no_grad():
             raw = predict_rows(x.to(self.weights[0].dtype), self.weights, self.biases,
-                               self.activation, self.linear_skip, self.adapters,
-                               self.periodic, self.view, self.feature_scale
+                               self.activation, self.linear_skip, self.view, self.feature_scale
                                ).to(torch.float64)
         return raw * self.y_std[:, None] + self.y_mean[:, None]
 
@@ -200,8 +147,6 @@ class StackedModels:
         return StackedModels([w[models] for w in self.weights], [b[models] for b in self.biases],
                              self.activation, self.y_mean[models], self.y_std[models],
                              self.names[models], self.linear_skip,
-                             None if self.adapters is None else self.adapters[models],
-                             None if self.periodic is None else self.periodic.select(models),
                              None if self.view is None else self.view[models],
                              None if self.feature_scale is None else self.feature_scale[models])
 
@@ -221,12 +166,6 @@ class StackedModels:
                 "biases": [b[0].detach().cpu().clone() for b in one.biases],
                 "activation": self.activation,
                 "linear_skip": self.linear_skip,
-                **({} if one.adapters is None
-                   else {"adapters": one.adapters[0].detach().cpu().clone()}),
-                **({} if one.periodic is None else {"periodic": {
-                    "n_inputs": one.periodic.n_inputs, "columns": one.periodic.columns.clone(),
-                    **{k: t[0].detach().cpu().clone() for k, t in
-                       zip(PERIODIC_KEYS, one.periodic.tensors, strict=True)}}}),
                 **({} if one.view is None else {"view": int(one.view[0])}),
                 **({} if one.feature_scale is None
                    else {"feature_scale": one.feature_scale[0].detach().cpu().clone()}),
@@ -274,11 +213,7 @@ def load_models(paths: Sequence[str | os.PathLike]) -> StackedModels:
             payloads.append(torch.load(path, map_location="cpu", weights_only=True))
         except (OSError, RuntimeError, KeyError) as exc:
             raise PipelineError(f"{path}: not a readable model file ({exc}); re-run train") from exc
-    shapes = {(tuple(tuple(w.shape) for w in p["weights"]),
-               tuple(p["adapters"].shape) if "adapters" in p else None,
-               (int(p["periodic"]["n_inputs"]), tuple(p["periodic"]["columns"].tolist()),
-                *(tuple(p["periodic"][k].shape) for k in PERIODIC_KEYS)) if "periodic" in p
-               else None) for p in payloads}
+    shapes = {tuple(tuple(w.shape) for w in p["weights"]) for p in payloads}
     if len(shapes) != 1 or len({(p["activation"], p["linear_skip"], "view" in p,
                                  "feature_scale" in p)
                                 for p in payloads}) != 1:
@@ -292,13 +227,6 @@ def load_models(paths: Sequence[str | os.PathLike]) -> StackedModels:
         y_std=torch.tensor([p["y_std"] for p in payloads], dtype=torch.float64),
         names=[p["name"] for p in payloads],
         linear_skip=payloads[0]["linear_skip"],
-        adapters=(torch.stack([p["adapters"] for p in payloads])
-                  if "adapters" in payloads[0] else None),
-        periodic=(Periodic(int(payloads[0]["periodic"]["n_inputs"]),
-                           payloads[0]["periodic"]["columns"],
-                           *(torch.stack([p["periodic"][k] for p in payloads])
-                             for k in PERIODIC_KEYS))
-                  if "periodic" in payloads[0] else None),
         view=(torch.tensor([p["view"] for p in payloads], dtype=torch.int64)
               if "view" in payloads[0] else None),
         feature_scale=(torch.stack([p["feature_scale"] for p in payloads])

@@ -22,15 +22,13 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable
-from urllib.parse import urlparse
 
 import numpy as np
 import yaml
 
 from pipeline.errors import PipelineError
+from pipeline.study_storage import storage_errors
 
-SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
-JOURNAL = "journal"
 HEARTBEAT_ATTR = "worker_heartbeat"  # a trial's last heartbeat (epoch seconds), in every shared
                                      # storage (fail_stale_trials reads it)
 INTERRUPTED_ATTR = "interrupted"  # a trial given back by a worker stopped with Ctrl-C/SIGTERM
@@ -47,110 +45,6 @@ def quiet():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
-
-
-def open_storage(url: str):
-    """An Optuna storage (SQL database or journal file), or one clear line for a URL it cannot use."""
-    import sqlalchemy.exc
-
-    scheme = urlparse(url).scheme.split("+", 1)[0]
-    if scheme == JOURNAL:
-        return _journal_storage(url)
-    if scheme not in SQL_SCHEMES:
-        raise PipelineError(f"sweep: storage URL scheme '{scheme or url}' is not supported; use "
-                            "sqlite:///path.db, postgresql://user:pass@host/db, mysql://... or "
-                            "journal:///path/study.log")
-    url = _with_driver(url, scheme)
-    for attempt in range(3):  # workers starting together race to create the tables
-        try:
-            return _rdb_storage(url, scheme)
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:
-            racing = "already exists" in str(exc) or "UNIQUE constraint" in str(exc)
-            if not racing or attempt == 2:
-                raise _unusable(url, exc) from exc
-            time.sleep(0.5)
-        except ImportError as exc:
-            raise PipelineError(f"sweep: the database driver for {url.split('@')[-1]} is not "
-                                f"installed ({exc}); python -m pip install {exc.name or 'it'}"
-                                ) from exc
-        except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
-            raise _unusable(url, exc) from exc
-    raise AssertionError("unreachable")
-
-
-# PostgreSQL drivers SQLAlchemy knows, in the order a bare postgresql:// URL tries them: psycopg
-# (3, the `postgres` extra, SQLAlchemy's default) first, then psycopg2.
-POSTGRES_DRIVERS = (("psycopg", "psycopg"), ("psycopg2", "psycopg2"))
-
-
-def _with_driver(url: str, scheme: str) -> str:
-    """A bare postgresql:// URL with the PostgreSQL driver that is installed, so the README's
-    URL works with either; one line naming the extra when neither is."""
-    import importlib.util
-
-    if scheme != "postgresql" or urlparse(url).scheme != "postgresql":
-        return url  # not PostgreSQL, or the URL names its driver (postgresql+psycopg2://)
-    for driver, module in POSTGRES_DRIVERS:
-        if importlib.util.find_spec(module) is not None:
-            return f"postgresql+{driver}" + url[len("postgresql"):]
-    raise PipelineError("sweep: a postgresql:// storage needs a PostgreSQL driver: python -m pip "
-                        "install -e '.[postgres]' (psycopg), then run the same command again")
-
-
-def _journal_storage(url: str):
-    """Optuna's journal storage in one append-only file (journal:///absolute/path or
-    journal://relative/path); workers on several machines can share it on a shared disk."""
-    from pathlib import Path
-
-    import optuna
-
-    path = Path(url[len(JOURNAL) + 3:])
-    if not path.parent.is_dir():
-        raise PipelineError(f"sweep: cannot open the study storage {url} (no folder "
-                            f"{path.parent}); create it or give another path")
-    try:
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-    except OSError as exc:
-        raise _unusable(url, exc) from exc
-
-
-def storage_errors():
-    """The exceptions a study's storage raises when it goes away (a database server stopped, a
-    network cut)."""
-    import optuna
-    import sqlalchemy.exc
-
-    return (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
-
-
-@contextlib.contextmanager
-def lost_storage_is_one_line(url: str):
-    """Turn a storage that fails mid-study into one line: nothing is lost (completed trials are
-    in the storage; this worker's running ones go stale and are re-queued), so the same command
-    resumes the study once the storage is back."""
-    try:
-        yield
-    except storage_errors() as exc:
-        detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise PipelineError(
-            f"sweep: lost the study storage {url.split('@')[-1]} ({detail}); completed trials are "
-            "kept: run the same command again once it is reachable and the study resumes") from exc
-
-
-def _unusable(url: str, exc: Exception) -> PipelineError:
-    detail = str(exc).splitlines()[0][:200]
-    return PipelineError(f"sweep: cannot open the study storage {url.split('@')[-1]} ({detail}); "
-                         "check the URL and that the database is reachable")
-
-
-def _rdb_storage(url: str, scheme: str):
-    """Without Optuna's own heartbeat settings: its stale-trial check never fails a trial that
-    has no heartbeat record yet, so the project's attribute (fail_stale_trials) does it for every
-    storage, and one mechanism is simpler than two that must agree."""
-    import optuna
-
-    return optuna.storages.RDBStorage(
-        url, engine_kwargs={"connect_args": {"timeout": 30}} if scheme == "sqlite" else None)
 
 
 def distributions(space: dict) -> tuple[dict, set]:

@@ -14,7 +14,6 @@ Space file (YAML):
     batch: 8                # trials a worker asks for and trains at once
     seed: 0                 # the sampler's seed
     rank_by: cv_rmse        # a key of metrics/cv.json; lower is better
-    tie_below: 0.0003       # configs closer than this to the best (or 2 paired SEs) are ties
     heartbeat_s: 30         # a worker silent for 2x this long is presumed dead; its trials re-run
     space:                  # train.* keys; a list is a set of choices
       lr: [0.0003, 0.001]
@@ -36,26 +35,24 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from pipeline import compare, study_storage
 from pipeline import study as studies
 from pipeline.atomic import atomic_path, write_text
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
+from pipeline.data import load_train, mlp_inputs
 from pipeline.errors import PipelineError
 from pipeline.inputs import read_yaml
-from pipeline.params import Params, TrainParams, check_combination, load_params
-from pipeline.preprocess import load_train, mlp_inputs
+from pipeline.params import Params, TrainParams, load_params
 from pipeline.trainer import make_deterministic, resolve_device
 
 # The fold plan is shared by every config of a sweep, so these cannot vary within one.
-FIXED_KEYS = ("model", "folds", "fold_seed", "seed", "n_seeds", "exclude_outliers", "device",
-              "lasso_alpha")
+FIXED_KEYS = ("folds", "fold_seed", "seed", "n_seeds", "exclude_outliers", "device",
+              "lasso_alpha", "lasso_max_iter", "lasso_tol")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform")
 RANKABLE = ("cv_rmse", "cv_rmse_no_outliers", "oof_rmse", "oof_rmse_no_outliers")
 # Stated maxima: a batch is trained as one model (batch x folds x views models in memory at once),
 # and a study of more trials than this would run for months on one machine.
 MAXIMA = {"trials": 100_000, "batch": 256, "heartbeat_s": 3600}
-# Default of a space's `tie_below`: a config's CV moves by about this much with the fold shuffle
-# or a float rounding, so smaller differences from the best are ties (docs/model-search.md).
-TIE_BELOW = 0.0003
 
 
 def _load_space(path: str | os.PathLike) -> dict:
@@ -67,8 +64,7 @@ def _load_space(path: str | os.PathLike) -> dict:
 
 def check_space(spec: dict, path="sweep space") -> dict:
     """The space with its defaults filled in; one clear line for anything it cannot use."""
-    unknown = set(spec) - {"sampler", "method", "trials", "samples", "batch", "seed", "rank_by",
-                           "tie_below", "heartbeat_s", "space"}
+    unknown = set(spec) - {"sampler", "trials", "batch", "seed", "rank_by", "heartbeat_s", "space"}
     if unknown:
         raise PipelineError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
     known = {f.name for f in dataclasses.fields(TrainParams)}
@@ -77,10 +73,9 @@ def check_space(spec: dict, path="sweep space") -> dict:
             raise PipelineError(f"{path}: space key '{key}' is not a train parameter")
         if key in FIXED_KEYS:
             raise PipelineError(f"{path}: '{key}' cannot vary within a sweep (it fixes the folds "
-                                "or the model kind); set it in params.yaml")
+                                "or each model's Lasso); set it in params.yaml")
         _check_choice(path, key, spec["space"][key])
-    # `method` and `samples` are the names older space files use for `sampler` and `trials`.
-    spec = {**spec, "sampler": spec.get("sampler", spec.get("method", "tpe"))}
+    spec = {**spec, "sampler": spec.get("sampler", "tpe")}
     if spec["sampler"] not in studies.SAMPLERS:
         raise PipelineError(f"{path}: sampler must be one of {', '.join(studies.SAMPLERS)}, got "
                             f"{spec['sampler']!r}")
@@ -90,7 +85,7 @@ def check_space(spec: dict, path="sweep space") -> dict:
             if not isinstance(choice, list):
                 raise PipelineError(f"{path}: the grid sampler needs a list of choices for {key}")
         every_combination = math.prod(len(c) for c in spec["space"].values())
-    spec["trials"] = spec.get("trials", spec.get("samples", every_combination))
+    spec["trials"] = spec.get("trials", every_combination)
     for key, default in (("batch", 8), ("heartbeat_s", 30), ("seed", 0)):
         spec[key] = spec.get(key, default)
     for key, most in MAXIMA.items():
@@ -104,9 +99,6 @@ def check_space(spec: dict, path="sweep space") -> dict:
     if spec["rank_by"] not in RANKABLE:
         raise PipelineError(f"{path}: rank_by must be one of {', '.join(RANKABLE)}, got "
                             f"{spec['rank_by']!r}")
-    tie = spec.setdefault("tie_below", TIE_BELOW)
-    if isinstance(tie, bool) or not isinstance(tie, int | float) or not 0 <= tie < math.inf:
-        raise PipelineError(f"{path}: tie_below must be a number >= 0, got {tie!r}")
     return spec
 
 
@@ -142,14 +134,8 @@ def _as_train_params(base: TrainParams, overrides: dict) -> TrainParams:
 
 def score_configs(params: Params, overrides: list[dict], data: dict, device) -> list[tuple]:
     """(CV metrics, per-fold scores) of each config, trained in batches per architecture."""
-    from pipeline.train import (
-        architecture_of,
-        cv_metrics,
-        fit_mlp_configs,
-        oof_predictions,
-        plan_folds,
-        split_per_fold,
-    )
+    from pipeline.folds import cv_metrics, plan_folds, split_per_fold
+    from pipeline.mlp import architecture_of, fit_mlp_configs, oof_predictions
 
     configs = [_as_train_params(params.train, o) for o in overrides]
     x, y, outlier = mlp_inputs(data), data["y"], data["outlier"].astype(bool)
@@ -180,13 +166,11 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
     Without `storage` the study is kept in memory (nothing to resume)."""
     import optuna
 
-    if params.train.model != "mlp":
-        raise PipelineError("sweep: train.model must be mlp (the Lasso baseline has no sweep)")
     spec = check_space(spec, space_path)
     for override in studies.decode_all(spec):
         # A bad value fails here, before any training, naming the space file, not params.yaml.
         try:
-            check_combination(params.preprocess, _as_train_params(params.train, override))
+            _as_train_params(params.train, override)
         except PipelineError as exc:
             (key, value), = override.items()
             reason = str(exc).removeprefix("params.yaml: ").partition("; fix it")[0]
@@ -195,11 +179,11 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
     data = load_train(data_dir)
     device = resolve_device(params.train.device)
     make_deterministic()
-    store = (studies.open_storage(storage) if storage
+    store = (study_storage.open_storage(storage) if storage
              else optuna.storages.InMemoryStorage())
     fixed = {k: v for k, v in dataclasses.asdict(params.train).items() if k not in spec["space"]}
     fixed["average"] = params.ensemble.average
-    with studies.lost_storage_is_one_line(storage or "in memory"):
+    with study_storage.lost_storage_is_one_line(storage or "in memory"):
         study = studies.open_study(store, study_name, spec, fixed)
         studies.run_worker(study, store, spec,
                            lambda overrides: score_configs(params, overrides, data, device))
@@ -216,24 +200,20 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
     table = table.loc[order].reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     if rank_by in folds[0]:
-        mark_ties(table, [folds[i][rank_by] for i in order], spec["tie_below"])
+        mark_ties(table, [folds[i][rank_by] for i in order])
     return table
 
 
-def mark_ties(table: pd.DataFrame, folds: list[list[float]], tie_below: float) -> None:
-    """Add how far each config is behind the best, and whether that is within noise.
-
-    Paired over the folds (every config is scored on the same folds): a config ties with the
-    best when its mean per-fold difference is below two standard errors of that difference, or
-    below `tie_below` (what a float rounding or another fold shuffle moves a score by).
-    """
-    best = np.asarray(folds[0])
+def mark_ties(table: pd.DataFrame, folds: list[list[float]]) -> None:
+    """Add how far each config is behind the best, and whether that is a tie by the project's
+    rule (pipeline/compare.py): paired over the folds (every config is scored on the same
+    folds), a difference under two standard errors of the per-fold differences is a tie."""
+    best = folds[0]
     behind, ties = [], []
     for row in folds:
-        diff = np.asarray(row) - best
-        se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
-        behind.append(float(diff.mean()))
-        ties.append(bool(diff.mean() < max(2 * se, tie_below)))
+        mean, se = compare.paired(row, best)
+        behind.append(mean)
+        ties.append(mean <= compare.SE_MULTIPLE * se)
     table["behind_best"] = behind
     table["tie_with_best"] = np.where(ties, "tie", "")
 

@@ -10,10 +10,11 @@ from conftest import repo_params
 from pipeline import blend as blend_mod
 from pipeline.blend import Blender, blend, fit_weights, nested_oof
 from pipeline.errors import PipelineError
-from pipeline.member import cross_fit, member_plan, run_member
+from pipeline.member import run_member
 from pipeline.members import FAMILIES
 from pipeline.params import parse_params
 from pipeline.predict import predict
+from pipeline.predictions import cross_fit, member_plan
 from pipeline.preprocess import preprocess, save
 from pipeline.train import train
 

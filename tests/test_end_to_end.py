@@ -12,22 +12,31 @@ import pytest
 import yaml
 
 pytestmark = pytest.mark.slow
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))),
+                None)
 
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid",
        "-c", "commit.gpgsign=false"]
 
 
+def stage_env(cwd) -> dict:
+    """The environment a user's shell gives dvc: this interpreter's bin first on PATH (dvc.yaml's
+    `python -m ...` must be the venv's python, whatever shell ran the tests)."""
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    return {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd), "PATH": path}
+
+
 def run(cmd, cwd, **kwargs):
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd)}
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=600,
-                          **kwargs)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=stage_env(cwd),
+                          timeout=600, **kwargs)
     assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A git repo holding this checkout's files, with tiny training params."""
+def reproduced(tmp_path_factory):
+    """A git repo holding this checkout's files with tiny params (every family shrunk), after
+    one `dvc repro`; each test gets its own copy (`project`), so none depends on another."""
     root = Path(__file__).resolve().parents[1]
     dest = tmp_path_factory.mktemp("clone") / "repo"
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root,
@@ -41,16 +50,26 @@ def project(tmp_path_factory):
         (dest / stale).unlink(missing_ok=True)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["train"].update(max_epochs=3, n_seeds=1, hidden=[16], device="cpu")
+    params["members"]["lgbm"].update(n_estimators=50)
     params["download"]["sources"] = ["data/bundled"]
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run([*GIT, "init", "-q"], dest)
     run([*GIT, "add", "-A"], dest)
     run([*GIT, "commit", "-qm", "copy"], dest)
+    first = run([sys.executable, "-m", "dvc", "repro"], dest)
+    (dest / "first_repro.log").write_text(first.stdout)
     return dest
 
 
+@pytest.fixture
+def project(reproduced, tmp_path):
+    copy = tmp_path / "repo"
+    shutil.copytree(reproduced, copy, symlinks=True)
+    return copy
+
+
 def test_repro_writes_valid_submission_then_does_nothing(project):
-    run([sys.executable, "-m", "dvc", "repro"], project)
+    assert "Running stage 'blend'" in (project / "first_repro.log").read_text()
     sub = pd.read_csv(project / "submission.csv")
     test = pd.read_csv(project / "data/bundled/kaggle_house_pred_test.csv")
     assert list(sub.columns) == ["Id", "SalePrice"]
@@ -83,9 +102,8 @@ def test_repro_writes_valid_submission_then_does_nothing(project):
 
 
 def test_submit_dry_run_on_repro_output(project):
-    env = {**os.environ, "PYTHONPATH": str(project)}
     warned = subprocess.run([sys.executable, "-m", "pipeline.submit", "--dry-run"], cwd=project,
-                            capture_output=True, text=True, env=env)
+                            capture_output=True, text=True, env=stage_env(project))
     assert warned.returncode == 0  # dvc repro rewrote dvc.lock: a real submit would refuse
     assert "a real submit would refuse: uncommitted changes to dvc.lock" in warned.stdout
     proc = run([sys.executable, "-m", "pipeline.submit", "--dry-run", "--allow-dirty"], project)
@@ -136,10 +154,9 @@ def test_queued_sweep_experiment_runs(project):
 def test_bad_param_stops_before_any_output_is_removed(project):
     outputs = ["metrics/cv.json", "metrics/oof.csv", "submission.csv", "models/models.json"]
     before = {p: (project / p).read_bytes() for p in outputs}
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(project)}
     proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "-S",
                            "train.activation=swish"], cwd=project, capture_output=True, text=True,
-                          env=env, timeout=600)
+                          env=stage_env(project), timeout=600)
     assert proc.returncode != 0
     assert "train.activation must be one of relu, gelu, tanh, silu, got 'swish'" in proc.stderr + \
         proc.stdout
@@ -158,9 +175,8 @@ def test_a_blend_that_fails_at_run_time_leaves_the_submission(project):
     good = member.read_bytes()
     member.chmod(0o644)  # DVC's cache may have left it read-only
     member.write_bytes(good[:200])
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(project)}
     proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "-s", "blend"], cwd=project,
-                          capture_output=True, text=True, env=env, timeout=600)
+                          capture_output=True, text=True, env=stage_env(project), timeout=600)
     assert proc.returncode != 0
     assert "error: members/lgbm/predictions.npz: not a readable .npz archive" in proc.stderr
     for path, content in before.items():
@@ -168,3 +184,42 @@ def test_a_blend_that_fails_at_run_time_leaves_the_submission(project):
     member.write_bytes(good)
     again = run([sys.executable, "-m", "dvc", "repro", "-s", "blend"], project)
     assert "Running stage 'blend'" not in again.stdout  # back as it was: nothing to do
+
+
+def test_editing_a_module_a_stage_imports_reruns_that_stage(project):
+    """The DAG's deps are the code each stage runs (tests/test_dag.py): an edit of the data
+    loaders (pipeline/data.py) makes train, predict and the member stages stale, not download,
+    preprocess or blend's own code."""
+    with open(project / "pipeline/data.py", "a") as fh:
+        fh.write("\n# an edit\n")
+    status = run([sys.executable, "-m", "dvc", "status", "--json"], project).stdout
+    stale = set(__import__("json").loads(status))
+    assert {"train", "predict", "member@lgbm", "member@lasso_svr"} <= stale
+    assert not stale & {"download", "preprocess", "check_params"}
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (apt-get install chromium; .ci/run "
+                                             "installs it)")
+def test_plots_render_with_no_network_in_a_headless_browser(project, tmp_path):
+    """`dvc plots show` writes a page that carries its renderer (.dvc/plots/offline.html): in a
+    browser cut off from every network each chart is drawn, and the screenshot has ink in every
+    row of charts."""
+    import numpy as np
+    from PIL import Image
+
+    run([sys.executable, "-m", "dvc", "plots", "show"], project)
+    page = project / "dvc_plots/index.html"
+    html = page.read_text()
+    assert "<script src=" not in html and "cdn.jsdelivr" not in html
+    offline = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--proxy-server=127.0.0.1:9",
+               "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=20000"]
+    dom = subprocess.run([*offline, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=180).stdout
+    charts = html.count("vegaEmbed(")
+    assert charts >= 10 and dom.count('<canvas width="') == charts  # every chart drawn
+    shot = tmp_path / "plots.png"
+    subprocess.run([*offline, "--window-size=1300,2000", f"--screenshot={shot}", page.as_uri()],
+                   capture_output=True, timeout=180, check=True)
+    ink = np.asarray(Image.open(shot).convert("L")) < 200
+    rows = np.array_split(ink[:1750], 5)  # two charts a row, about 350 pixels each
+    assert all(band.mean() > 0.01 for band in rows), [round(b.mean(), 4) for b in rows]

@@ -61,10 +61,7 @@ def train(x, y, models, arch, view_widths=None, **settings):
 
 def assert_same_bits(result, position, alone):
     def tensors(models):
-        extra = [] if models.adapters is None else [models.adapters]
-        if models.periodic is not None:
-            extra += [models.periodic.frequencies, models.periodic.weight, models.periodic.bias]
-        return [*models.weights, *models.biases, *extra]
+        return [*models.weights, *models.biases]
 
     for got, want in zip(tensors(result.models), tensors(alone.models), strict=True):
         assert torch.equal(got[position], want[0])
@@ -74,19 +71,14 @@ def assert_same_bits(result, position, alone):
         torch.testing.assert_close(got[:n], want[:n], rtol=0, atol=0, equal_nan=True)
 
 
-PERIODIC = {"periodic": 3, "periodic_dim": 4, "periodic_sigma": 0.5}
-
-
 @pytest.mark.parametrize("path", [*DEVICES, "cpu, CUDA's arithmetic"])
-@pytest.mark.parametrize(("views", "options"), [
-    (False, {}), (True, {}), (False, {"tabm_k": 3}), (True, {"input_scale": True}),
-    (False, PERIODIC)])
-def test_a_model_has_the_same_bits_alone_and_among_hundreds(path, views, options, request):
+@pytest.mark.parametrize("views", [False, True])
+def test_a_model_has_the_same_bits_alone_and_among_hundreds(path, views, request):
     """The default's kind of model (a hidden layer, the linear path, Huber loss, dropout, L1,
-    early stopping; also with views, TabM members, the learned input scale, periodic
-    embeddings) with one other, among 3 and among 300 models: the same weights and scores to
-    the bit, on every device (cuBLAS changes kernels between those batch sizes on an H100). (A
-    batch of one matrix rounds differently on the CPU; the trainer never runs one alone.)"""
+    early stopping; with and without views) with one other, among 3 and among 300 models: the
+    same weights and scores to the bit, on every device (cuBLAS changes kernels between those
+    batch sizes on an H100). (A batch of one matrix rounds differently on the CPU; the trainer
+    never runs one alone.)"""
     if path.startswith("cpu, "):
         request.getfixturevalue("forced")
     on = path.split("+")[0].split(",")[0]
@@ -96,7 +88,7 @@ def test_a_model_has_the_same_bits_alone_and_among_hundreds(path, views, options
         views_ = Views.of([x.numpy(), x[:, :20].numpy() ** 2])
         x, widths = torch.tensor(views_.x), views_.widths
     x, y = x.to(on), y.to(on)
-    arch = Architecture((32,), "relu", "adamw", batch_size=64, linear_skip=True, **options)
+    arch = Architecture((32,), "relu", "adamw", batch_size=64, linear_skip=True)
     settings = dict(compile_kernels=path.endswith("+compile"), view_widths=widths)
     alone = train(x, y, [7, 8], arch, **settings)
     assert alone.epoch_mode == MODES.get(path, "eager")
@@ -104,11 +96,11 @@ def test_a_model_has_the_same_bits_alone_and_among_hundreds(path, views, options
         assert_same_bits(train(x, y, list(models), arch, **settings), list(models).index(7), alone)
 
 
-def test_tabm_members_and_shared_rows_take_the_padded_products_too(forced, monkeypatch):
-    """TabM's per-member output units and rows shared by all models (evaluation without views):
-    the CUDA path's results agree with the CPU's plain ones."""
+def test_rows_shared_by_all_models_take_the_padded_products_too(forced, monkeypatch):
+    """Rows shared by all models (evaluation without views): the CUDA path's results agree with
+    the CPU's plain ones."""
     x, y = default_like_case()
-    arch = Architecture((16,), "relu", "adamw", batch_size=64, linear_skip=True, tabm_k=3)
+    arch = Architecture((16,), "relu", "adamw", batch_size=64, linear_skip=True)
     fixed = train(x, y, [0, 1, 2], arch)
     monkeypatch.setattr(fixed_order, "enabled", lambda t: False)
     plain = train(x, y, [0, 1, 2], arch)

@@ -35,19 +35,12 @@ def test_repo_params_are_valid(repo_root):
     ("train", "skip_init", "ridge", "train.skip_init must be one of zeros, lasso"),
     ("preprocess", "engineered_features", "yes", "preprocess.engineered_features must be true or false"),
     ("preprocess", "piecewise_linear", "splines",
-     "preprocess.piecewise_linear must be one of none, kinks, ramps"),
+     "preprocess.piecewise_linear must be one of none, kinks, got 'splines'"),
+    ("train", "lasso_max_iter", 0, "train.lasso_max_iter must be >= 1"),
     ("preprocess", "piecewise_bins", 1, "preprocess.piecewise_bins must be >= 2"),
     ("preprocess", "scaler", "minmax", "preprocess.scaler must be one of standard, robust_clip"),
     ("preprocess", "skew_lambda", -0.5, "preprocess.skew_lambda must be >= 0"),
     ("preprocess", "domain_fills", 1, "preprocess.domain_fills must be true or false"),
-    ("train", "tabm_k", 0, "train.tabm_k must be >= 1"),
-    ("train", "tabm_k", 2.5, "train.tabm_k must be an integer"),
-    ("train", "input_scale", "no", "train.input_scale must be true or false"),
-    ("train", "periodic", -1, "train.periodic must be >= 0"),
-    ("train", "lr_schedule", "flat_cos", "train.lr_schedule must be one of"),
-    ("train", "reg_schedule", "cosine", "train.reg_schedule must be one of"),
-    ("train", "periodic_dim", 0, "train.periodic_dim must be >= 1"),
-    ("train", "periodic_sigma", 0, "train.periodic_sigma must be > 0"),
     ("train", "folds", 1, "train.folds must be >= 2"),
     ("train", "batch_size", 3.5, "train.batch_size must be an integer"),
     ("preprocess", "fit_on", "test", "preprocess.fit_on must be one of train, train\\+test"),
@@ -135,7 +128,7 @@ def test_cuda_without_a_gpu_stops_at_the_parameter_check(raw, tmp_path, monkeypa
     """Found by check-params (the first stage), before DVC removes the train stage's outputs."""
     import torch
 
-    from pipeline import params as params_mod
+    from pipeline import check_params as params_mod
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     bad = copy.deepcopy(raw)
@@ -163,7 +156,7 @@ def test_the_parameter_check_removes_temporaries_of_killed_runs(repo_root, tmp_p
     (left[1] / "fold0.pt").write_text("half")
     alive = tmp_path / f".submission.csv.{os.getpid()}.zz.tmp"  # a running process's: kept
     alive.write_text("busy")
-    from pipeline.params import main
+    from pipeline.check_params import main
 
     main(["--params", str(tmp_path / "params.yaml")])
     assert not any(p.exists() for p in left) and alive.exists()

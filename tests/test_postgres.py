@@ -130,7 +130,7 @@ def test_a_server_that_goes_away_is_one_line_and_the_rerun_completes(workspace, 
 def test_a_missing_postgresql_driver_names_the_extra(monkeypatch):
     import importlib.util
 
-    from pipeline.study import open_storage
+    from pipeline.study_storage import open_storage
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from pipeline import sweep
 from pipeline.errors import PipelineError
 from pipeline.preprocess import preprocess, save
-from pipeline.study import open_storage
+from pipeline.study_storage import open_storage
 
 
 @pytest.fixture

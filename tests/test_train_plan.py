@@ -3,18 +3,18 @@
 import dataclasses
 
 import numpy as np
-import pytest
 import torch
 from conftest import repo_params, synthetic_regression
 
-from pipeline.train import (
-    fit_mlp_configs,
-    lasso,
-    lasso_input_scale,
-    lasso_skip_start,
-    plan_folds,
-    stopping_rows,
-)
+from pipeline.folds import plan_folds
+from pipeline.lasso_fit import LassoSettings, fit_lasso
+from pipeline.mlp import fit_mlp_configs, lasso_input_scale, lasso_skip_start, stopping_rows
+
+TIGHT = LassoSettings(0.01, 50_000, 1e-6)
+
+
+def lasso(x, y, alpha):
+    return fit_lasso(x, y, TIGHT._replace(alpha=alpha), "test")
 
 N_ROWS = 200
 
@@ -58,14 +58,14 @@ def test_lasso_warm_start_is_each_models_own_lasso_in_target_units():
     plan, params, _ = _plan(patience=10, early_stopping_holdout=0.2)
     train, _ = stopping_rows(plan, params)
     cache = {}
-    weights, intercepts = lasso_skip_start(x, y, train, 0.01, cache)
+    weights, intercepts = lasso_skip_start(x, y, train, TIGHT, cache)
     assert len(cache) == len(plan.names)  # every model has its own rows (its own holdout)
     for model in (0, 5):
         rows = train[model]
         mean, std = y[rows].mean(), y[rows].std()
         start = (x @ weights[model].numpy() + intercepts[model].item()) * std + mean
         np.testing.assert_allclose(start, lasso(x[rows], y[rows], 0.01).predict(x), atol=1e-5)
-    again = lasso_skip_start(x, y, train, 0.01, cache)  # shared fits: the same start
+    again = lasso_skip_start(x, y, train, TIGHT, cache)  # shared fits: the same start
     assert torch.equal(again[0], weights)
 
 
@@ -115,7 +115,7 @@ def test_configs_trained_together_keep_their_own_input_scales():
                for power, init in ((1.5, "lasso"), (0.0, "lasso"), (2.0, "zeros"))]
     together = fit_mlp_configs(x, y, plan, configs, torch.device("cpu"))
     train, _ = stopping_rows(plan, params)
-    coef = lasso_skip_start(x, y, train, params.lasso_alpha)[0]
+    coef = lasso_skip_start(x, y, train, TIGHT._replace(alpha=params.lasso_alpha))[0]
     for config, result in zip(configs, together, strict=True):
         alone = fit_mlp_configs(x, y, plan, [config], torch.device("cpu"))[0]
         for got, want in zip(result.models.weights, alone.models.weights, strict=True):
@@ -135,12 +135,11 @@ def test_unconverged_lasso_is_one_line_not_a_warning(monkeypatch, capsys):
 
     import sklearn.linear_model
 
-    import pipeline.train
-
     def short(**kwargs):
-        return sklearn.linear_model.Lasso(**{**kwargs, "max_iter": 1})
+        return real(**{**kwargs, "max_iter": 1})
 
-    monkeypatch.setattr(pipeline.train, "Lasso", short)
+    real = sklearn.linear_model.Lasso
+    monkeypatch.setattr(sklearn.linear_model, "Lasso", short)
     x, y = synthetic_regression(N_ROWS, 6)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a ConvergenceWarning escaping would fail the test
@@ -150,18 +149,17 @@ def test_unconverged_lasso_is_one_line_not_a_warning(monkeypatch, capsys):
     assert err.count("\n") == 1 and "stopped at its iteration limit" in err
 
 
-@pytest.mark.parametrize("vary", ["lr_dropout", "schedules"])
-def test_a_configs_result_is_bit_identical_alone_and_inside_any_batch(ames_sample, vary):
+def test_a_configs_result_is_bit_identical_alone_and_inside_any_batch(ames_sample):
     """The default training (200 epochs, early stopping on a holdout, Lasso warm start), one
     config alone and as the 3rd of a 4-config grid: the same bits, so a sweep's score for a
-    config is the score dvc repro gives for it. Also when the others' lr and regularisers follow
-    schedules (which rewrites every model's settings each epoch) and it does not."""
+    config is the score dvc repro gives for it."""
     import dataclasses
 
     import torch
 
+    from pipeline.folds import plan_folds
+    from pipeline.mlp import fit_mlp_configs
     from pipeline.preprocess import preprocess
-    from pipeline.train import fit_mlp_configs, plan_folds
     from pipeline.trainer import make_deterministic
 
     params = repo_params(device="cpu")
@@ -169,11 +167,8 @@ def test_a_configs_result_is_bit_identical_alone_and_inside_any_batch(ames_sampl
     data = preprocess(train_frame, test_frame, params.preprocess)
     x, y, outlier = data["x_train"], data["y_train"], data["outlier"]
     make_deterministic()
-    grid = ([dataclasses.replace(params.train, dropout=d, lr=lr)
-             for d in (0.3, 0.56) for lr in (0.00078, 0.002)] if vary == "lr_dropout" else
-            [dataclasses.replace(params.train, lr_schedule=lr, reg_schedule=reg, max_epochs=e)
-             for lr, reg, e in (("cosine", "flat_cos", 60), ("cosine", "constant", 100),
-                                ("constant", "constant", 200), ("constant", "flat_cos", 80))])
+    grid = [dataclasses.replace(params.train, dropout=d, lr=lr)
+            for d in (0.3, 0.56) for lr in (0.00078, 0.002)]
     target = grid[2]
     plan = plan_folds(len(y), outlier, target)
     alone = fit_mlp_configs(x, y, plan, [target], torch.device("cpu"))[0]

@@ -20,16 +20,7 @@ def make_case(n_rows=90, n_features=5):
     return torch.tensor(x), torch.tensor(y)
 
 
-PERIODIC = {"periodic": 3, "periodic_dim": 4, "periodic_sigma": 0.5}
 SCALES = [[0.0, 2.0, 0.5, 1.5, 1.0], [1.0] * 5, [3.0, 0.0, 0.0, 1.0, 1.0]]
-
-
-def make_mixed_case():
-    """Numeric columns, a 0/1 flag and a constant: the periodic embedding takes only the first."""
-    x, y = make_case()
-    x[:, 1] = (x[:, 1] > 0).float()
-    x[:, 3] = 0.0
-    return x, y
 
 
 CASES = [
@@ -42,59 +33,38 @@ CASES = [
      {}),
     ("adamw", (8,), [(0.01, 0.05, 1e-3, 0.3), (0.003, 0.0, 0.0, 0.0), (0.02, 0.5, 1e-4, 0.1)], 4,
      True, {}),
-    ("adamw", (8, 6), [(0.01, 0.05, 1e-3, 0.3), (0.003, 0.0, 0.0, 0.0), (0.02, 0.5, 1e-4, 0.1)], 3,
-     True, {"tabm_k": 4}),
     ("sgd", (), [(0.05, 0.01, 0.0, 0.0), (0.02, 0.0, 1e-3, 0.0), (0.1, 0.001, 0.0, 0.0)], 2, True,
-     {"tabm_k": 3}),
-    ("adam", (12,), [(0.005, 0.01, 0.0, 0.2), (0.01, 0.0, 5e-4, 0.3), (0.002, 0.1, 0.0, 0.0)], 3,
-     True, {"input_scale": True}),
-    ("adamw", (8,), [(0.01, 0.05, 1e-3, 0.3), (0.003, 0.0, 0.0, 0.0), (0.02, 0.5, 1e-4, 0.1)], 3,
-     True, PERIODIC),
-    ("sgd", (6,), [(0.05, 0.01, 0.0, 0.0), (0.02, 0.0, 1e-3, 0.2), (0.1, 0.001, 0.0, 0.0)], 2,
-     False, {**PERIODIC, "tabm_k": 3}),
-    # per-model schedules (lr, then dropout and weight decay), not architecture options
-    ("adamw", (8,), [(0.01, 0.05, 1e-3, 0.3), (0.003, 0.1, 0.0, 0.2), (0.02, 0.5, 1e-4, 0.4)], 0,
-     True, {"schedules": [("cosine", "flat_cos"), ("constant", "flat_cos"), ("cosine", "constant")]}),
-    ("adam", (12,), [(0.005, 0.01, 0.0, 0.2), (0.01, 0.05, 5e-4, 0.3), (0.002, 0.1, 0.0, 0.0)], 3,
-     False, {"schedules": [("cosine", "flat_cos")] * 3}),
-    # per-model Huber thresholds (log price; 0 = squared error), also with TabM members
+     {}),
+    # per-model Huber thresholds (log price; 0 = squared error)
     ("adamw", (8,), [(0.01, 0.05, 1e-3, 0.3), (0.003, 0.0, 0.0, 0.0), (0.02, 0.5, 1e-4, 0.1)], 3,
      True, {"huber": [0.05, 0.0, 0.3]}),
     ("adam", (6,), [(0.005, 0.01, 0.0, 0.2), (0.01, 0.05, 5e-4, 0.3), (0.002, 0.1, 0.0, 0.0)], 2,
-     True, {"huber": [0.1, 0.02, 0.0], "tabm_k": 3}),
+     False, {"huber": [0.1, 0.02, 0.0]}),
     # fixed per-model input scales of the hidden layers (train.lasso_input_power): a column
-    # left out, uneven scales, ones (the model without them); also with TabM members and the
-    # learned input scale
+    # left out, uneven scales, ones (the model without them)
     ("adamw", (8,), [(0.01, 0.05, 1e-3, 0.3), (0.003, 0.0, 0.0, 0.0), (0.02, 0.5, 1e-4, 0.1)], 3,
      True, {"feature_scale": SCALES}),
     ("adam", (6, 4), [(0.005, 0.01, 0.0, 0.2), (0.01, 0.05, 5e-4, 0.3), (0.002, 0.1, 0.0, 0.0)], 2,
-     True, {"feature_scale": SCALES, "tabm_k": 3}),
-    ("adam", (12,), [(0.005, 0.01, 0.0, 0.2), (0.01, 0.0, 5e-4, 0.3), (0.002, 0.1, 0.0, 0.0)], 3,
-     False, {"feature_scale": SCALES, "input_scale": True}),
-    ("adamw", (8,), [(0.01, 0.05, 1e-3, 0.3), (0.003, 0.0, 0.0, 0.0), (0.02, 0.5, 1e-4, 0.1)], 3,
-     True, {"feature_scale": SCALES, **PERIODIC}),
+     True, {"feature_scale": SCALES, "huber": [0.1, 0.0, 0.05]}),
 ]
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(("optimizer", "hidden", "settings", "patience", "skip", "options"), CASES)
 def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip, options, device):
-    x, y = make_mixed_case() if options.get("periodic") else make_case()
+    x, y = make_case()
     train_mask, val_mask = fold_masks(len(y), 3)
     # Model i trains on fold i % 3 with its own hyperparameters and seed; the last row of one
     # fold is dropped so the models have different numbers of training rows.
     train_mask[1, 0] = False
     seeds = [11, 22, 33]
-    options = dict(options)
-    schedules = options.pop("schedules", [("constant", "constant")] * 3)
-    huber = options.pop("huber", [0.0] * 3)
-    scales = options.pop("feature_scale", None)
-    arch = Architecture(hidden, "relu", optimizer, batch_size=16, linear_skip=skip, **options)
+    huber = options.get("huber", [0.0] * 3)
+    scales = options.get("feature_scale")
+    arch = Architecture(hidden, "relu", optimizer, batch_size=16, linear_skip=skip)
     per_model = PerModel(seeds=seeds, lr=[s[0] for s in settings],
                          weight_decay=[s[1] for s in settings], l1=[s[2] for s in settings],
                          dropout=[s[3] for s in settings], max_epochs=[12, 9, 12],
-                         patience=[patience] * 3, lr_schedule=[s[0] for s in schedules],
-                         reg_schedule=[s[1] for s in schedules], huber_delta=huber)
+                         patience=[patience] * 3, huber_delta=huber)
     on = device.split("+")[0]
     result = train_batched(x.to(on), y.to(on), train_mask, val_mask, arch, per_model,
                            compile_kernels=device.endswith("+compile"),
@@ -105,8 +75,8 @@ def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip,
             x, y, train_mask[m], val_mask[m], seed=seeds[m], hidden=hidden, activation="relu",
             optimizer=optimizer, batch_size=16, lr=lr, weight_decay=wd, l1=l1, dropout=rate,
             max_epochs=per_model.max_epochs[m], patience=patience, linear_skip=skip,
-            lr_schedule=schedules[m][0], reg_schedule=schedules[m][1], huber_delta=huber[m],
-            feature_scale=None if scales is None else torch.tensor(scales[m]), **options)
+            huber_delta=huber[m],
+            feature_scale=None if scales is None else torch.tensor(scales[m]))
         assert int(result.best_epoch[m]) == ref_best
         assert int(result.epochs_run[m]) == len(ref_hist)
         np.testing.assert_allclose(result.val_rmse[:len(ref_hist), m].numpy(), ref_hist,
@@ -115,17 +85,9 @@ def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip,
         assert len(result.models.weights) == len(ref_w) == len(hidden) + 1 + skip
         for got, want in zip(result.models.weights, ref_w, strict=True):
             torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
-        adapters = [] if result.models.adapters is None else [result.models.adapters]
-        assert len(adapters) == bool(options.get("tabm_k") or options.get("input_scale"))
         if scales is not None:
             assert result.models.feature_scale[m].tolist() == scales[m]
-        periodic = result.models.periodic
-        assert (periodic is None) == (not options.get("periodic"))
-        if periodic is not None:
-            assert periodic.columns.tolist() == [0, 2, 4]
-            adapters += [periodic.frequencies, periodic.weight.unflatten(2, (-1, 4)),
-                         periodic.bias]
-        for got, want in zip([*result.models.biases, *adapters], ref_b, strict=True):
+        for got, want in zip(result.models.biases, ref_b, strict=True):
             torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
 
 
@@ -346,38 +308,30 @@ def test_skip_start_is_where_the_linear_path_begins():
                       PerModel.repeat([1, 2, 3], **settings), skip_start=(start_w, start_b))
 
 
-@pytest.mark.parametrize("options", [{"tabm_k": 3}, {"input_scale": True}, PERIODIC,
-                                     {"lr_schedule": "cosine", "reg_schedule": "flat_cos"},
-                                     {"huber_delta": 0.1}, {"feature_scale": SCALES}])
-def test_member_options_are_deterministic_batch_independent_and_finite(options):
-    """TabM members, the input scale, periodic embeddings, the schedules, the Huber loss and fixed
-    input scales on the CPU: the same weights run to run, the same weights whichever other models
-    share the batch, a constant input column and rows far outside the training range give
-    finite predictions."""
+@pytest.mark.parametrize("options", [{"huber_delta": 0.1}, {"feature_scale": SCALES}])
+def test_model_options_are_deterministic_batch_independent_and_finite(options):
+    """The Huber loss and fixed input scales on the CPU: the same weights run to run, the same
+    weights whichever other models share the batch, a constant input column and rows far outside
+    the training range give finite predictions."""
     x, y = make_case()
     x[:, 2] = 0.0  # a constant column (what standardising a constant gives)
     train_mask, val_mask = fold_masks(len(y), 3)
     options = dict(options)
     scales = options.pop("feature_scale", None)
     scales = None if scales is None else torch.tensor(scales)
-    scalars = {k: options[k] for k in ("lr_schedule", "reg_schedule", "huber_delta")
-               if k in options}
-    arch = Architecture((12,), "relu", "adamw", batch_size=16, linear_skip=True,
-                        **{k: v for k, v in options.items() if k not in scalars})
+    arch = Architecture((12,), "relu", "adamw", batch_size=16, linear_skip=True)
     settings = dict(lr=0.01, weight_decay=0.01, l1=1e-4, dropout=0.3, max_epochs=15, patience=4,
-                    l1_skip=1e-3, **scalars)
+                    l1_skip=1e-3, **options)
     runs = [train_batched(x, y, train_mask, val_mask, arch, PerModel.repeat([5, 6, 7], **settings),
                           feature_scale=scales)
             for _ in range(2)]
     pair = train_batched(x, y, train_mask[1:], val_mask[1:], arch,
                          PerModel.repeat([6, 7], **settings),
                          feature_scale=None if scales is None else scales[1:])
-    first, second, alone = ([*r.models.weights, *r.models.biases, r.models.adapters,
-                             *(r.models.periodic.tensors if r.models.periodic else [])]
-                            for r in (*runs, pair))
+    first, second, alone = ([*r.models.weights, *r.models.biases] for r in (*runs, pair))
     for a, b, c in zip(first, second, alone, strict=True):
-        assert torch.equal(a, b) if a is not None else a is b is None
-        assert torch.equal(a[1:], c) if a is not None else c is None
+        assert torch.equal(a, b)
+        assert torch.equal(a[1:], c)
     far = runs[0].models.predict_log_price(x * 100)
     assert torch.isfinite(far).all() and far.shape == (3, len(y))
     if scales is not None:

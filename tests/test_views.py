@@ -109,10 +109,9 @@ def test_each_model_is_the_model_trained_on_its_own_view_alone(optimizer, skip, 
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("options", [{}, {"tabm_k": 3}, {"input_scale": True},
-                                     {"feature_scale": True}])
+@pytest.mark.parametrize("options", [{}, {"feature_scale": True}])
 def test_views_are_deterministic_batch_independent_and_finite(options, device):
-    """With views (and TabM members, the input scale or fixed input scales): the same weights
+    """With views (and fixed input scales): the same weights
     run to run and whichever other models share the batch; a constant column and rows far
     outside the training range give finite predictions."""
     options = dict(options)
@@ -126,7 +125,7 @@ def test_views_are_deterministic_batch_independent_and_finite(options, device):
     x, y = torch.tensor(views.x, device=on), torch.tensor(y, device=on)
     fold = np.arange(90) % 3
     train_mask = torch.tensor(np.stack([fold != k for k in range(3)]))
-    arch = Architecture((12,), "relu", "adamw", batch_size=16, linear_skip=True, **options)
+    arch = Architecture((12,), "relu", "adamw", batch_size=16, linear_skip=True)
     settings = dict(lr=0.01, weight_decay=0.01, l1=1e-4, dropout=0.3, max_epochs=15, patience=4,
                     huber_delta=0.1)
 
@@ -147,19 +146,9 @@ def test_views_are_deterministic_batch_independent_and_finite(options, device):
         first.models.predict_log_price(x[0].cpu())
 
 
-def test_periodic_embeddings_with_views_are_a_clear_error():
-    views, y = two_views()
-    arch = Architecture((4,), "relu", "adamw", 16, periodic=2)
-    per_model = dataclasses.replace(PerModel.repeat([1], lr=0.01, weight_decay=0.0, l1=0.0,
-                                                    dropout=0.0, max_epochs=2, patience=0), view=[0])
-    with pytest.raises(PipelineError, match="train.periodic does not combine"):
-        train_batched(torch.tensor(views.x), torch.tensor(y), torch.ones(1, 90, dtype=torch.bool),
-                      torch.ones(1, 90, dtype=torch.bool), arch, per_model,
-                      view_widths=views.widths)
-
-
 def test_preprocess_writes_every_view_and_the_first_is_what_members_see(ames_sample, tmp_path):
-    from pipeline.preprocess import load_test, load_train, mlp_inputs, preprocess, save
+    from pipeline.data import load_test, load_train, mlp_inputs
+    from pipeline.preprocess import preprocess, save
 
     params = with_views(repo_params(), KINKS_ROBUST)
     result = preprocess(*ames_sample, params.preprocess)
@@ -184,8 +173,9 @@ def test_train_and_predict_with_views_end_to_end(ames_sample, tmp_path):
 
     import pandas as pd
 
+    from pipeline.data import load_train, mlp_inputs
     from pipeline.predict import predict
-    from pipeline.preprocess import load_train, mlp_inputs, preprocess, save
+    from pipeline.preprocess import preprocess, save
     from pipeline.stacked_mlp import listed_model_paths, load_models
     from pipeline.train import train
 
@@ -224,10 +214,3 @@ def test_train_and_predict_with_views_end_to_end(ames_sample, tmp_path):
     assert np.isfinite(prices).all() and (prices > low / 3).all() and (prices < high * 3).all()
     importance = pd.read_csv(tmp_path / "a" / "importance.csv")
     assert "GrLivArea" in set(importance["feature"]) and importance["feature"].is_unique
-
-
-def test_periodic_with_views_stops_at_the_params_check():
-    with pytest.raises(PipelineError, match=r"train\.periodic does not combine with "
-                                            r"preprocess\.mlp_views"):
-        repo_params(periodic=4)
-    assert repo_params(preprocess={"mlp_views": []}, periodic=4).train.periodic == 4

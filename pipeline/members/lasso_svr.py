@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.lasso_fit import LassoSettings, fit_lasso
 from pipeline.members import COUNT, Setting
 
 SETTINGS = {"C": Setting(), "epsilon": Setting(low_open=False), "gamma": Setting(),
@@ -28,12 +29,11 @@ class LassoScaledSVR:
         self.settings = dict(settings)
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> LassoScaledSVR:
-        from sklearn.linear_model import Lasso
         from sklearn.svm import SVR
 
         s = self.settings
-        coef = np.abs(Lasso(alpha=s["lasso_alpha"], max_iter=s["lasso_max_iter"],
-                            tol=s["lasso_tol"]).fit(x, y).coef_)
+        lasso = LassoSettings(s["lasso_alpha"], s["lasso_max_iter"], s["lasso_tol"])
+        coef = np.abs(fit_lasso(x, y, lasso, "member lasso_svr").coef_)
         kept = coef > 0
         if not kept.any():
             raise PipelineError(f"member lasso_svr: the Lasso (lasso_alpha {s['lasso_alpha']}) "

@@ -1,0 +1,91 @@
+"""Blend members' predictions: a family fitted on the train stage's fold plan, and the file
+each member stage writes and the blend stage reads (members/NAME/predictions.npz)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.atomic import atomic_path
+from pipeline.errors import PipelineError
+from pipeline.folds import FoldPlan, plan_folds
+from pipeline.inputs import read_npz
+from pipeline.params import Params, TrainParams
+
+
+def member_plan(n_rows: int, outlier: np.ndarray, params: Params) -> FoldPlan:
+    """The train stage's folds, one model per fold (a member's own seed is in its settings)."""
+    return plan_folds(n_rows, outlier, dataclasses.replace(params.train, n_seeds=1))
+
+
+def cross_fit(make_model, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, plan: FoldPlan
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(out-of-fold log prices [N], test log prices [N_test], the mean of the fold models)."""
+    oof = np.full(len(y), np.nan)
+    test = np.zeros(len(x_test))
+    for fold, train_rows in enumerate(plan.train_mask):
+        held = plan.fold_of_row == fold
+        model = make_model().fit(x[train_rows], y[train_rows])
+        oof[held] = model.predict(x[held])
+        test += model.predict(x_test) / len(plan.train_mask)
+    return oof, test
+
+
+def plan_signature(train: TrainParams) -> np.ndarray:
+    """The settings that fix the fold plan: members are blended only if theirs agree."""
+    return np.array([train.folds, train.fold_seed, int(train.exclude_outliers)])
+
+
+def save_predictions(path: str | os.PathLike, oof: np.ndarray, test: np.ndarray,
+                     id_train: np.ndarray, id_test: np.ndarray, fold_of_row: np.ndarray,
+                     train: TrainParams) -> None:
+    """What the blend stage needs, with what it checks members against (Ids, fold plan)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, oof=oof, test=test, id_train=id_train, id_test=id_test,
+                 fold_of_row=fold_of_row, plan=plan_signature(train))
+
+
+# A member's log prices must lie within this many log units of the training prices' range
+# (e**3 = 20x): anything further out is a broken member, not a prediction.
+LOG_PRICE_MARGIN = 3.0
+NUMBERS, INTEGERS = "fiu", "iu"  # numpy dtype kinds
+ARRAYS = {"oof": NUMBERS, "test": NUMBERS, "id_train": INTEGERS, "id_test": INTEGERS,
+          "fold_of_row": INTEGERS, "plan": INTEGERS}
+
+
+def load_member(name: str, members_dir: Path, mlp_path: Path) -> dict:
+    path = mlp_path if name == "mlp" else members_dir / name / "predictions.npz"
+    data = read_npz(path, f"member {name} has no predictions; run dvc repro")
+    for key, kinds in ARRAYS.items():
+        if key not in data:
+            raise PipelineError(f"member {name}: {path} has no '{key}' array; re-run its stage "
+                                "(dvc repro)")
+        if data[key].ndim != 1 or data[key].dtype.kind not in kinds:
+            raise PipelineError(f"member {name}: '{key}' in {path} is not a 1-D array of "
+                                f"{'numbers' if kinds == NUMBERS else 'integers'}; re-run its stage")
+    for preds, ids in (("oof", "id_train"), ("fold_of_row", "id_train"), ("test", "id_test")):
+        if len(data[preds]) != len(data[ids]):
+            raise PipelineError(f"member {name}: {path} has {len(data[preds])} '{preds}' values "
+                                f"for {len(data[ids])} houses; re-run its stage (dvc repro)")
+    for key in ("oof", "test"):
+        if not np.isfinite(data[key]).all():
+            raise PipelineError(f"member {name}: non-finite {key} predictions in {path}; re-run "
+                                "its stage or drop it from ensemble.members")
+    return data
+
+
+def check_price_range(members: dict[str, dict], target: np.ndarray) -> None:
+    """Every member's log prices within a sane distance of the training prices' range."""
+    low, high = target.min() - LOG_PRICE_MARGIN, target.max() + LOG_PRICE_MARGIN
+    for name, data in members.items():
+        for key in ("oof", "test"):
+            values = data[key]
+            if values.min() < low or values.max() > high:
+                bad = values.min() if values.min() < low else values.max()
+                raise PipelineError(
+                    f"member {name}: a {key} prediction of {bad:.4g} (log price) is far outside "
+                    f"the training prices' {target.min():.2f}-{target.max():.2f}; re-run its "
+                    "stage or drop it from ensemble.members")

@@ -1,0 +1,108 @@
+"""dvc.yaml's deps are the code each stage runs: every pipeline module a stage's command imports,
+directly or through others, is listed, and nothing else, so editing any of them re-runs exactly
+the stages that run it (and `dvc repro` never says "up to date" over stale outputs).
+
+Imports are read from the source (top-level and inside functions). The families' modules are
+loaded by name rather than imported: a member stage runs its own family's module (`pipeline/
+members/${item}.py`, and what any family's module imports), and the parameter check reads every
+family's SETTINGS, so check_params lists them all. Other stages read those SETTINGS only to
+validate params.yaml, which check_params, the first stage, has already done; a family's module
+is not theirs to depend on.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from pipeline.members import FAMILIES
+
+
+def module_path(name: str) -> Path:
+    path = ROOT / (name.replace(".", "/") + ".py")
+    return path if path.is_file() else ROOT / name.replace(".", "/") / "__init__.py"
+
+
+def imported_modules(path: Path) -> set[str]:
+    """pipeline.* modules `path` imports anywhere in its source."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pipeline"):
+            found.add(node.module)
+            for alias in node.names:  # `from pipeline import compare` imports a module
+                if module_path(f"{node.module}.{alias.name}").is_file():
+                    found.add(f"{node.module}.{alias.name}")
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("pipeline")}
+    return found
+
+
+def closure(module: str) -> set[str]:
+    """The module and every pipeline module it imports, transitively, as repository paths."""
+    seen, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parent = name.rsplit(".", 1)[0]
+        if parent != name and parent != "pipeline":
+            todo.append(parent)  # importing pipeline.members.x runs pipeline/members/__init__.py
+        todo += sorted(imported_modules(module_path(name)))
+    seen.discard("pipeline")  # pipeline/__init__.py: a docstring
+    return {str(module_path(n).relative_to(ROOT)) for n in seen if module_path(n).is_file()}
+
+
+def stage_code(name: str, stage: dict) -> tuple[set[str], set[str]]:
+    """(the modules the stage's command runs, the pipeline modules its deps list)."""
+    module = stage["cmd"].split("python -m ", 1)[1].split()[0]
+    expected = closure(module)
+    if name in ("member", "check_params"):
+        for family in FAMILIES:  # what each family's module imports
+            expected |= closure(f"pipeline.members.{family}") - {f"pipeline/members/{family}.py"}
+    if name == "member":
+        expected.add("pipeline/members/${item}.py")
+    if name == "check_params":
+        expected |= {f"pipeline/members/{f}.py" for f in FAMILIES}
+    listed = {d for d in stage["deps"] if d.startswith("pipeline/")}
+    return expected, listed
+
+
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_each_stage_depends_on_exactly_the_code_it_runs(name):
+    stage = STAGES[name].get("do", STAGES[name])
+    expected, listed = stage_code(name, stage)
+    assert not expected - listed, f"dvc.yaml stage {name} misses deps {sorted(expected - listed)}"
+    assert not listed - expected, f"dvc.yaml stage {name} lists deps it does not run: " \
+                                  f"{sorted(listed - expected)}"
+
+
+def test_no_module_imports_a_stage_and_there_are_no_cycles():
+    """Stages are leaves: library modules never import one (so a stage's edit re-runs only
+    itself), and the import graph has no cycle."""
+    stages = {s["cmd"].split("python -m ", 1)[1].split()[0]
+              for s in (v.get("do", v) for v in STAGES.values())}
+    modules = {str(p.relative_to(ROOT))[:-3].replace("/", ".").removesuffix(".__init__")
+               for p in (ROOT / "pipeline").rglob("*.py")}
+    graph = {m: imported_modules(module_path(m)) & modules for m in modules}
+    for module, imports in graph.items():
+        assert not (imports & stages) - {module}, f"{module} imports stage(s) {imports & stages}"
+    state: dict[str, int] = {}
+
+    def visit(module, path):
+        if state.get(module) == 1:
+            raise AssertionError(f"import cycle: {' -> '.join([*path, module])}")
+        if state.get(module) == 2:
+            return
+        state[module] = 1
+        for dep in sorted(graph[module] - {"pipeline"}):
+            visit(dep, [*path, module])
+        state[module] = 2
+
+    for module in sorted(modules):
+        visit(module, [])
