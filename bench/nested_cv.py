@@ -2,7 +2,8 @@
 again inside every outer training part, and the outer folds score what was chosen.
 
     python bench/nested_cv.py run --out DIR [--fold-seeds 1000 ... 1004] [--mlp-configs 24]
-                                  [--parts mlp lasso lgbm svr lasso_svr] [--workers 8] [--quick]
+                                  [--parts mlp lasso lgbm lasso_svr krr enet gboost]
+                                  [--workers 8] [--quick]
     python bench/nested_cv.py report DIR [--stacked DIR]
 
 `run`: outer K-fold (the train stage's own KFold, on fold seeds no search has used) over the
@@ -57,6 +58,9 @@ GRIDS = {
 QUICK_GRIDS = {"lasso": {"alpha": [0.0005, 0.001]}, "lgbm": {"num_leaves": [8]},
                "svr": {"C": [50.0]}, "lasso_svr": {"power": [2.0]}}
 WITH_OUTLIERS = "+outliers"  # suffix of a candidate trained with the outlier rows kept
+# The "Stacked Regressions" recipe's own families, as candidate members on that recipe's
+# preprocessing (bench/stacked_regressions.py) with its published settings.
+RECIPE_FAMILIES = ("krr", "enet", "gboost")
 
 
 # --- run -----------------------------------------------------------------------------------------
@@ -127,11 +131,36 @@ def save_part(out: Path, seed: int, fold: int, part: str, preds: dict, data: dic
     os.replace(tmp, out / f"s{seed}_f{fold}_{part}.npz")
 
 
+def run_recipe_family(name: str, seed: int, fold: int, out: str) -> str:
+    """One of the stacked recipe's families on one outer fold, fitted on the member plan (the
+    outlier rows out, as the recipe drops them) on the recipe's features of the outer training
+    part and fold (fitted on both parts' features, as the recipe does; no outer price)."""
+    from sklearn.base import clone
+    from stacked_regressions import base_models, recipe_features
+
+    from pipeline.predictions import cross_fit, member_plan
+
+    params = load_params(ROOT / "params.yaml")
+    train, _ = competition_frames()
+    data = outer_data(seed, fold)
+    held = np.zeros(len(train), dtype=bool)
+    held[data["outer_rows"]] = True
+    x, x_outer = recipe_features(train[~held].reset_index(drop=True),
+                                 train[held].drop(columns=["SalePrice"]).reset_index(drop=True))
+    plan = member_plan(len(data["y_train"]), data["outlier"], params)
+    model = base_models(seed)[name]
+    preds = {"default": cross_fit(lambda: clone(model), x, data["y_train"], x_outer, plan)}
+    save_part(Path(out), seed, fold, name, preds, data, plan)
+    return f"s{seed}_f{fold}_{name}"
+
+
 def run_family(name: str, seed: int, fold: int, out: str, quick: bool, defaults_only: bool = False
                ) -> str:
     """Every candidate of one family on one outer fold: (inner out-of-fold, outer) predictions."""
     from pipeline.predictions import cross_fit, member_plan
 
+    if name in RECIPE_FAMILIES:
+        return run_recipe_family(name, seed, fold, out)
     params = load_params(ROOT / "params.yaml")
     data = outer_data(seed, fold)
     x, y = data["x_train"].astype(np.float64), data["y_train"]
@@ -462,7 +491,7 @@ def main() -> None:
     run.add_argument("--out", required=True)
     run.add_argument("--fold-seeds", type=int, nargs="+", default=FRESH_SEEDS)
     run.add_argument("--parts", nargs="+", default=["mlp", *FAMILIES],
-                     choices=["mlp", *FAMILIES])
+                     choices=["mlp", *FAMILIES, *RECIPE_FAMILIES])
     run.add_argument("--mlp-configs", type=int, default=24,
                      help="random configs around the MLP's default (plus the default)")
     run.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))

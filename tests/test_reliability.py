@@ -203,7 +203,7 @@ def test_disk_full_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch, cap
 ])
 def test_malformed_sweep_ranges_are_one_line(tmp_path, choice, message):
     path = tmp_path / "space.yaml"
-    path.write_text(json.dumps({"method": "random", "samples": 2, "space": {"dropout": choice}}))
+    path.write_text(json.dumps({"sampler": "random", "trials": 2, "space": {"dropout": choice}}))
     with pytest.raises(PipelineError, match=message):
         _load_space(path)
 
