@@ -20,9 +20,9 @@ from pipeline.errors import PipelineError
 PG_BIN = next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)), None)
 if PG_BIN is None and shutil.which("initdb"):
     PG_BIN = os.path.dirname(shutil.which("initdb"))
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     PG_BIN is None, reason="no PostgreSQL server installed (apt-get install postgresql; .ci/run "
-                           "installs it)")
+                           "installs it)")]
 
 
 class Server:

@@ -68,6 +68,7 @@ def storage_url(tmp_path, kind):
             else f"journal://{tmp_path / 'study.log'}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sampler", "kind"), [("random", "sqlite"), ("grid", "sqlite"),
                                                ("random", "journal")])
 def test_two_workers_share_a_study_without_losing_or_repeating_a_trial(workspace, sampler, kind):
@@ -95,6 +96,7 @@ def test_two_workers_share_a_study_without_losing_or_repeating_a_trial(workspace
     assert len(states.get(TrialState.WAITING, [])) == 0  # nothing queued twice is left over
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_a_killed_worker_is_resumed_and_the_study_completes(workspace, kind):
     _, tmp_path = workspace
@@ -150,6 +152,7 @@ def test_a_study_created_with_another_space_is_refused_and_left_as_it_is(workspa
     assert len(trials_by_state(storage)[TrialState.COMPLETE]) == 2
 
 
+@pytest.mark.slow
 def test_the_cli_resumes_from_its_default_database(workspace):
     _, tmp_path = workspace
     space = write_space(tmp_path, trials=3, batch=3)
@@ -284,6 +287,7 @@ def test_a_bad_value_in_a_space_file_names_the_space_file(workspace):
         sweep.run_sweep(params, spec, tmp_path / "processed", None, "x", space_path=path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_worker_gives_its_batch_back_and_every_config_is_scored_once(workspace, how):
     """Ctrl-C (or SIGTERM) mid-batch: the running trials are failed and queued again before the
