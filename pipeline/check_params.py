@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     from pipeline.atomic import write_text
     from pipeline.cli_support import add_params_option, run_cli, stage_parser
 
-    parser = stage_parser("check-params", main.__doc__)
+    parser = stage_parser("check-params", __doc__)
     add_params_option(parser)
     parser.add_argument("--stamp", help="file to write once valid (the stage's output; its "
                                         "content never changes, so no later stage re-runs for it)")

@@ -52,7 +52,12 @@ def stage_parser(command: str, doc: str | None) -> argparse.ArgumentParser:
     docstring as description, defaults shown beside each option's help."""
 
     class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-        pass
+        def _get_help_string(self, action):
+            """The default beside the help, unless the help names it or there is none to show."""
+            text = action.help or ""
+            if "(default:" in text or action.default in (None, False, argparse.SUPPRESS):
+                return text
+            return super()._get_help_string(action)
 
     return argparse.ArgumentParser(prog=f"house-prices {command}", description=doc,
                                    formatter_class=Formatter)

@@ -1,4 +1,6 @@
-"""Stage 4: ensemble the fold models on the test set and write a validated submission.csv."""
+"""Stage 4: the MLP's test prediction, the mean of its fold models, saved with its out-of-fold
+predictions as the blend's `mlp` member (--member); --out also writes it alone as a validated
+submission file (the blend stage writes submission.csv)."""
 
 from __future__ import annotations
 

@@ -289,9 +289,9 @@ def test_experiments_table_joins_scores_and_shows_changed_params():
     assert rows["lucid-fawn"]["public_score"] == "pending" and rows["lucid-fawn"]["cv_rmse"] == 0.118
     assert rows["workspace"]["public_score"] == ""
     lines = table(list(rows.values())).splitlines()
-    assert "CV no outliers" in lines[0]
-    # best CV without outliers first; only train.lr differs, so only it is shown
-    assert lines[2].startswith("| lucid-fawn | def4567 | 0.10800 | 0.11800 |")
+    assert "CV all rows | CV no outliers" in lines[0]
+    # best CV on all rows first; only train.lr differs, so only it is shown
+    assert lines[2].startswith("| lucid-fawn | def4567 | 0.11800 | 0.10800 |")
     assert "train.lr=0.003" in lines[2] and "folds" not in lines[2]
 
 
