@@ -96,6 +96,38 @@ def check_same_plan(members: dict[str, dict], params: Params) -> None:
                                     "re-run the pipeline (dvc repro)")
 
 
+# The charts a competitor decides a blend by (metrics/, `dvc plots show`): errors by price band
+# (quintiles of the actual price) and each pair of members' out-of-fold residuals side by side.
+PRICE_BANDS = 5
+
+
+def write_diagnostics(out_dir: Path, oofs: dict[str, np.ndarray], target: np.ndarray,
+                      outlier: np.ndarray) -> None:
+    """blend_bands.csv: each model's out-of-fold log-RMSE per price band; member_residuals.csv:
+    every pair of members' residuals on the same houses (outlier rows left out of both)."""
+    import itertools
+
+    keep = ~outlier
+    price = pd.Series(np.exp(target[keep]))
+    bands = pd.qcut(price, PRICE_BANDS)
+    labels = {b: f"{i + 1}: ${b.left / 1000:,.0f}k-{b.right / 1000:,.0f}k"
+              for i, b in enumerate(bands.cat.categories)}
+    rows = [{"price_band": labels[band], "model": name,
+             "log_rmse": float(np.sqrt(np.mean((oof[keep][mask] - target[keep][mask]) ** 2)))}
+            for name, oof in oofs.items()
+            for band in bands.cat.categories for mask in [(bands == band).to_numpy()]]
+    with atomic_path(out_dir / "blend_bands.csv") as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
+    members = [n for n in oofs if n != "blend"]
+    pairs = [pd.DataFrame({"pair": f"{a} vs {b}", "residual_first": oofs[a][keep] - target[keep],
+                           "residual_second": oofs[b][keep] - target[keep]})
+             for a, b in itertools.combinations(members, 2)]
+    with atomic_path(out_dir / "member_residuals.csv") as tmp:
+        (pd.concat(pairs) if pairs else pd.DataFrame(columns=["pair", "residual_first",
+                                                              "residual_second"])
+         ).to_csv(tmp, index=False, float_format="%.5f", lineterminator="\n")
+
+
 def blend(params: Params, members_dir="members", mlp_predictions="members/mlp/predictions.npz",
           data_dir="data/processed", out="submission.csv", metrics_path="metrics/blend.json",
           table_path="metrics/blend_members.csv") -> dict:
@@ -137,6 +169,8 @@ def blend(params: Params, members_dir="members", mlp_predictions="members/mlp/pr
     path = write_submission(out, first["id_test"], prices)
     with atomic_path(table_path) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
+    write_diagnostics(Path(table_path).parent, {**{n: m["oof"] for n, m in members.items()},
+                                               "blend": oof}, target, outlier)
     write_json(metrics_path, metrics)
     weights = ", ".join(f"{n} {w:.3f}" for n, w in metrics["weights"].items())
     print(f"blend: {len(members)} member(s) ({weights}); nested CV log-RMSE "

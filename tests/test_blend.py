@@ -119,6 +119,14 @@ def test_default_blend_writes_weights_members_and_a_valid_submission(pipeline_ru
     table = (tmp_path / "blend_members.csv").read_text().splitlines()
     assert table[0] == "model,cv_rmse,cv_rmse_no_outliers" and len(table) == len(default) + 2
     assert (tmp_path / "submission.csv").is_file()
+    import pandas as pd
+
+    bands = pd.read_csv(tmp_path / "blend_bands.csv")  # errors by price band, each model
+    assert len(bands) == blend_mod.PRICE_BANDS * (len(default) + 1)
+    assert set(bands["model"]) == default | {"blend"} and (bands["log_rmse"] > 0).all()
+    pairs = pd.read_csv(tmp_path / "member_residuals.csv")  # each pair of members' residuals
+    assert pairs["pair"].nunique() == 3 and len(pairs) == 3 * (~np.load(
+        tmp_path / "processed/train.npz")["outlier"].astype(bool)).sum()
     again = run_blend(params, tmp_path, "again.csv")
     assert again == metrics
     assert (tmp_path / "again.csv").read_bytes() == (tmp_path / "submission.csv").read_bytes()

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,9 +27,22 @@ def stage_env(cwd) -> dict:
     return {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd), "PATH": path}
 
 
-def run(cmd, cwd, **kwargs):
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=stage_env(cwd),
-                          timeout=600, **kwargs)
+def run_any(cmd, cwd, timeout=600) -> subprocess.CompletedProcess:
+    """Run a command in its own process group; past `timeout` the whole group (dvc and the stage
+    it started) is killed, so a slow machine leaves no process behind."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=stage_env(cwd), start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError(f"{cmd} ran past {timeout} s; its process group was killed") from None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def run(cmd, cwd):
+    proc = run_any(cmd, cwd)
     assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
@@ -93,7 +107,8 @@ def test_repro_writes_valid_submission_then_does_nothing(project):
                  "members/lgbm/cv.json", "members/lasso_svr/cv.json"):
         assert path in shown
     rendered = run([sys.executable, "-m", "dvc", "plots", "show", "--json"], project).stdout
-    for name in ("learning_curve_fold0", "predicted_vs_actual", "importance"):
+    for name in ("learning_curve_fold0", "predicted_vs_actual", "importance", "price_bands",
+                 "member_residuals"):
         assert name in rendered
 
     again = run([sys.executable, "-m", "dvc", "repro"], project)
@@ -154,9 +169,8 @@ def test_queued_sweep_experiment_runs(project):
 def test_bad_param_stops_before_any_output_is_removed(project):
     outputs = ["metrics/cv.json", "metrics/oof.csv", "submission.csv", "models/models.json"]
     before = {p: (project / p).read_bytes() for p in outputs}
-    proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "-S",
-                           "train.activation=swish"], cwd=project, capture_output=True, text=True,
-                          env=stage_env(project), timeout=600)
+    proc = run_any([sys.executable, "-m", "dvc", "exp", "run", "-S", "train.activation=swish"],
+                   project)
     assert proc.returncode != 0
     assert "train.activation must be one of relu, gelu, tanh, silu, got 'swish'" in proc.stderr + \
         proc.stdout
@@ -175,8 +189,7 @@ def test_a_blend_that_fails_at_run_time_leaves_the_submission(project):
     good = member.read_bytes()
     member.chmod(0o644)  # DVC's cache may have left it read-only
     member.write_bytes(good[:200])
-    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "-s", "blend"], cwd=project,
-                          capture_output=True, text=True, env=stage_env(project), timeout=600)
+    proc = run_any([sys.executable, "-m", "dvc", "repro", "-s", "blend"], project)
     assert proc.returncode != 0
     assert "error: members/lgbm/predictions.npz: not a readable .npz archive" in proc.stderr
     for path, content in before.items():

@@ -189,7 +189,8 @@ def make_experiment(project, name, metrics=None, params_edit=None):
 
 
 def test_submit_happy_path_logs_score(kaggle_env, project, capfd):
-    exp_rev = make_experiment(project, "exp-demo", metrics={"cv_rmse": 0.1111, "cv_rmse_std": 0.02})
+    exp_rev = make_experiment(project, "exp-demo", metrics={"cv_rmse": 0.1111, "cv_rmse_std": 0.02,
+                                                            "cv_rmse_no_outliers": 0.1011})
     subprocess.run(["git", "checkout", "-q", exp_rev, "--", "metrics/blend.json"], cwd=project,
                    check=True)  # as after 'dvc exp apply exp-demo'
     with FakeKaggle(b"", score="0.12001", polls_before_score=2) as fake:
@@ -204,6 +205,7 @@ def test_submit_happy_path_logs_score(kaggle_env, project, capfd):
     assert rows == [row]
     assert row["commit"] == exp_rev and row["public_score"] == "0.12001"
     assert row["submission_ref"] == "4000" and row["cv_rmse"] == "0.111100"
+    assert row["cv_rmse_no_outliers"] == "0.101100"  # both CVs, all rows first (what Kaggle scores)
     assert len(row["params_sha1"]) == 40
     out, err = capfd.readouterr()
     assert "public score 0.12001" in out

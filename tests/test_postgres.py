@@ -13,7 +13,13 @@ import time
 
 import pytest
 from optuna.trial import TrialState
-from test_study import trials_by_state, worker, workspace, write_space  # noqa: F401 (fixture)
+from test_study import (  # noqa: F401 (fixtures)
+    no_worker_left_behind,
+    trials_by_state,
+    worker,
+    workspace,
+    write_space,
+)
 
 from pipeline.errors import PipelineError
 

@@ -41,13 +41,29 @@ def write_space(tmp_path, **spec):
     return path
 
 
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_worker_left_behind():
+    """A test that fails or times out mid-study leaves no sweep worker running."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def worker(tmp_path, space, storage, *extra):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.sweep", str(space), "--params",
          str(tmp_path / "params.yaml"), "--data", str(tmp_path / "processed"), "--out",
          str(tmp_path / "out"), "--storage", storage, "--study", "shared", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    STARTED.append(proc)
+    return proc
 
 
 def trials_by_state(storage):
