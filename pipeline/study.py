@@ -14,9 +14,9 @@ lost or run twice.
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import json
+import sys
 import threading
 import time
 import warnings
@@ -249,7 +249,10 @@ def _progress(study, total: int, ran: int, started: float) -> str:
     return f"sweep: {line}"
 
 
-_print_now = functools.partial(print, flush=True)  # progress lines reach a file as they happen
+def _print_now(line: str) -> None:
+    """Progress on stderr, flushed: it reaches a log file as it happens, and stdout keeps the
+    ranked table alone."""
+    print(line, file=sys.stderr, flush=True)
 
 
 class _Interrupted(KeyboardInterrupt):

@@ -108,7 +108,7 @@ def test_a_server_that_goes_away_is_one_line_and_the_rerun_completes(workspace, 
     space = write_space(tmp_path, trials=4, batch=2)
     slow_training(tmp_path, 400)
     victim = worker(tmp_path, space, server.url)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a loaded machine starts workers slowly
     while time.monotonic() < deadline and len(
             trials_by_state(server.url).get(TrialState.RUNNING, [])) < 2:
         time.sleep(0.2)
