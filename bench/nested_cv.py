@@ -41,7 +41,7 @@ import pandas as pd
 from common import ROOT, markdown_table
 
 from pipeline import compare
-from pipeline.blend import Blender, nested_oof
+from pipeline.blend import Blender
 from pipeline.ensemble import combine_log_predictions, rmse
 from pipeline.folds import cv_metrics, plan_folds
 from pipeline.members import FAMILIES, family
@@ -283,32 +283,25 @@ def select(entry: dict, part: str, rule: str, metric: str) -> str:
     return min(names, key=lambda n: (inner_score(candidates[n][0], entry, metric), n))
 
 
-def blend_outer(entry: dict, chosen: dict[str, str], method: str) -> tuple[np.ndarray, float]:
-    """(outer log prices, inner nested-CV score) of a blend of the chosen candidates."""
+def blend_outer(entry: dict, chosen: dict[str, str], method: str) -> np.ndarray:
+    """Outer log prices of a blend of the chosen candidates, its weights (if any) fitted on the
+    inner out-of-fold rows as the blend stage fits them (`shrunk`: halfway between the fitted
+    weights and equal ones)."""
     inner = np.stack([entry["parts"][p][c][0] for p, c in chosen.items()], axis=1)
     outer = np.stack([entry["parts"][p][c][1] for p, c in chosen.items()], axis=1)
     y, fit_rows = entry["y_inner"], ~entry["outlier_inner"]
-    m = inner.shape[1]
-    if method == "equal" or m == 1:
-        weights = np.full(m, 1 / m)
-        oof = inner @ weights
-    else:
-        base = "ridge" if method == "ridge" else "weights"
-        oof, _ = nested_oof(inner, y, fit_rows, entry["fold_inner"], base, 1.0)
-        blender = Blender(base, 1.0).fit(inner[fit_rows], y[fit_rows])
-        if method == "shrunk":  # halfway between the fitted weights and equal ones
-            oof = 0.5 * oof + 0.5 * inner.mean(axis=1)
-            return 0.5 * blender.predict(outer) + 0.5 * outer.mean(axis=1), \
-                inner_score(oof, entry, "cv_rmse")
-        return blender.predict(outer), inner_score(oof, entry, "cv_rmse")
-    return outer @ weights, inner_score(oof, entry, "cv_rmse")
+    fitted = Blender("weights" if method == "shrunk" else method, 1.0).fit(inner[fit_rows],
+                                                                            y[fit_rows])
+    if method == "shrunk":
+        return 0.5 * fitted.predict(outer) + 0.5 * outer.mean(axis=1)
+    return fitted.predict(outer)
 
 
 def score_recipe(results: list[dict], members: list[str], rule: str, method: str,
                  metric: str = "cv_rmse_no_outliers", force: str | None = None,
                  force_member: tuple[str, str] | None = None) -> dict:
-    """Outer RMSE per outer fold (all rows, outliers not scored) and the inner score."""
-    all_rows, clean, inner = [], [], []
+    """Outer RMSE per outer fold, on all rows and with the outlier rows not scored."""
+    all_rows, clean = [], []
     _, outlier = competition_frames()
     for entry in results:
         if not all(p in entry["parts"] for p in members):
@@ -318,13 +311,12 @@ def score_recipe(results: list[dict], members: list[str], rule: str, method: str
                   for p in members}
         if force_member is not None:
             chosen[force_member[0]] = force_member[1]
-        pred, inner_cv = blend_outer(entry, chosen, method)
+        pred = blend_outer(entry, chosen, method)
         y, rows = entry["y_outer"], entry["outer_rows"]
         keep = ~outlier[rows]
         all_rows.append(rmse(pred, y))
         clean.append(rmse(pred[keep], y[keep]))
-        inner.append(inner_cv)
-    return {"all": np.array(all_rows), "clean": np.array(clean), "inner": np.array(inner)}
+    return {"all": np.array(all_rows), "clean": np.array(clean)}
 
 
 def verdict(change: dict, default: dict) -> str:
@@ -463,7 +455,7 @@ def command_report(args) -> None:
     if searched:
         print("\n## The searches, re-run inside each outer training part (outliers not scored)\n")
         print(optimism_table(results, searched))
-    blend_preds = [blend_outer(e, {m: "default" for m in members}, method)[0] for e in results]
+    blend_preds = [blend_outer(e, {m: "default" for m in members}, method) for e in results]
     print("\n## Edge houses: larger, newer or better than 97.5% of the training part "
           "(outliers not scored)\n")
     print(edge_table(results, [*members, *others], "default blend", blend_preds))
@@ -473,14 +465,13 @@ def stacked_scores(results: list[dict], directory: Path) -> dict:
     """The stacked recipe's outer scores on the same outer folds (its --save output)."""
     train, outlier = competition_frames()
     y = np.log(train["SalePrice"].to_numpy(dtype=np.float64))
-    out = {"all": [], "clean": [], "inner": []}
+    out = {"all": [], "clean": []}
     for entry in results:
         oof = np.load(directory / f"stacked_oof_fs{entry['seed']}.npy")
         rows = entry["outer_rows"]
         keep = ~outlier[rows]
         out["all"].append(rmse(oof[rows], y[rows]))
         out["clean"].append(rmse(oof[rows][keep], y[rows][keep]))
-        out["inner"].append(np.nan)
     return {k: np.array(v) for k, v in out.items()}
 
 

@@ -21,6 +21,7 @@ from sklearn.linear_model import Ridge
 
 from pipeline.atomic import atomic_path, write_json
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
+from pipeline.ensemble import rmse
 from pipeline.errors import PipelineError
 from pipeline.folds import cv_metrics, split_per_fold
 from pipeline.inputs import read_npz
@@ -113,7 +114,7 @@ def write_diagnostics(out_dir: Path, oofs: dict[str, np.ndarray], target: np.nda
     labels = {b: f"{i + 1}: ${b.left / 1000:,.0f}k-{b.right / 1000:,.0f}k"
               for i, b in enumerate(bands.cat.categories)}
     rows = [{"price_band": labels[band], "model": name,
-             "log_rmse": float(np.sqrt(np.mean((oof[keep][mask] - target[keep][mask]) ** 2)))}
+             "log_rmse": rmse(oof[keep][mask], target[keep][mask])}
             for name, oof in oofs.items()
             for band in bands.cat.categories for mask in [(bands == band).to_numpy()]]
     with atomic_path(out_dir / "blend_bands.csv") as tmp:

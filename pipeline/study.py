@@ -181,14 +181,16 @@ def _join_study(storage, name: str, sampler, signature: str):
     return study
 
 
-def _counts(study) -> tuple[int, list[int]]:
-    """(completed trials, numbers of the trials still to run or running), in number order."""
+def _counts(study) -> tuple[int, list[int], int]:
+    """(completed trials, numbers of the trials still to run or running in number order, how
+    many of them are running), from one read of the study."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
     done = sum(t.state == TrialState.COMPLETE for t in trials)
     pending = [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    return done, pending
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    return done, pending, running
 
 
 def _shared(storage) -> bool:
@@ -207,7 +209,6 @@ class _Heartbeat:
         # An in-memory study (no storage given) has no other workers to tell.
         self.trial_ids = trial_ids if _shared(storage) else []
         self.stop = threading.Event()
-        self.failure: Exception | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _beat(self) -> None:
@@ -215,13 +216,11 @@ class _Heartbeat:
             self.storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
     def _run(self) -> None:
-        """Beat until stopped; a storage that fails is tried again at the next beat (the main
-        thread reports it, once, when it next talks to the storage), never a thread traceback."""
+        """Beat until stopped; a storage that fails is tried again at the next beat, never a
+        thread traceback (the main thread reports a lost storage when it next uses it)."""
         while not self.stop.wait(self.interval_s):
-            try:
+            with contextlib.suppress(Exception):  # any storage failure: retried at the next beat
                 self._beat()
-            except Exception as exc:  # any storage failure: retried at the next beat
-                self.failure = exc
 
     def __enter__(self):
         self._beat()
@@ -318,15 +317,14 @@ def _run_batches(study, storage, spec: dict, evaluate, log) -> int:
     ran, started = 0, time.monotonic()
     while True:
         fail_stale_trials(study, storage, GRACE_HEARTBEATS * spec["heartbeat_s"])
-        done, pending = _counts(study)
+        done, _, running = _counts(study)
         if done >= total:
             return ran
-        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
         asked = []
         for _ in range(min(batch, total - done - running)):
             with quiet():
                 trial = study.ask(dists)
-            done_now, pending = _counts(study)
+            done_now, pending, _ = _counts(study)
             if trial.number not in set(sorted(pending)[:max(0, total - done_now)]):
                 study.tell(trial, state=TrialState.FAIL)  # surplus: never run
                 break
