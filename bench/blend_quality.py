@@ -65,8 +65,8 @@ def main() -> None:
     args = parser.parse_args()
     params, data = load_data(Path(args.params))
     y, outlier = data["y_train"], data["outlier"]
-    make_deterministic()
     device = resolve_device(args.device)
+    make_deterministic(device)
     names = list(dict.fromkeys(args.members))
     rows: dict[str, list] = {}
     weights: dict[str, list] = {}

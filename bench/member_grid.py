@@ -46,7 +46,7 @@ def main() -> None:
     params, data = load_data()
     axes = dict(parse_axis(a, family(args.family).SETTINGS) for a in args.axes)
     x, y, outlier = data["x_train"].astype(np.float64), data["y_train"], data["outlier"]
-    make_deterministic()
+    make_deterministic(resolve_device("auto"))
     names = list(params.ensemble.members)
     if args.family not in names:  # scored inside the blend even where the default leaves it out
         names.append(args.family)

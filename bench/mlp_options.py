@@ -102,8 +102,9 @@ def setup(doc: str, add_arguments) -> tuple:
     add_arguments(parser)
     args = parser.parse_args()
     variants = {"default": {}, **(read_yaml(args.variants, "give a variants file") or {})}
-    make_deterministic()
-    return args, variants, load_params(ROOT / "params.yaml"), resolve_device(args.device)
+    device = resolve_device(args.device)
+    make_deterministic(device)
+    return args, variants, load_params(ROOT / "params.yaml"), device
 
 
 def main() -> None:

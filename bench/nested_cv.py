@@ -218,9 +218,10 @@ def run_mlp_job(seed: int, fold: int, out: str, n_configs: int, device_name: str
     """One outer fold's MLP part in a worker process (several share one GPU)."""
     from pipeline.trainer import make_deterministic, resolve_device
 
-    make_deterministic()
+    device = resolve_device(device_name)
+    make_deterministic(device)
     params = load_params(ROOT / "params.yaml")
-    run_mlp(seed, fold, Path(out), mlp_grid(params.train, n_configs), resolve_device(device_name),
+    run_mlp(seed, fold, Path(out), mlp_grid(params.train, n_configs), device,
             defaults_only)
     return f"s{seed}_f{fold}_mlp"
 

@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml",
                         help="train the config of another params file")
     args = parser.parse_args()
-    make_deterministic()
+    make_deterministic(resolve_device("auto"))
     params, data = load_data(args.params)
     plan = plan_folds(len(data["y_train"]), data["outlier"].astype(bool), params.train,
                       len(data["mlp_train"]))

@@ -32,7 +32,7 @@ def run_member(name: str, params: Params, data_dir="data/processed", out_dir="me
     settings = getattr(params.members, name)
     started = time.perf_counter()
     oof, test_pred = cross_fit(lambda: family(name).make_model(settings), x, y,
-                               test["x"].astype(np.float64), plan)
+                               test["x"].astype(np.float64), plan, settings.get("threads", 1))
     seconds = time.perf_counter() - started
     if not (np.isfinite(oof).all() and np.isfinite(test_pred).all()):
         raise PipelineError(f"member {name}: non-finite predictions; check members.{name}")

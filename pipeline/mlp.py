@@ -19,6 +19,7 @@ from pipeline.folds import FoldPlan
 from pipeline.lasso_fit import LassoSettings, fit_lasso
 from pipeline.params import TrainParams
 from pipeline.stacked_mlp import StackedModels
+from pipeline.threads import in_threads
 from pipeline.trainer import Architecture, PerModel, TrainResult, target_scaling, train_batched
 from pipeline.views import Views
 
@@ -68,12 +69,15 @@ def lasso_skip_start(x: np.ndarray | Views, y: np.ndarray, train_mask: np.ndarra
     y_mean, y_std = target_scaling(torch.tensor(y), torch.tensor(train_mask))
     weights = torch.zeros(train_mask.shape[0], views.x.shape[2], dtype=torch.float64)
     intercepts = torch.zeros(train_mask.shape[0], dtype=torch.float64)
-    for model, rows in enumerate(train_mask):
-        view = 0 if view_of_model is None else int(view_of_model[model])
-        key = (rows.tobytes(), view, settings)
-        if key not in cache:
-            fitted = fit_lasso(views.matrix(view)[rows], y[rows], settings, "train")
-            cache[key] = (torch.tensor(fitted.coef_, dtype=torch.float64), fitted.intercept_)
+    keys = [(rows.tobytes(), 0 if view_of_model is None else int(view_of_model[model]), settings)
+            for model, rows in enumerate(train_mask)]
+    new = {key: (rows, key[1]) for key, rows in zip(keys, train_mask, strict=True)
+           if key not in cache}
+    fits = in_threads(lambda job: fit_lasso(views.matrix(job[1])[job[0]], y[job[0]], settings,
+                                            "train"), new.values())
+    for key, fitted in zip(new, fits, strict=True):
+        cache[key] = (torch.tensor(fitted.coef_, dtype=torch.float64), fitted.intercept_)
+    for model, key in enumerate(keys):
         coef, intercept = cache[key]
         weights[model, :len(coef)] = coef / y_std[model]
         intercepts[model] = (intercept - y_mean[model]) / y_std[model]

@@ -14,6 +14,7 @@ from pipeline.errors import PipelineError
 from pipeline.folds import FoldPlan, plan_folds
 from pipeline.inputs import read_npz
 from pipeline.params import Params, TrainParams
+from pipeline.threads import in_threads
 
 
 def member_plan(n_rows: int, outlier: np.ndarray, params: Params) -> FoldPlan:
@@ -21,14 +22,17 @@ def member_plan(n_rows: int, outlier: np.ndarray, params: Params) -> FoldPlan:
     return plan_folds(n_rows, outlier, dataclasses.replace(params.train, n_seeds=1))
 
 
-def cross_fit(make_model, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, plan: FoldPlan
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """(out-of-fold log prices [N], test log prices [N_test], the mean of the fold models)."""
+def cross_fit(make_model, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, plan: FoldPlan,
+              threads_each: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(out-of-fold log prices [N], test log prices [N_test], the mean of the fold models).
+
+    The folds fit at once where the cores allow (a model using `threads_each` of them)."""
     oof = np.full(len(y), np.nan)
     test = np.zeros(len(x_test))
-    for fold, train_rows in enumerate(plan.train_mask):
+    models = in_threads(lambda rows: make_model().fit(x[rows], y[rows]), plan.train_mask,
+                        threads_each)
+    for fold, model in enumerate(models):
         held = plan.fold_of_row == fold
-        model = make_model().fit(x[train_rows], y[train_rows])
         oof[held] = model.predict(x[held])
         test += model.predict(x_test) / len(plan.train_mask)
     return oof, test

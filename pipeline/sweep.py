@@ -178,7 +178,7 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
                                 f"valid ({reason}); fix it in the space file") from exc
     data = load_train(data_dir)
     device = resolve_device(params.train.device)
-    make_deterministic()
+    make_deterministic(device)
     store = (study_storage.open_storage(storage) if storage
              else optuna.storages.InMemoryStorage())
     fixed = {k: v for k, v in dataclasses.asdict(params.train).items() if k not in spec["space"]}

@@ -101,12 +101,12 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
     y, outlier = data["y"], data["outlier"].astype(bool)
     x = mlp_inputs(data)
     plan = plan_folds(len(y), outlier, params, len(x))
-    make_deterministic()
     if params.patience > 0 and params.early_stopping_holdout == 0:
         print("train: note: early stopping picks each model's epoch on the fold it is scored on, "
               "so the CV score is optimistic; set train.early_stopping_holdout > 0 to avoid it")
     started = time.perf_counter()
     device = resolve_device(params.device)
+    make_deterministic(device)
     result = fit_mlp_configs(x, y, plan, [params], device)[0]
     check_trained(result, plan, y, params)
     models = result.models

@@ -1,4 +1,7 @@
-"""`dvc repro` in a fresh copy of the repository, as a user runs it (tiny epoch count)."""
+"""`dvc repro` in a fresh copy of the repository, as a user runs it (tiny epoch count).
+
+One `dvc repro` (the module fixture) serves the default run; the tests that run dvc again in
+full are marked slow."""
 
 import json
 import os
@@ -12,7 +15,6 @@ import pandas as pd
 import pytest
 import yaml
 
-pytestmark = pytest.mark.slow
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))),
                 None)
 
@@ -126,6 +128,7 @@ def test_submit_dry_run_on_repro_output(project):
         in proc.stdout
 
 
+@pytest.mark.slow
 def test_rerun_is_byte_identical(project):
     paths = ["metrics/cv.json", "submission.csv", "metrics/oof.csv", "metrics/importance.csv",
              "metrics/cv_folds.json", "models/models.json", "metrics/blend.json",
@@ -140,6 +143,7 @@ def test_rerun_is_byte_identical(project):
         assert (project / path).read_bytes() == content, f"{path} changed between identical runs"
 
 
+@pytest.mark.slow
 def test_training_param_change_reruns_only_train_and_predict(project):
     proc = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "train.lr=0.003"], project)
     assert "Running stage 'train'" in proc.stdout and "Running stage 'predict'" in proc.stdout
@@ -151,6 +155,7 @@ def test_training_param_change_reruns_only_train_and_predict(project):
     assert "cv_rmse" in shown and "0.003" in shown
 
 
+@pytest.mark.slow
 def test_queued_sweep_experiment_runs(project):
     from pipeline.sweep import queue_experiments
 

@@ -84,9 +84,9 @@ def storage_url(tmp_path, kind):
             else f"journal://{tmp_path / 'study.log'}")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("sampler", "kind"), [("random", "sqlite"), ("grid", "sqlite"),
-                                               ("random", "journal")])
+@pytest.mark.parametrize(("sampler", "kind"), [
+    pytest.param("random", "sqlite", marks=pytest.mark.slow),
+    pytest.param("grid", "sqlite", marks=pytest.mark.slow), ("random", "journal")])
 def test_two_workers_share_a_study_without_losing_or_repeating_a_trial(workspace, sampler, kind):
     """Both start at once on a new study (for a grid: one of them queues it, once)."""
     _, tmp_path = workspace
@@ -168,7 +168,6 @@ def test_a_study_created_with_another_space_is_refused_and_left_as_it_is(workspa
     assert len(trials_by_state(storage)[TrialState.COMPLETE]) == 2
 
 
-@pytest.mark.slow
 def test_the_cli_resumes_from_its_default_database(workspace):
     _, tmp_path = workspace
     space = write_space(tmp_path, trials=3, batch=3)

@@ -2,7 +2,9 @@
 
 Each module has `make_model(settings) -> estimator` (fit(x, y) / predict(x) on the preprocessed
 matrix and log price) and `SETTINGS`, the keys its `members.NAME` section of params.yaml takes,
-each a `Setting` with its type and allowed range (params.py checks them).
+each a `Setting` with its type and allowed range (params.py checks them). A family whose fits
+use several cores says how many in a `threads` setting (the member stage fits folds at once
+where the cores allow).
 The MLP is not here: it is the train stage, whose batched trainer fits every fold at once.
 """
 
