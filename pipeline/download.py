@@ -35,6 +35,11 @@ class SourceFailed(Exception):
     """This source could not supply this file; the next source is tried."""
 
 
+class SourceUnusable(SourceFailed):
+    """This source cannot supply any file (no credentials, no connection): said once, and not
+    tried again for the other file."""
+
+
 def _log(message: str) -> None:
     print(f"download: {message}", file=sys.stderr, flush=True)
 
@@ -69,7 +74,7 @@ def fetch_url(url: str, dest: Path, timeout_s: float, max_bytes: int) -> str:
     except urllib.error.HTTPError as exc:
         raise SourceFailed(f"HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
-        raise SourceFailed(f"cannot connect ({exc.reason})") from exc
+        raise SourceUnusable(f"cannot connect ({exc.reason})") from exc
     except http.client.IncompleteRead as exc:
         raise SourceFailed(f"connection closed after {len(exc.partial)} bytes (truncated)") from exc
     except TimeoutError as exc:
@@ -98,8 +103,6 @@ def kaggle_fetcher(kaggle: KaggleParams, max_bytes: int, stack: contextlib.ExitS
         from pipeline import kaggle_api
 
         member = "train.csv" if "train" in spec.name else "test.csv"
-        if "error" in state:
-            raise SourceFailed(state["error"])
         try:
             if "zip" not in state:
                 api = kaggle_api.connect()
@@ -113,8 +116,7 @@ def kaggle_fetcher(kaggle: KaggleParams, max_bytes: int, stack: contextlib.ExitS
                     return _copy_hashing(reader, dest, info.file_size, f"kaggle:{member}",
                                          max_bytes)
         except kaggle_api.KaggleError as exc:
-            state["error"] = "skipped (see above)"
-            raise SourceFailed(f"{exc}; skipped") from exc
+            raise SourceUnusable(f"{exc}; skipped") from exc
         except ValueError as exc:
             raise SourceFailed(str(exc)) from exc
 
@@ -137,12 +139,21 @@ def make_fetcher(source: str, params: DownloadParams, kaggle: KaggleParams | Non
 
 
 def fetch_verified(role: str, spec: FileSpec, sources: list[tuple[str, Fetcher]],
-                   dest: Path) -> str:
-    """Fill `dest` from the first source whose copy hashes to spec.sha1; return that source."""
+                   dest: Path, unusable: dict[str, str]) -> str:
+    """Fill `dest` from the first source whose copy hashes to spec.sha1; return that source.
+    `unusable` (source -> why) grows with the sources that cannot supply any file."""
     reasons = []
     for source, fetcher in sources:
+        if source in unusable:
+            reasons.append(f"{source}: {unusable[source]}")
+            continue
         try:
             actual = fetcher(spec, dest)
+        except SourceUnusable as exc:
+            unusable[source] = str(exc)
+            reasons.append(f"{source}: {exc}")
+            _log(f"{source}: {exc}; trying the next source")
+            continue
         except SourceFailed as exc:
             reasons.append(f"{source}: {exc}")
             _log(f"{role} ({spec.name}) from {source}: {exc}; trying the next source")
@@ -166,9 +177,10 @@ def download(params: DownloadParams, out_dir: str | os.PathLike = "data/raw",
     with contextlib.ExitStack() as stack:
         sources = [(source, make_fetcher(source, params, kaggle, stack))
                    for source in params.sources]
+        unusable: dict[str, str] = {}
         with atomic_path(targets["train"]) as train_tmp, atomic_path(targets["test"]) as test_tmp:
             for role, tmp in (("train", train_tmp), ("test", test_tmp)):
-                fetch_verified(role, params.files[role], sources, tmp)
+                fetch_verified(role, params.files[role], sources, tmp, unusable)
             # Both verified: the context managers now rename them into place.
     return targets
 

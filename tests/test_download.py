@@ -131,3 +131,15 @@ def test_bundled_copy_matches_params(repo_root, tmp_path):
     raw["sources"] = [str(repo_root / "data/bundled")]
     paths = dl.download(DownloadParams(**raw), tmp_path / "raw")
     assert paths["train"].stat().st_size > 400_000
+
+
+def test_a_source_that_cannot_connect_is_said_once_not_per_file(local_copy, tmp_path, capsys):
+    """Offline, the first run prints one line per unusable source, then one per verified file."""
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    dl.download(params(closed, str(local_copy)), tmp_path / "raw")
+    assert_verified(tmp_path / "raw")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith(f"download: {closed}: cannot connect")
+    assert all("verified" in line for line in lines[1:])
