@@ -131,8 +131,9 @@ def write_diagnostics(out_dir: Path, oofs: dict[str, np.ndarray], target: np.nda
 
 def blend(params: Params, members_dir="members", mlp_predictions="members/mlp/predictions.npz",
           data_dir="data/processed", out="submission.csv", metrics_path="metrics/blend.json",
-          table_path="metrics/blend_members.csv") -> dict:
-    """Fit the blend, score it by nested CV, write the submission and the blend's metrics."""
+          table_path="metrics/blend_members.csv", folds_path="metrics/blend_folds.json") -> dict:
+    """Fit the blend, score it by nested CV, write the submission and the blend's metrics (the
+    per-fold scores, which `house-prices experiments` pairs by the tie rule, to folds_path)."""
     ens: EnsembleParams = params.ensemble
     members = {name: load_member(name, Path(members_dir), Path(mlp_predictions))
                for name in ens.members}
@@ -152,7 +153,7 @@ def blend(params: Params, members_dir="members", mlp_predictions="members/mlp/pr
     blender = Blender(ens.blend, ens.ridge_alpha).fit(preds[fit_rows], target[fit_rows])
     test_log = blender.predict(np.stack([m["test"] for m in members.values()], axis=1))
 
-    metrics, _ = split_per_fold(cv_metrics(oof, target, outlier, fold_of_row))
+    metrics, per_fold = split_per_fold(cv_metrics(oof, target, outlier, fold_of_row))
     metrics["weights"] = {name: round(float(w), 6)
                           for name, w in zip(members, blender.weights_, strict=True)}
     metrics["weights_spread"] = round(float(np.ptp(np.stack(fold_weights), axis=0).max()), 6)
@@ -172,6 +173,7 @@ def blend(params: Params, members_dir="members", mlp_predictions="members/mlp/pr
         pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
     write_diagnostics(Path(table_path).parent, {**{n: m["oof"] for n, m in members.items()},
                                                "blend": oof}, target, outlier)
+    write_json(folds_path, per_fold)
     write_json(metrics_path, metrics)
     weights = ", ".join(f"{n} {w:.3f}" for n, w in metrics["weights"].items())
     print(f"blend: {len(members)} member(s) ({weights}); nested CV log-RMSE "
@@ -191,9 +193,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics", default="metrics/blend.json", help="the blend's CV (JSON)")
     parser.add_argument("--table", default="metrics/blend_members.csv",
                         help="members' and blend's CV side by side (CSV, plotted)")
+    parser.add_argument("--folds", default="metrics/blend_folds.json",
+                        help="the blend's CV per fold (JSON)")
     args = parser.parse_args(argv)
     run_cli(lambda: blend(load_params(args.params), args.members, args.mlp, args.data, args.out,
-                          args.metrics, args.table))
+                          args.metrics, args.table, args.folds))
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ logged for each (leaderboard.csv).
 
 An experiment's score is matched by the experiment name given at submit time, a commit's by its
 hash; the latest submission wins. Rows are sorted by the CV on all rows (what Kaggle scores);
-prints a markdown table. One split's differences below ~0.001 are noise: decide a default with
-bench/nested_cv.py and the rule of docs/model-search.md.
+each row is judged against the baseline commit by the project's tie rule (pipeline/compare.py:
+paired over the folds, a tie under two standard errors), and the params that differ between
+rows follow it. Fits 120 columns. One shuffle's verdict is a first look: confirm a change on
+other fold seeds, or with bench/nested_cv.py (docs/model-search.md).
 """
 
 from __future__ import annotations
@@ -13,14 +15,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
+from pipeline import compare
 from pipeline.cli_support import run_cli, stage_parser
 from pipeline.errors import PipelineError
 from pipeline.submit import read_log
 
 # The submission's own CV: the blend's where there is one, else the MLP's (older commits).
 HEADLINE_METRICS = ("metrics/blend.json", "metrics/cv.json")
+# The blend's per-fold scores (the blend stage writes them; kept in git, so each experiment's
+# commit has its own), on all rows and without the outlier rows.
+FOLDS_FILE = "metrics/blend_folds.json"
+FOLD_KEYS = ("fold_rmse", "fold_rmse_no_outliers")
+WIDTH = 120  # columns the table fits
 
 
 def _metrics(data: dict) -> dict:
@@ -49,13 +58,18 @@ def flatten_exp_show(shown: list) -> list[dict]:
     """dvc exp show --json -> one dict per baseline commit and experiment."""
     rows = []
     for baseline in shown:
-        entries = [(baseline.get("name") or baseline["rev"], baseline["rev"], baseline.get("data"))]
+        is_commit = baseline["rev"] != "workspace"
+        entries = [(baseline.get("name") or (baseline["rev"] if not is_commit
+                                              else baseline["rev"][:7]), baseline["rev"],
+                    baseline.get("data"), is_commit)]
         for exp in baseline.get("experiments") or []:
             for rev in exp.get("revs") or []:
-                entries.append((rev.get("name") or exp.get("name"), rev["rev"], rev.get("data")))
-        for name, rev, data in entries:
+                entries.append((rev.get("name") or exp.get("name") or rev["rev"][:7], rev["rev"],
+                                rev.get("data"), False))
+        for name, rev, data, is_baseline in entries:
             metrics = _metrics(data or {})
-            rows.append({"name": name, "rev": rev, "cv_rmse": metrics.get("cv_rmse"),
+            rows.append({"name": name, "rev": rev, "baseline": is_baseline,
+                         "cv_rmse": metrics.get("cv_rmse"),
                          "cv_rmse_std": metrics.get("cv_rmse_std"),
                          "cv_rmse_no_outliers": metrics.get("cv_rmse_no_outliers"),
                          "params": _params(data or {})})
@@ -85,22 +99,59 @@ def join_scores(experiments: list[dict], logged: list[dict]) -> list[dict]:
     return joined
 
 
+def fold_scores(rev: str, path: str = FOLDS_FILE) -> dict | None:
+    """The blend's per-fold scores of a commit or experiment (the workspace's from the file);
+    None where it has none (a commit older than the file, or a run that has not finished)."""
+    if rev == "workspace":
+        text = Path(path).read_text(encoding="utf-8") if Path(path).is_file() else None
+    else:
+        proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+        text = proc.stdout if proc.returncode == 0 else None
+    try:
+        scores = json.loads(text) if text else None
+        return {key: [float(v) for v in scores[key].values()] for key in FOLD_KEYS}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def against(row: dict, base: dict) -> str:
+    """The tie rule (pipeline/compare.py) for a row against the baseline, on the same folds."""
+    if row is base:
+        return "(baseline)"
+    mine, theirs = row.get("folds"), base.get("folds")
+    if not mine or not theirs:
+        return "no fold scores"
+    plan = ("train.folds", "train.fold_seed", "train.exclude_outliers")
+    if any(row["params"].get(k) != base["params"].get(k) for k in plan) or len(
+            mine[FOLD_KEYS[0]]) != len(theirs[FOLD_KEYS[0]]):
+        return "other folds"
+    (all_rows, clean) = FOLD_KEYS
+    diff, _ = compare.paired(mine[all_rows], theirs[all_rows])
+    verdict = compare.verdict(mine[all_rows], theirs[all_rows], mine[clean], theirs[clean])
+    return f"{verdict} ({diff:+.4f})"
+
+
 def _number(value) -> str:
-    return f"{value:.5f}" if isinstance(value, float) else ""
+    return f"{value:.5f}" if isinstance(value, float) else "-"
 
 
-def table(rows: list[dict]) -> str:
-    """Markdown, best CV on all rows first; experiments with no metrics last."""
+def table(rows: list[dict], width: int = WIDTH) -> str:
+    """A text table, best CV on all rows first (experiments with no metrics last), each row
+    judged against the baseline (the commit the experiments start from) by the tie rule; the
+    params that differ between rows follow each row, wrapped to `width` columns."""
     changed = changed_params(rows)
+    base = next((r for r in rows if r.get("baseline")), rows[0] if rows else None)
     ordered = sorted(rows, key=lambda r: (not isinstance(r["cv_rmse"], float), r["cv_rmse"] or 0.0))
-    lines = ["| experiment | rev | CV all rows | CV no outliers | std | changed params | public "
-             "score | submitted (UTC) |", "|---|---|---|---|---|---|---|---|"]
-    for r in ordered:
-        params = ", ".join(f"{k}={json.dumps(r['params'].get(k))}" for k in changed
-                           if k in r["params"])
-        lines.append(f"| {r['name']} | {r['rev'][:7]} | {_number(r['cv_rmse'])} | "
-                     f"{_number(r['cv_rmse_no_outliers'])} | {_number(r['cv_rmse_std'])} | {params} | "
-                     f"{r['public_score']} | {r['submitted']} |")
+    cells = [[r["name"], _number(r["cv_rmse"]), _number(r["cv_rmse_no_outliers"]),
+              against(r, base), r["public_score"] or "-"] for r in ordered]
+    header = ["experiment", "CV all rows", "no outliers", "vs baseline (tie rule)", "public"]
+    sizes = [max(len(c[i]) for c in [header, *cells]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(n) for h, n in zip(header, sizes, strict=True)).rstrip()]
+    for r, row_cells in zip(ordered, cells, strict=True):
+        lines.append("  ".join(c.ljust(n) for c, n in zip(row_cells, sizes, strict=True)).rstrip())
+        params = [f"{k}={json.dumps(r['params'][k])}" for k in changed if k in r["params"]]
+        lines += textwrap.wrap(", ".join(params), width, initial_indent="    ",
+                               subsequent_indent="    ", break_on_hyphens=False)
     return "\n".join(lines)
 
 
@@ -115,8 +166,9 @@ def main(argv: list[str] | None = None) -> None:
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise PipelineError(f"experiments: dvc exp show failed: {proc.stderr.strip()}")
-        print(table(join_scores(flatten_exp_show(json.loads(proc.stdout)),
-                                read_log(Path(args.leaderboard)))))
+        rows = join_scores(flatten_exp_show(json.loads(proc.stdout)),
+                           read_log(Path(args.leaderboard)))
+        print(table([{**r, "folds": fold_scores(r["rev"])} for r in rows]))
 
     run_cli(stage)
 

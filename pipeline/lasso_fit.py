@@ -1,5 +1,5 @@
 """The one way this project fits a Lasso: the MLP's per-model warm start and input scales, the
-Lasso member, the Lasso-scaled SVR's column scales and the importance table all call it."""
+Lasso-scaled SVR's column scales and the importance table all call it."""
 
 from __future__ import annotations
 

@@ -283,7 +283,6 @@ class TrainParams:
 class MembersParams:
     """The settings of each model family of the blend besides the MLP (the train section)."""
 
-    lasso: dict
     lgbm: dict
     lasso_svr: dict
 

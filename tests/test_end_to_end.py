@@ -69,7 +69,7 @@ def reproduced(tmp_path_factory):
     params["members"]["lgbm"].update(n_estimators=50)
     params["download"]["sources"] = ["data/bundled"]
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run([*GIT, "init", "-q"], dest)
+    run([*GIT, "init", "-q", "-b", "main"], dest)
     run([*GIT, "add", "-A"], dest)
     run([*GIT, "commit", "-qm", "copy"], dest)
     first = run([sys.executable, "-m", "dvc", "repro"], dest)
@@ -105,13 +105,21 @@ def test_repro_writes_valid_submission_then_does_nothing(project):
                                                abs=1e-6)  # ensemble.blend: equal
     assert 0 < blended["cv_rmse_no_outliers"] < 1
     shown = run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project).stdout
-    for path in ("metrics/blend.json", "metrics/cv.json", "members/lasso/cv.json",
+    for path in ("metrics/blend.json", "metrics/cv.json",
                  "members/lgbm/cv.json", "members/lasso_svr/cv.json"):
         assert path in shown
     rendered = run([sys.executable, "-m", "dvc", "plots", "show", "--json"], project).stdout
     for name in ("learning_curve_fold0", "predicted_vs_actual", "importance", "price_bands",
                  "member_residuals"):
         assert name in rendered
+
+    compared = run([sys.executable, "-m", "pipeline.experiments"], project).stdout.splitlines()
+    assert compared[0].startswith("experiment") and all(len(line) <= 120 for line in compared)
+    rows = {line.split()[0]: line for line in compared[1:] if not line.startswith(" ")}
+    assert "(baseline)" in rows["main"]
+    assert set(json.loads((project / "metrics/blend_folds.json").read_text())) == {
+        "fold_rmse", "fold_rmse_no_outliers"}  # what the tie rule pairs, in the workspace row
+    assert rows["workspace"].split()[1] == f"{blended['cv_rmse']:.5f}"
 
     again = run([sys.executable, "-m", "dvc", "repro"], project)
     assert "Data and pipelines are up to date" in again.stdout
@@ -132,13 +140,13 @@ def test_submit_dry_run_on_repro_output(project):
 def test_rerun_is_byte_identical(project):
     paths = ["metrics/cv.json", "submission.csv", "metrics/oof.csv", "metrics/importance.csv",
              "metrics/cv_folds.json", "models/models.json", "metrics/blend.json",
-             "members/lgbm/predictions.npz", "members/lasso/cv.json",
+             "members/lgbm/predictions.npz", "members/lgbm/cv.json",
              "members/lasso_svr/predictions.npz",
              "members/mlp/predictions.npz",
              *(str(p.relative_to(project)) for p in sorted((project / "models").glob("*.pt")))]
     first = {p: (project / p).read_bytes() for p in paths}
-    run([sys.executable, "-m", "dvc", "repro", "-f", "-s", "train", "predict", "member@lasso",
-         "member@lgbm", "member@lasso_svr", "blend"], project)
+    run([sys.executable, "-m", "dvc", "repro", "-f", "-s", "train", "predict", "member@lgbm",
+         "member@lasso_svr", "blend"], project)
     for path, content in first.items():
         assert (project / path).read_bytes() == content, f"{path} changed between identical runs"
 

@@ -271,30 +271,50 @@ def test_wrong_key_is_401_and_never_printed(kaggle_env, project, monkeypatch, ca
     assert "wrong-key-987654321" not in out + err
 
 
-def test_experiments_table_joins_scores_and_shows_changed_params():
+def test_experiments_table_joins_scores_applies_the_tie_rule_and_fits_120_columns():
     from pipeline.experiments import flatten_exp_show, join_scores, table
 
-    def data(cv, cv_clean, lr):
+    def data(cv, cv_clean, lr, fold_seed=0):
         return {"metrics": {"metrics/blend.json": {"data": {"cv_rmse": cv, "cv_rmse_std": 0.02,
                                                           "cv_rmse_no_outliers": cv_clean}}},
-                "params": {"params.yaml": {"data": {"train": {"lr": lr, "folds": 5}}}}}
+                "params": {"params.yaml": {"data": {"train": {"lr": lr, "folds": 5,
+                                                              "fold_seed": fold_seed}}}}}
 
-    shown = [{"rev": "workspace", "name": None, "data": data(0.12, 0.110, 0.001)},
-             {"rev": "abc1234", "name": "main", "data": data(0.125, 0.111, 0.001),
-              "experiments": [{"name": "lucid-fawn", "revs": [{"rev": "def4567", "name": "lucid-fawn",
-                                                               "data": data(0.118, 0.108, 0.003)}]}]}]
-    logged = [{"experiment": "", "commit": "abc1234", "public_score": "0.131", "utc_time": "t1"},
+    def exp(name, rev, cv, clean, lr, **kw):
+        return {"name": name, "revs": [{"rev": rev, "name": name, "data": data(cv, clean, lr, **kw)}]}
+
+    shown = [{"rev": "workspace", "name": None, "data": data(0.125, 0.111, 0.001)},
+             {"rev": "abc1234" * 5, "name": "main", "data": data(0.125, 0.111, 0.001),
+              "experiments": [exp("lucid-fawn", "def4567", 0.118, 0.108, 0.003),
+                              exp("tiny-gain", "aaa1111", 0.1245, 0.111, 0.0011),
+                              exp("other-shuffle", "bbb2222", 0.121, 0.110, 0.001, fold_seed=7)]}]
+    logged = [{"experiment": "", "commit": "abc1234" * 5, "public_score": "0.131", "utc_time": "t1"},
               {"experiment": "lucid-fawn", "commit": "abc1234", "public_score": "0.127", "utc_time": "t2"},
               {"experiment": "lucid-fawn", "commit": "abc1234", "public_score": "", "utc_time": "t3"}]
     rows = {r["name"]: r for r in join_scores(flatten_exp_show(shown), logged)}
     assert rows["main"]["public_score"] == "0.131"
     assert rows["lucid-fawn"]["public_score"] == "pending" and rows["lucid-fawn"]["cv_rmse"] == 0.118
     assert rows["workspace"]["public_score"] == ""
+    base = [0.13, 0.12, 0.125, 0.122, 0.128]
+    folds = {"main": base, "workspace": base,
+             "lucid-fawn": [b - 0.007 + 0.0002 * i for i, b in enumerate(base)],  # every fold
+             "tiny-gain": [b + d for b, d in zip(base, [-0.002, 0.002, -0.001, 0.0005, -0.001], strict=True)],
+             "other-shuffle": [0.12] * 5}
+    for name, scores in folds.items():
+        rows[name]["folds"] = {"fold_rmse": scores, "fold_rmse_no_outliers": scores}
     lines = table(list(rows.values())).splitlines()
-    assert "CV all rows | CV no outliers" in lines[0]
-    # best CV on all rows first; only train.lr differs, so only it is shown
-    assert lines[2].startswith("| lucid-fawn | def4567 | 0.11800 | 0.10800 |")
-    assert "train.lr=0.003" in lines[2] and "folds" not in lines[2]
+    assert lines[0].split() == ["experiment", "CV", "all", "rows", "no", "outliers", "vs",
+                                "baseline", "(tie", "rule)", "public"]
+    assert all(len(line) <= 120 for line in lines)
+    by_name = {line.split()[0]: line for line in lines[1:] if not line.startswith(" ")}
+    assert "better by" in by_name["lucid-fawn"] and "(-0.0066)" in by_name["lucid-fawn"]
+    assert "tie" in by_name["tiny-gain"]
+    assert "other folds" in by_name["other-shuffle"]
+    assert "(baseline)" in by_name["main"] and "workspace" in by_name  # not cut to "workspac"
+    assert lines[1].startswith("lucid-fawn")  # best CV on all rows first
+    # the params that differ follow each row (lr and fold_seed differ; folds does not)
+    assert lines[2].strip() == "train.fold_seed=0, train.lr=0.003"
+    assert not any("train.folds=" in line for line in lines)
 
 
 # --- reliability: deadlines, no lost submission, archive and credential checks ------------------

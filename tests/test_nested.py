@@ -43,14 +43,14 @@ def test_no_inner_fit_sees_an_outer_fold_row(tmp_path, monkeypatch):
             return Recorder()
 
     monkeypatch.setattr(nested_cv, "family", lambda name: Family)
-    nested_cv.run_family("lasso", 1000, 2, str(tmp_path), quick=True)
+    nested_cv.run_family("lasso_svr", 1000, 2, str(tmp_path), quick=True)
     inner = {row.tobytes() for row in data["x_train"].astype(np.float64)}
     outer = {row.tobytes() for row in data["x_test"].astype(np.float64)}
     assert len(fitted) == 3 * 5  # default, the quick grid's point, default with outliers; 5 folds
     for x in fitted:
         rows = {row.tobytes() for row in x}
         assert rows <= inner and not rows & outer
-    saved = np.load(tmp_path / "s1000_f2_lasso.npz")
+    saved = np.load(tmp_path / "s1000_f2_lasso_svr.npz")
     assert len(saved["outer__default"]) == len(data["x_test"])
 
 
