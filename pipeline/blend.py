@@ -131,9 +131,11 @@ def write_diagnostics(out_dir: Path, oofs: dict[str, np.ndarray], target: np.nda
 
 def blend(params: Params, members_dir="members", mlp_predictions="members/mlp/predictions.npz",
           data_dir="data/processed", out="submission.csv", metrics_path="metrics/blend.json",
-          table_path="metrics/blend_members.csv", folds_path="metrics/blend_folds.json") -> dict:
+          table_path="metrics/blend_members.csv", folds_path=None) -> dict:
     """Fit the blend, score it by nested CV, write the submission and the blend's metrics (the
-    per-fold scores, which `house-prices experiments` pairs by the tie rule, to folds_path)."""
+    per-fold scores, which `house-prices experiments` pairs by the tie rule, to folds_path:
+    by default blend_folds.json beside metrics_path)."""
+    folds_path = folds_path or Path(metrics_path).with_name("blend_folds.json")
     ens: EnsembleParams = params.ensemble
     members = {name: load_member(name, Path(members_dir), Path(mlp_predictions))
                for name in ens.members}

@@ -13,9 +13,9 @@ COMMANDS = {
     "download": ("pipeline.download", "fetch train.csv/test.csv and check their SHA-1 (stage 1)"),
     "preprocess": ("pipeline.preprocess", "fit the feature transform, write the matrices (stage 2)"),
     "train": ("pipeline.train", "K-fold cross-validation, fold models and CV metrics (stage 3)"),
-    "predict": ("pipeline.predict", "the MLP's fold models on the test set (stage 4)"),
+    "predict": ("pipeline.predict", "the saved fold models on the test set: the MLP alone"),
     "member": ("pipeline.member", f"train one blend member ({', '.join(FAMILIES)}) on the "
-               "MLP's folds"),
+               "MLP's folds (stage 4)"),
     "blend": ("pipeline.blend", "blend the members on out-of-fold predictions: submission.csv"),
     "sweep": ("pipeline.sweep", "score a search space by the train stage's CV; rank, apply, queue"),
     "submit": ("pipeline.submit", "validate and send submission.csv to Kaggle, log the score"),

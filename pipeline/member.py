@@ -1,4 +1,4 @@
-"""Stage 3b (one per family, `dvc.yaml`'s foreach): train a blend member on the MLP's fold plan.
+"""Stage 4 (one per family, `dvc.yaml`'s foreach): train a blend member on the MLP's fold plan.
 
 Each fold's model is fitted on exactly the rows the MLP's fold models train on (the same KFold
 shuffle, the outlier rows left out when train.exclude_outliers), predicts the fold it held out,

@@ -1,5 +1,7 @@
 """Stage 3: K-fold cross-validation of the MLP on log price; saves every fold model, the CV
-metrics, the out-of-fold predictions, learning curves and column importances.
+metrics, the out-of-fold predictions, learning curves and column importances, and, as every
+blend member's stage does, its out-of-fold and test predictions (members/mlp/predictions.npz:
+the mean of the fold models on the test set, its features clamped to the training range).
 
 All folds x encodings x seeds train at once in the batched trainer (pipeline/mlp.py turns the
 params into its models; pipeline/trainer.py trains them), on the GPU when there is one.
@@ -19,7 +21,8 @@ import torch
 
 from pipeline.atomic import atomic_path, replace_dir, write_json
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
-from pipeline.data import load_train, mlp_inputs, read_feature_names
+from pipeline.data import load_test, load_train, mlp_inputs, read_feature_names
+from pipeline.errors import PipelineError
 from pipeline.folds import FoldPlan, cv_metrics, plan_folds, split_per_fold
 from pipeline.importance import (
     column_groups,
@@ -28,8 +31,15 @@ from pipeline.importance import (
     permutation_importance,
 )
 from pipeline.lasso_fit import fit_lasso
-from pipeline.mlp import check_trained, fit_mlp_configs, lasso_settings, oof_predictions
+from pipeline.mlp import (
+    check_trained,
+    fit_mlp_configs,
+    lasso_settings,
+    oof_predictions,
+    test_log_prices,
+)
 from pipeline.params import TrainParams, load_params
+from pipeline.predictions import save_predictions
 from pipeline.stacked_mlp import StackedModels
 from pipeline.trainer import TrainResult, make_deterministic, resolve_device
 from pipeline.views import Views
@@ -89,11 +99,14 @@ def write_importance(path: str | os.PathLike, models: StackedModels, x: Views, y
 def train(params: TrainParams, average: str, data_dir="data/processed", models_dir="models",
           metrics_path="metrics/cv.json", oof_path="metrics/oof.csv", live_dir="dvclive",
           folds_path: str | os.PathLike | None = None,
-          importance_path: str | os.PathLike | None = None) -> dict:
+          importance_path: str | os.PathLike | None = None,
+          member_path: str | os.PathLike | None = None, clip_to_train_range: bool = True) -> dict:
     """Run the cross-validation, write models, metrics and plots; return the headline metrics.
 
     metrics_path gets the headline numbers (what `dvc exp show` lists); the per-fold scores go
-    to folds_path and the column importances to importance_path (by default beside it).
+    to folds_path and the column importances to importance_path (by default beside it); the
+    blend member's predictions to member_path (the CLI's: members/mlp/predictions.npz; None:
+    not made).
     """
     folds_path = folds_path or Path(metrics_path).with_name("cv_folds.json")
     importance_path = importance_path or Path(metrics_path).with_name("importance.csv")
@@ -112,6 +125,15 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
     models = result.models
     seconds = time.perf_counter() - started
     oof = oof_predictions(models, x, plan, average)
+    if member_path is not None:
+        test = load_test(data_dir)
+        test_log, n_clipped = test_log_prices(models, x, mlp_inputs(test, x.widths),
+                                              clip_to_train_range, average)
+        with np.errstate(over="ignore"):
+            if not np.isfinite(np.exp(test_log)).all():
+                raise PipelineError("train: the MLP's test predictions are not finite; nothing "
+                                    "was written (lower train.lr, or clip: "
+                                    "predict.clip_to_train_range=true)")
     metrics, per_fold = split_per_fold(cv_metrics(oof, y, outlier, plan.fold_of_row))
     metrics["best_epoch_mean"] = float(result.best_epoch.double().mean() + 1)
 
@@ -125,6 +147,12 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
     log_learning_curves(live_dir, plan, result, outlier)
     feature_names = read_feature_names(data_dir, data, x)
     write_importance(importance_path, models, x, y, outlier, plan, params, average, feature_names)
+    if member_path is not None:
+        save_predictions(member_path, oof, test_log, data["id"], test["id"], plan.fold_of_row,
+                         params)
+        if clip_to_train_range:
+            print(f"train: {n_clipped} test houses had features outside the training range "
+                  "(clamped)")
     write_json(folds_path, per_fold)
     write_json(metrics_path, metrics)
     print(f"train: {len(plan.names)} mlp models in {seconds:.1f} s on {device} "
@@ -142,12 +170,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics", default="metrics/cv.json", help="headline CV metrics (JSON)")
     parser.add_argument("--oof", default="metrics/oof.csv", help="out-of-fold predictions (CSV)")
     parser.add_argument("--live", default="dvclive", help="dvclive directory for learning curves")
+    parser.add_argument("--member", default="members/mlp/predictions.npz",
+                        help="the MLP's out-of-fold and test predictions, what the blend reads")
     args = parser.parse_args(argv)
 
     def stage() -> None:
         params = load_params(args.params)
         train(params.train, params.ensemble.average, args.data, args.models, args.metrics,
-              args.oof, args.live)
+              args.oof, args.live, member_path=args.member,
+              clip_to_train_range=params.predict.clip_to_train_range)
 
     run_cli(stage)
 

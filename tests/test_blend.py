@@ -67,7 +67,7 @@ def test_a_member_perfect_only_on_one_fold_does_not_flatter_the_nested_score():
 
 @pytest.fixture
 def pipeline_run(ames_sample, tmp_path):
-    """A tiny end-to-end run: preprocess, MLP train + predict, every other family's member."""
+    """A tiny end-to-end run: preprocess, the MLP's train stage, every other family's member."""
     params = repo_params(folds=3, n_seeds=1, max_epochs=15, patience=5, device="cpu")
     raw = dict(params.raw)
     raw["members"] = {**raw["members"], "lgbm": {**raw["members"]["lgbm"], "n_estimators": 50,
@@ -78,10 +78,11 @@ def pipeline_run(ames_sample, tmp_path):
     train_frame, test_frame = ames_sample
     save(preprocess(train_frame, test_frame, params.preprocess), tmp_path / "processed")
     train(params.train, params.ensemble.average, tmp_path / "processed", tmp_path / "models",
-          tmp_path / "cv.json", tmp_path / "oof.csv", tmp_path / "live")
+          tmp_path / "cv.json", tmp_path / "oof.csv", tmp_path / "live",
+          member_path=tmp_path / "members/mlp/predictions.npz")
+    # the saved models, reloaded: the same test prediction as the train stage's in memory
     predict(params.predict, params.ensemble, tmp_path / "processed", tmp_path / "models",
-            tmp_path / "mlp_alone.csv", tmp_path / "members/mlp/predictions.npz",
-            tmp_path / "oof.csv", params.train)
+            tmp_path / "mlp_alone.csv")
     for name in FAMILIES:
         run_member(name, params, tmp_path / "processed", tmp_path / "members")
     return params, tmp_path

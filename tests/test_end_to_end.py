@@ -145,16 +145,16 @@ def test_rerun_is_byte_identical(project):
              "members/mlp/predictions.npz",
              *(str(p.relative_to(project)) for p in sorted((project / "models").glob("*.pt")))]
     first = {p: (project / p).read_bytes() for p in paths}
-    run([sys.executable, "-m", "dvc", "repro", "-f", "-s", "train", "predict", "member@lgbm",
+    run([sys.executable, "-m", "dvc", "repro", "-f", "-s", "train", "member@lgbm",
          "member@lasso_svr", "blend"], project)
     for path, content in first.items():
         assert (project / path).read_bytes() == content, f"{path} changed between identical runs"
 
 
 @pytest.mark.slow
-def test_training_param_change_reruns_only_train_and_predict(project):
+def test_training_param_change_reruns_only_train_and_the_blend(project):
     proc = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "train.lr=0.003"], project)
-    assert "Running stage 'train'" in proc.stdout and "Running stage 'predict'" in proc.stdout
+    assert "Running stage 'train'" in proc.stdout
     assert "Running stage 'download'" not in proc.stdout
     assert "Running stage 'preprocess'" not in proc.stdout
     assert "Running stage 'member@lgbm'" not in proc.stdout  # not its parameter: not re-run
@@ -214,13 +214,13 @@ def test_a_blend_that_fails_at_run_time_leaves_the_submission(project):
 
 def test_editing_a_module_a_stage_imports_reruns_that_stage(project):
     """The DAG's deps are the code each stage runs (tests/test_dag.py): an edit of the data
-    loaders (pipeline/data.py) makes train, predict and the member stages stale, not download,
+    loaders (pipeline/data.py) makes train and the member stages stale, not download,
     preprocess or blend's own code."""
     with open(project / "pipeline/data.py", "a") as fh:
         fh.write("\n# an edit\n")
     status = run([sys.executable, "-m", "dvc", "status", "--json"], project).stdout
     stale = set(__import__("json").loads(status))
-    assert {"train", "predict", "member@lgbm", "member@lasso_svr"} <= stale
+    assert {"train", "member@lgbm", "member@lasso_svr"} <= stale
     assert not stale & {"download", "preprocess", "check_params"}
 
 

@@ -1,11 +1,11 @@
-"""predict's output checks: a bad prediction is a hard error naming the Ids, never a clip."""
+"""Submission checks: a bad prediction is a hard error naming the Ids, never a clip."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.predict import clip_to_range
+from pipeline.mlp import clip_to_range
 from pipeline.submission import read_submission, validate_submission, write_submission
 
 IDS = np.arange(1461, 1471)
