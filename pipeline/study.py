@@ -71,8 +71,20 @@ def distributions(space: dict) -> tuple[dict, set]:
     return out, encoded
 
 
-def decode(params: dict, encoded: set) -> dict:
-    return {k: yaml.safe_load(v) if k in encoded else v for k, v in params.items()}
+# A value drawn from a continuous range is rounded to this many significant digits before it is
+# trained, so the config scored is the one the table shows and --apply writes (lr: 0.001554).
+SIGNIFICANT_DIGITS = 4
+
+
+def decode(params: dict, dists: dict, encoded: set) -> dict:
+    """A trial's params as a config: list choices decoded, floats drawn from a range rounded
+    (a listed choice stays as written)."""
+    from optuna.distributions import FloatDistribution
+
+    return {k: yaml.safe_load(v) if k in encoded
+            else float(f"{v:.{SIGNIFICANT_DIGITS}g}")
+            if isinstance(dists[k], FloatDistribution) else v
+            for k, v in params.items()}
 
 
 def _trial_seed(seed: int, number: int, name: str) -> int:
@@ -332,7 +344,7 @@ def _run_batches(study, storage, spec: dict, evaluate, log) -> int:
         if not asked:  # other workers hold the remaining trials: wait for them to finish
             threading.Event().wait(min(2.0, spec["heartbeat_s"]))
             continue
-        configs = [decode(t.params, encoded) for t in asked]
+        configs = [decode(t.params, dists, encoded) for t in asked]
         try:
             with _Heartbeat(storage, [t._trial_id for t in asked], spec["heartbeat_s"]):
                 results = evaluate(configs)
@@ -389,12 +401,12 @@ def completed_rows(study, spec: dict) -> tuple[list[dict], list[dict]]:
     """(table rows, per-fold scores) of the completed trials, in trial-number order."""
     from optuna.trial import TrialState
 
-    _, encoded = distributions(spec["space"])
+    dists, encoded = distributions(spec["space"])
     rows, folds = [], []
     for trial in sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.number):
         attrs = dict(trial.user_attrs)
         folds.append(attrs.pop("per_fold", {}))
-        params = decode(trial.params, encoded)
+        params = decode(trial.params, dists, encoded)
         rows.append({"config": trial.number, **{k: params[k] for k in spec["space"]}, **attrs})
     return rows, folds
 

@@ -19,6 +19,9 @@ Space file (YAML):
       lr: [0.0003, 0.001]
       hidden: [[64], [256, 128]]
       weight_decay: {log_uniform: [0.01, 1.0]}   # also uniform, int_uniform
+
+A value drawn from a range is rounded to 4 significant digits before it is trained, so the
+table, `--apply` and the score all hold the same short number.
 """
 
 from __future__ import annotations

@@ -41,6 +41,10 @@ def test_tpe_trials_are_seeded_and_in_range(tiny):
     second = sweep.run_sweep(params, spec, tmp_path / "processed")
     pd.testing.assert_frame_equal(first, second)  # one worker, same seed and batch: same table
     assert first["lr"].between(1e-4, 1e-2).all() and first["batch_size"].between(16, 64).all()
+    # drawn floats are trained rounded to 4 significant digits: the config scored is the one
+    # --apply writes, and it reads as lr: 0.001554
+    assert (first["lr"] == [float(f"{lr:.4g}") for lr in first["lr"]]).all()
+    assert first["lr"].nunique() > 1
 
 
 def test_sweep_ranks_by_cv_and_matches_train_stage(tiny):
