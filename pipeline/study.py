@@ -32,6 +32,7 @@ from pipeline.study_storage import storage_errors
 HEARTBEAT_ATTR = "worker_heartbeat"  # a trial's last heartbeat (epoch seconds), in every shared
                                      # storage (fail_stale_trials reads it)
 INTERRUPTED_ATTR = "interrupted"  # a trial given back by a worker stopped with Ctrl-C/SIGTERM
+SURPLUS_ATTR = "surplus"  # a trial asked in a race past the study's total: failed, never run
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
 GRACE_HEARTBEATS = 2  # a running trial whose worker missed this many heartbeats is stale
 
@@ -338,6 +339,7 @@ def _run_batches(study, storage, spec: dict, evaluate, log) -> int:
                 trial = study.ask(dists)
             done_now, pending, _ = _counts(study)
             if trial.number not in set(sorted(pending)[:max(0, total - done_now)]):
+                storage.set_trial_system_attr(trial._trial_id, SURPLUS_ATTR, True)
                 study.tell(trial, state=TrialState.FAIL)  # surplus: never run
                 break
             asked.append(trial)
@@ -392,7 +394,8 @@ def fail_stale_trials(study, storage, grace_s: float) -> None:
             continue  # another worker got there first
         failed_before = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
                          if t.params == trial.params and t.number != trial.number
-                         and not t.system_attrs.get(INTERRUPTED_ATTR)]
+                         and not t.system_attrs.get(INTERRUPTED_ATTR)
+                         and not t.system_attrs.get(SURPLUS_ATTR)]
         if not failed_before:  # re-queued once, as Optuna's callback with max_retry=1
             study.enqueue_trial(trial.params)
 

@@ -110,6 +110,8 @@ def test_two_workers_share_a_study_without_losing_or_repeating_a_trial(workspace
     ran = [int(([0, *re.findall(r"this worker ran (\d+)", err)])[-1]) for _, err in outputs]
     assert sum(ran) == 8 and all(r > 0 for r in ran)  # both took part
     assert len(states.get(TrialState.WAITING, [])) == 0  # nothing queued twice is left over
+    # a trial asked past the total in a race is failed unrun and marked; no other fails
+    assert all(t.system_attrs.get("surplus") for t in states.get(TrialState.FAIL, []))
 
 
 @pytest.mark.slow
