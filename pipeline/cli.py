@@ -16,10 +16,11 @@ COMMANDS = {
     "predict": ("pipeline.predict", "the saved fold models on the test set: the MLP alone"),
     "member": ("pipeline.member", f"train one blend member ({', '.join(FAMILIES)}) on the "
                "MLP's folds (stage 4)"),
-    "blend": ("pipeline.blend", "blend the members on out-of-fold predictions: submission.csv"),
+    "blend": ("pipeline.blend", "blend the members on out-of-fold predictions: submission.csv (stage 5)"),
     "sweep": ("pipeline.sweep", "score a search space by the train stage's CV; rank, apply, queue"),
     "submit": ("pipeline.submit", "validate and send submission.csv to Kaggle, log the score"),
-    "experiments": ("pipeline.experiments", "DVC experiments' CV beside their logged public scores"),
+    "experiments": ("pipeline.experiments", "DVC experiments ranked by CV, judged by the tie rule, "
+                    "with public scores"),
     "check-params": ("pipeline.check_params", "validate params.yaml (DVC runs this before any stage)"),
 }
 HELP = ("-h", "--help", "help")
