@@ -1,12 +1,12 @@
 """DVC experiments side by side: the submission's CV (the blend's) on all rows and without the
-outlier rows, the params that differ between them, and the public score `house-prices submit`
-logged for each (leaderboard.csv).
+outlier rows, the params each changed, and the public score `house-prices submit` logged for
+each (leaderboard.csv).
 
 An experiment's score is matched by the experiment name given at submit time, a commit's by its
 hash; the latest submission wins. Rows are sorted by the CV on all rows (what Kaggle scores);
 each row is judged against the baseline commit by the project's tie rule (pipeline/compare.py:
-paired over the folds, a tie under two standard errors), and the params that differ between
-rows follow it. Fits 120 columns. One shuffle's verdict is a first look: confirm a change on
+paired over the folds, a tie under two standard errors), and the params it changed from the
+baseline follow it. Fits 120 columns. One shuffle's verdict is a first look: confirm a change on
 other fold seeds, or with bench/nested_cv.py (docs/model-search.md).
 """
 
@@ -137,8 +137,8 @@ def _number(value) -> str:
 
 def table(rows: list[dict], width: int = WIDTH) -> str:
     """A text table, best CV on all rows first (experiments with no metrics last), each row
-    judged against the baseline (the commit the experiments start from) by the tie rule; the
-    params that differ between rows follow each row, wrapped to `width` columns."""
+    judged against the baseline (the commit the experiments start from) by the tie rule; under
+    each row, wrapped to `width` columns, the params it changed from the baseline."""
     changed = changed_params(rows)
     base = next((r for r in rows if r.get("baseline")), rows[0] if rows else None)
     ordered = sorted(rows, key=lambda r: (not isinstance(r["cv_rmse"], float), r["cv_rmse"] or 0.0))
@@ -149,7 +149,8 @@ def table(rows: list[dict], width: int = WIDTH) -> str:
     lines = ["  ".join(h.ljust(n) for h, n in zip(header, sizes, strict=True)).rstrip()]
     for r, row_cells in zip(ordered, cells, strict=True):
         lines.append("  ".join(c.ljust(n) for c, n in zip(row_cells, sizes, strict=True)).rstrip())
-        params = [f"{k}={json.dumps(r['params'][k])}" for k in changed if k in r["params"]]
+        params = [f"{k}={json.dumps(r['params'][k])}" for k in changed
+                  if k in r["params"] and (base is None or r["params"][k] != base["params"].get(k))]
         lines += textwrap.wrap(", ".join(params), width, initial_indent="    ",
                                subsequent_indent="    ", break_on_hyphens=False)
     return "\n".join(lines)

@@ -312,8 +312,11 @@ def test_experiments_table_joins_scores_applies_the_tie_rule_and_fits_120_column
     assert "other folds" in by_name["other-shuffle"]
     assert "(baseline)" in by_name["main"] and "workspace" in by_name  # not cut to "workspac"
     assert lines[1].startswith("lucid-fawn")  # best CV on all rows first
-    # the params that differ follow each row (lr and fold_seed differ; folds does not)
-    assert lines[2].strip() == "train.fold_seed=0, train.lr=0.003"
+    # under each row, what it changed from the baseline (and nothing under the baseline)
+    assert lines[2].strip() == "train.lr=0.003"
+    assert lines[lines.index(by_name["other-shuffle"]) + 1].strip() == "train.fold_seed=7"
+    after_main = lines[lines.index(by_name["main"]) + 1:][:1]
+    assert not any(line.startswith(" ") for line in after_main)
     assert not any("train.folds=" in line for line in lines)
 
 
