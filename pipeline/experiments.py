@@ -76,13 +76,6 @@ def flatten_exp_show(shown: list) -> list[dict]:
     return rows
 
 
-def changed_params(rows: list[dict]) -> list[str]:
-    """The params whose values are not the same in every row."""
-    keys = sorted({k for r in rows for k in r.get("params", {})})
-    return [k for k in keys
-            if len({json.dumps(r.get("params", {}).get(k)) for r in rows}) > 1]
-
-
 def join_scores(experiments: list[dict], logged: list[dict]) -> list[dict]:
     """Attach the latest logged public score to each experiment or commit."""
     by_name, by_commit = {}, {}
@@ -121,11 +114,11 @@ def against(row: dict, base: dict) -> str:
     mine, theirs = row.get("folds"), base.get("folds")
     if not mine or not theirs:
         return "no fold scores"
+    all_rows, clean = FOLD_KEYS
     plan = ("train.folds", "train.fold_seed", "train.exclude_outliers")
     if any(row["params"].get(k) != base["params"].get(k) for k in plan) or len(
-            mine[FOLD_KEYS[0]]) != len(theirs[FOLD_KEYS[0]]):
+            mine[all_rows]) != len(theirs[all_rows]):
         return "other folds"
-    (all_rows, clean) = FOLD_KEYS
     diff, _ = compare.paired(mine[all_rows], theirs[all_rows])
     verdict = compare.verdict(mine[all_rows], theirs[all_rows], mine[clean], theirs[clean])
     return f"{verdict} ({diff:+.4f})"
@@ -139,7 +132,6 @@ def table(rows: list[dict], width: int = WIDTH) -> str:
     """A text table, best CV on all rows first (experiments with no metrics last), each row
     judged against the baseline (the commit the experiments start from) by the tie rule; under
     each row, wrapped to `width` columns, the params it changed from the baseline."""
-    changed = changed_params(rows)
     base = next((r for r in rows if r.get("baseline")), rows[0] if rows else None)
     ordered = sorted(rows, key=lambda r: (not isinstance(r["cv_rmse"], float), r["cv_rmse"] or 0.0))
     cells = [[r["name"], _number(r["cv_rmse"]), _number(r["cv_rmse_no_outliers"]),
@@ -149,8 +141,8 @@ def table(rows: list[dict], width: int = WIDTH) -> str:
     lines = ["  ".join(h.ljust(n) for h, n in zip(header, sizes, strict=True)).rstrip()]
     for r, row_cells in zip(ordered, cells, strict=True):
         lines.append("  ".join(c.ljust(n) for c, n in zip(row_cells, sizes, strict=True)).rstrip())
-        params = [f"{k}={json.dumps(r['params'][k])}" for k in changed
-                  if k in r["params"] and (base is None or r["params"][k] != base["params"].get(k))]
+        params = [f"{k}={json.dumps(value)}" for k, value in sorted(r["params"].items())
+                  if value != base["params"].get(k)]
         lines += textwrap.wrap(", ".join(params), width, initial_indent="    ",
                                subsequent_indent="    ", break_on_hyphens=False)
     return "\n".join(lines)

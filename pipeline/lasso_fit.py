@@ -40,4 +40,3 @@ def fit_lasso(x: np.ndarray, y: np.ndarray, settings: LassoSettings, who: str):
               f"iteration limit short of tol {settings.tol:g}; its coefficients are used as they "
               "are", file=sys.stderr)
     return fitted
-
