@@ -184,8 +184,7 @@ def run_mlp(seed: int, fold: int, out: Path, configs: dict, device, defaults_onl
             ) -> None:
     """The MLP's candidates on one outer fold, each config's 15 fold x view models in one batch;
     plus the default on one encoding and the default with the outlier rows trained on."""
-    from pipeline.mlp import fit_mlp_configs, oof_predictions
-    from pipeline.predict import clip_to_range
+    from pipeline.mlp import clip_to_range, fit_mlp_configs, oof_predictions
     from pipeline.views import Views
 
     params = load_params(ROOT / "params.yaml")
@@ -300,9 +299,12 @@ def blend_outer(entry: dict, chosen: dict[str, str], method: str) -> np.ndarray:
 def score_recipe(results: list[dict], members: list[str], rule: str, method: str,
                  metric: str = "cv_rmse_no_outliers", force: str | None = None,
                  force_member: tuple[str, str] | None = None) -> dict:
-    """Outer RMSE per outer fold, on all rows and with the outlier rows not scored."""
+    """Outer RMSE per outer fold, on all rows and with the outlier rows not scored; and each
+    house's outer log price per fold seed ("pred", [seeds, houses], for the house-level rule)."""
     all_rows, clean = [], []
-    _, outlier = competition_frames()
+    train, outlier = competition_frames()
+    seeds = sorted({e["seed"] for e in results})
+    house_pred = np.full((len(seeds), len(train)), np.nan)
     for entry in results:
         if not all(p in entry["parts"] for p in members):
             raise SystemExit(f"s{entry['seed']} f{entry['fold']}: missing parts "
@@ -316,11 +318,9 @@ def score_recipe(results: list[dict], members: list[str], rule: str, method: str
         keep = ~outlier[rows]
         all_rows.append(rmse(pred, y))
         clean.append(rmse(pred[keep], y[keep]))
-    return {"all": np.array(all_rows), "clean": np.array(clean)}
-
-
-def verdict(change: dict, default: dict) -> str:
-    return compare.verdict(change["all"], default["all"], change["clean"], default["clean"])
+        house_pred[seeds.index(entry["seed"]), rows] = pred
+    return {"all": np.array(all_rows), "clean": np.array(clean), "pred": house_pred,
+            "honest": rule != "default"}
 
 
 def edge_rows(entry: dict) -> np.ndarray:
@@ -336,17 +336,50 @@ def edge_rows(entry: dict) -> np.ndarray:
     return edge
 
 
+HONEST = "searched inside each outer part"
+PUBLISHED = "published defaults"
+OPTIMISTIC = "chosen on these houses (optimistic)"
+
+
 def recipe_table(results: list[dict], recipes: dict[str, dict], baseline: str) -> str:
+    """One row per recipe, scored house by house (each house's squared error averaged over the
+    fold seeds; RMSE over the houses), compared with the baseline by the house-level rule of
+    pipeline/compare.py (a paired bootstrap over houses, on all rows and on the normal houses).
+    Only honest rows decide: settings searched again inside each outer part, or published."""
+    train, outlier = competition_frames()
+    y = np.log(train["SalePrice"].to_numpy(dtype=np.float64))
+    errors = {label: compare.house_errors(r["pred"], y) for label, r in recipes.items()}
+    base = errors[baseline]
+    rows = []
+    for label, r in recipes.items():
+        err = errors[label]
+        diffs = compare.houses(err, base, outlier)
+        kind = r.get("kind") or (HONEST if r["honest"] else OPTIMISTIC)
+        rule = compare.decide(diffs)
+        if label == baseline:
+            rule = "(baseline)"
+        elif kind == OPTIMISTIC:
+            rule = f"decides nothing ({rule})"
+        rows.append([label, kind, f"{np.sqrt(err.mean()):.4f}", f"{np.sqrt(err[~outlier].mean()):.4f}",
+                     *(f"{d:+.4f} ± {se:.4f}" for d, se in diffs.values()), rule])
+    return markdown_table(["recipe", "settings", "all rows", "normal houses",
+                           "vs baseline, all rows", "vs baseline, normal houses", "rule"], rows)
+
+
+def fold_table(recipes: dict[str, dict], baseline: str) -> str:
+    """The outer scores per fold (mean over the outer folds, paired SE over the folds): the
+    old instrument, kept beside the house-level one to show what its SE claimed."""
     default = recipes[baseline]
     rows = []
     for label, r in recipes.items():
+        if "all" not in r:
+            continue
         d_all = compare.paired(r["all"], default["all"])
         d_clean = compare.paired(r["clean"], default["clean"])
         rows.append([label, f"{r['all'].mean():.4f}", f"{r['clean'].mean():.4f}",
-                     f"{d_all[0]:+.4f} ± {d_all[1]:.4f}", f"{d_clean[0]:+.4f} ± {d_clean[1]:.4f}",
-                     "(the default)" if label == baseline else verdict(r, default)])
-    return markdown_table(["recipe", "outer, all rows", "outer, outliers not scored",
-                           "vs default, all rows", "vs default, no outliers", "rule"], rows)
+                     f"{d_all[0]:+.4f} ± {d_all[1]:.4f}", f"{d_clean[0]:+.4f} ± {d_clean[1]:.4f}"])
+    return markdown_table(["recipe", "mean over folds, all rows", "outliers not scored",
+                           "vs baseline, all rows (fold SE)", "no outliers (fold SE)"], rows)
 
 
 def optimism_table(results: list[dict], members: list[str]) -> str:
@@ -413,8 +446,23 @@ def command_report(args) -> None:
     def add(label, names=members, rule="default", how=method, **kw):
         recipes[label] = score_recipe(results, list(names), rule, how, **kw)
 
-    baseline = f"default: {' + '.join(members)}, blend {method}"
-    add(baseline)
+    def everywhere(candidate: str) -> bool:
+        return all(candidate in e["parts"][m] for e in results for m in members)
+
+    fixed = f"default: {' + '.join(members)}, blend {method}, params.yaml's settings"
+    searched = everywhere("default" + WITH_OUTLIERS)  # not a --defaults-only run
+    baseline = "default recipe, every setting searched inside" if searched else fixed
+    if searched:
+        add(baseline, rule="search")
+        add("the same, searched by the all-rows CV", rule="search", metric="cv_rmse")
+        add("the same, outliers in/out searched too", rule="search+outliers")
+    for label, directory in [("the Stacked Regressions recipe", args.stacked),
+                             *((f"AutoGluon best_quality ({name})", d) for name, d in
+                               (p.split("=", 1) for p in args.peer))]:
+        if directory:
+            prefix = "stacked" if label.startswith("the Stacked") else "autogluon"
+            recipes[label] = peer_scores(results, Path(directory), prefix)
+    add(fixed)
     previous = ["mlp", "lasso", "lgbm", "svr", "lasso_svr"]
     if set(previous) <= have:
         add("previous default: " + " + ".join(previous) + ", fitted weights", previous,
@@ -427,13 +475,7 @@ def command_report(args) -> None:
             add(f"without {member}", [m for m in members if m != member])
     for other in others:
         add(f"with {other}", [*members, other])
-    def everywhere(candidate: str) -> bool:
-        return all(candidate in e["parts"][m] for e in results for m in members)
-
-    if everywhere("default" + WITH_OUTLIERS):  # not a --defaults-only run
-        add("settings searched inside (by the no-outlier CV)", rule="search")
-        add("settings searched inside (by the all-rows CV)", rule="search", metric="cv_rmse")
-        add("settings and outliers in/out searched inside", rule="search+outliers")
+    if searched:
         add("every member trained with the outlier rows", force="default" + WITH_OUTLIERS)
         for member in members:
             recipes[f"{member} trained with the outlier rows"] = score_recipe(
@@ -442,37 +484,47 @@ def command_report(args) -> None:
         add("the MLP on one encoding (preprocess.mlp_views: [])", force="default,one_view")
     for member in members:
         add(f"{member} alone", [member])
-    if args.stacked:
-        recipes["the Stacked Regressions recipe (published settings)"] = stacked_scores(
-            results, Path(args.stacked))
     seeds = sorted({e["seed"] for e in results})
     print(f"# Nested CV: {len(results)} outer folds (fold seeds {' '.join(map(str, seeds))})\n")
-    print("Outer log-RMSE, mean over the outer folds; differences from the default paired over "
-          "the outer folds (± one standard error); rule: docs/model-search.md.\n")
+    print("Outer log-RMSE over the houses (each house's squared error averaged over the fold "
+          "seeds); differences from the baseline ± one standard error of a paired bootstrap over "
+          f"houses ({compare.BOOTSTRAP_SAMPLES} draws), on all rows and on the normal houses (the "
+          "two partial sales left out); rule: pipeline/compare.py. Only honest rows decide.\n")
     print(recipe_table(results, recipes, baseline))
-    searched = [m for m in ("mlp", *sorted(have - {"mlp"}))
-                if all(len(e["parts"][m]) > 2 for e in results)]
-    if searched:
+    print("\n## The same rows by outer fold (the paired SE over folds the old rule used)\n")
+    print(fold_table(recipes, baseline))
+    searched_parts = [m for m in ("mlp", *sorted(have - {"mlp"}))
+                      if all(len(e["parts"][m]) > 2 for e in results)]
+    if searched_parts:
         print("\n## The searches, re-run inside each outer training part (outliers not scored)\n")
-        print(optimism_table(results, searched))
+        print(optimism_table(results, searched_parts))
     blend_preds = [blend_outer(e, {m: "default" for m in members}, method) for e in results]
     print("\n## Edge houses: larger, newer or better than 97.5% of the training part "
           "(outliers not scored)\n")
     print(edge_table(results, [*members, *others], "default blend", blend_preds))
 
 
-def stacked_scores(results: list[dict], directory: Path) -> dict:
-    """The stacked recipe's outer scores on the same outer folds (its --save output)."""
+def peer_scores(results: list[dict], directory: Path, prefix: str) -> dict:
+    """A peer's outer predictions on the same outer folds (DIR/{prefix}_oof_fs{seed}.npy): the
+    stacked recipe's (`stacked_regressions.py --save`) or AutoGluon's (`autogluon_peer.py`)."""
     train, outlier = competition_frames()
     y = np.log(train["SalePrice"].to_numpy(dtype=np.float64))
+    seeds = sorted({e["seed"] for e in results})
+    pred = np.full((len(seeds), len(train)), np.nan)
     out = {"all": [], "clean": []}
+    for i, seed in enumerate(seeds):
+        path = directory / f"{prefix}_oof_fs{seed}.npy"
+        if not path.is_file():
+            raise SystemExit(f"{path}: missing; run the peer on fold seed {seed} first")
+        pred[i] = np.load(path)
     for entry in results:
-        oof = np.load(directory / f"stacked_oof_fs{entry['seed']}.npy")
         rows = entry["outer_rows"]
+        p = pred[seeds.index(entry["seed"]), rows]
         keep = ~outlier[rows]
-        out["all"].append(rmse(oof[rows], y[rows]))
-        out["clean"].append(rmse(oof[rows][keep], y[rows][keep]))
-    return {k: np.array(v) for k, v in out.items()}
+        out["all"].append(rmse(p, y[rows]))
+        out["clean"].append(rmse(p[keep], y[rows][keep]))
+    return {"all": np.array(out["all"]), "clean": np.array(out["clean"]), "pred": pred,
+            "honest": True, "kind": PUBLISHED}
 
 
 def main() -> None:
@@ -496,6 +548,9 @@ def main() -> None:
     report = sub.add_parser("report", help="score recipes from a run's predictions")
     report.add_argument("dir")
     report.add_argument("--stacked", help="directory of stacked_oof_fs{seed}.npy")
+    report.add_argument("--peer", action="append", default=[], metavar="NAME=DIR",
+                        help="AutoGluon's outer predictions (autogluon_peer.py --out DIR), "
+                             "named NAME (e.g. its time limit) in the table; repeatable")
     args = parser.parse_args()
     command_run(args) if args.command == "run" else command_report(args)
 
