@@ -1,20 +1,30 @@
 """Write outputs atomically: a crash or a failed check never leaves a partial file behind.
 
-Temporary files and directories sit beside their target as `.NAME.PID.RANDOM.tmp` (git and DVC
-ignore that pattern). A process killed with SIGKILL cannot remove its own, so every later write
-to the same target first removes the leftovers of processes that are no longer running.
+Temporary files and directories sit beside their target as `.NAME.PID.hpRANDOM.tmp` (git and
+DVC ignore that pattern; `hp` marks the project's own). A process killed with SIGKILL cannot
+remove its own, so every later write to the same target first removes the leftovers of
+processes that are no longer running, and only those the project named.
+
+Inside `together()` (every DVC stage's run, pipeline.cli_support.run_cli) no write is renamed
+onto its target until the whole stage has succeeded: a stage that fails half-way, on a full disk
+or a bad value, changes none of its outputs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 TMP_SUFFIX = ".tmp"
+MARK = "hp"  # after the PID: a temporary this project made (a user's own files are never touched)
+# (commit, discard) pairs of the writes waiting for the end of a `together()` block
+_PENDING: contextvars.ContextVar[list | None] = contextvars.ContextVar("pending", default=None)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -35,8 +45,8 @@ def remove_stale(target: str | os.PathLike) -> list[Path]:
         return removed
     for leftover in target.parent.glob(f".{target.name}.*{TMP_SUFFIX}"):
         middle = leftover.name[len(target.name) + 2:-len(TMP_SUFFIX)]
-        pid_text = middle.split(".", 1)[0]
-        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+        pid_text, _, rest = middle.partition(".")
+        if not (pid_text.isdigit() and rest.startswith(MARK)) or _pid_alive(int(pid_text)):
             continue
         if leftover.is_dir() and not leftover.is_symlink():
             shutil.rmtree(leftover, ignore_errors=True)
@@ -56,19 +66,75 @@ def remove_stale_under(root: str | os.PathLike, skip=(".git", ".dvc")) -> list[P
             if not (name.startswith(".") and name.endswith(TMP_SUFFIX)):
                 continue
             parts = name[: -len(TMP_SUFFIX)].rsplit(".", 2)
-            if len(parts) == 3 and parts[0] not in ("", ".") and parts[1].isdigit():
+            if (len(parts) == 3 and parts[0] not in ("", ".") and parts[1].isdigit()
+                    and parts[2].startswith(MARK)):
                 removed += remove_stale(Path(folder) / parts[0][1:])
     return removed
 
 
 def _prefix(target: Path) -> str:
-    return f".{target.name}.{os.getpid()}."
+    return f".{target.name}.{os.getpid()}.{MARK}"
+
+
+def refuse_special(target: Path, directory: bool = False) -> None:
+    """Only a regular file (a directory, for `replace_dir`) is ever replaced: an output path that
+    names a device, a FIFO or a socket (`--out /dev/full`) is refused, not overwritten."""
+    from pipeline.errors import PipelineError
+
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(mode) or (stat.S_ISDIR(mode) if directory else stat.S_ISREG(mode)):
+        return
+    kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+    raise PipelineError(f"{target}: {kind}; refusing to replace it with an output; choose "
+                        "another path")
+
+
+def _named(exc: OSError, target: Path) -> OSError:
+    """The error of writing a temporary, said of the output it was for."""
+    if exc.filename is None or TMP_SUFFIX in str(exc.filename):
+        exc.filename = str(target)
+    return exc
+
+
+def _finish(commit: Callable[[], object], discard: Callable[[], object]) -> None:
+    """Commit now, or at the end of the enclosing `together()` block."""
+    pending = _PENDING.get()
+    if pending is None:
+        try:
+            commit()
+        finally:
+            discard()
+    else:
+        pending.append((commit, discard))
+
+
+@contextlib.contextmanager
+def together(check: Callable[[], object] | None = None) -> Iterator[None]:
+    """Every atomic write in the block waits; when the block (and then `check`) succeeds, all are
+    renamed onto their targets, else all are discarded: outputs change all together or not at all.
+    (Renames need no space, so a full disk fails in the block, before any output changed.)"""
+    pending: list = []
+    token = _PENDING.set(pending)
+    try:
+        yield
+        if check is not None:
+            check()
+        for commit, _ in pending:
+            commit()
+    finally:
+        _PENDING.reset(token)
+        for _, discard in pending:
+            discard()
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
     target = Path(target)
+    refuse_special(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)
     fd, tmp = tempfile.mkstemp(prefix=_prefix(target), suffix=TMP_SUFFIX, dir=target.parent)
@@ -79,9 +145,13 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual mode
     try:
         yield tmp_path
-        os.replace(tmp_path, target)
-    finally:
+    except OSError as exc:
         tmp_path.unlink(missing_ok=True)
+        raise _named(exc, target) from None
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    _finish(lambda: os.replace(tmp_path, target), lambda: tmp_path.unlink(missing_ok=True))
 
 
 def write_text(target: str | os.PathLike, text: str) -> None:
@@ -107,12 +177,21 @@ def write_json(target: str | os.PathLike, data) -> None:
 def replace_dir(target: str | os.PathLike, fill: Callable[[Path], object]) -> None:
     """Fill a fresh sibling directory, then swap it in: no mix of old and new files."""
     target = Path(target)
+    refuse_special(target, directory=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)
     tmp = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=TMP_SUFFIX, dir=target.parent))
-    try:
-        fill(tmp)
+
+    def swap() -> None:
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
-    finally:
+
+    try:
+        fill(tmp)
+    except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise _named(exc, target) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _finish(swap, lambda: shutil.rmtree(tmp, ignore_errors=True))

@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="the blend's CV per fold (JSON)")
     args = parser.parse_args(argv)
     run_cli(lambda: blend(load_params(args.params), args.members, args.mlp, args.data, args.out,
-                          args.metrics, args.table, args.folds))
+                          args.metrics, args.table, args.folds), params_path=args.params)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
             write_text(args.stamp, "params.yaml is valid\n")
         print(f"check-params: {args.params} is valid")
 
-    run_cli(stage)
+    run_cli(stage, params_path=args.params)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import argparse
 import errno
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 # What to do about the operating-system errors a user can fix.
 OS_ERROR_HINTS = {
@@ -26,16 +27,40 @@ def describe_os_error(exc: OSError) -> str:
     return f"{exc.strerror or exc}{where}"
 
 
-def run_cli(stage: Callable[[], object]) -> None:
-    """Run a stage; report a user-fixable failure as one line instead of a traceback.
-
-    Outputs are written through pipeline.atomic, so a failure at any point leaves the previous
-    outputs as they were.
-    """
+def _params_unchanged(path: str, before: bytes | None) -> None:
     from pipeline.errors import PipelineError
 
     try:
-        stage()
+        now = Path(path).read_bytes()
+    except OSError:
+        now = None
+    if now != before:
+        raise PipelineError(f"{path} changed while this stage ran (it ran with the values it "
+                            "read at its start, which DVC would no longer record); no output was "
+                            "written; run it again (dvc repro)")
+
+
+def run_cli(stage: Callable[[], object], params_path: str | None = None) -> None:
+    """Run a stage; report a user-fixable failure as one line instead of a traceback.
+
+    Outputs are written through pipeline.atomic. With `params_path` (every DVC stage) they are
+    renamed into place together, only when the whole stage succeeded and the params file is
+    still the one it read at its start: DVC records the params it finds after the stage, so a
+    stage that ran with other values must not finish.
+    """
+    from pipeline.atomic import together
+    from pipeline.errors import PipelineError
+
+    try:
+        if params_path is None:
+            stage()
+        else:
+            try:
+                before = Path(params_path).read_bytes()
+            except OSError:
+                before = None
+            with together(check=lambda: _params_unchanged(params_path, before)):
+                stage()
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

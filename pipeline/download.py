@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params(args.params)
         download(params.download, args.out, params.kaggle)
 
-    run_cli(stage)
+    run_cli(stage, params_path=args.params)
 
 
 if __name__ == "__main__":

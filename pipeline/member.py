@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default="data/processed", help="the preprocess stage's output")
     parser.add_argument("--out", default="members", help="members/NAME/ gets its predictions")
     args = parser.parse_args(argv)
-    run_cli(lambda: run_member(args.name, load_params(args.params), args.data, args.out))
+    run_cli(lambda: run_member(args.name, load_params(args.params), args.data, args.out),
+            params_path=args.params)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params(args.params)
         predict(params.predict, params.ensemble, args.data, args.models, args.out)
 
-    run_cli(stage)
+    run_cli(stage, params_path=args.params)
 
 
 if __name__ == "__main__":

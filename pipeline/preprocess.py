@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
               f"test rows, {result['x_train'].shape[1]} features, "
               f"{int(result['outlier'].sum())} outlier rows flagged")
 
-    run_cli(stage)
+    run_cli(stage, params_path=args.params)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ table, `--apply` and the score all hold the same short number.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -258,8 +259,31 @@ def best_overrides(table: pd.DataFrame, spec: dict, rank: int = 1) -> dict:
     return overrides
 
 
+@contextlib.contextmanager
+def dvc_lock(params_path: str | os.PathLike):
+    """Hold DVC's repository lock (what `dvc repro` holds while it runs) for the block, so
+    params.yaml never changes under a running stage; one line if a DVC command holds it."""
+    import zc.lockfile
+
+    lock_dir = Path(params_path).resolve().parent / ".dvc" / "tmp"
+    if not lock_dir.is_dir():  # not a DVC repository: nothing to wait for
+        yield
+        return
+    try:
+        lock = zc.lockfile.LockFile(str(lock_dir / "lock"))
+    except zc.lockfile.LockError:
+        raise PipelineError(f"sweep: a DVC command (dvc repro?) is running in "
+                            f"{lock_dir.parent.parent} and holds its lock; --apply changed "
+                            "nothing: apply again when it has finished") from None
+    try:
+        yield
+    finally:
+        lock.close()
+
+
 def apply_to_params(params_path: str | os.PathLike, overrides: dict) -> None:
-    """Write `overrides` into params.yaml's train section, keeping its comments and order."""
+    """Write `overrides` into params.yaml's train section, keeping its comments and order
+    (never while a `dvc repro` holds the repository)."""
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedSeq
 
@@ -275,9 +299,10 @@ def apply_to_params(params_path: str | os.PathLike, overrides: dict) -> None:
             seq.fa.set_flow_style()
             value = seq
         doc["train"][key] = value
-    with atomic_path(params_path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        yaml_rt.dump(doc, fh)
-    load_params(params_path)  # the result must still be valid
+    with dvc_lock(params_path), atomic_path(params_path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            yaml_rt.dump(doc, fh)
+        load_params(tmp)  # the result must still be valid, else params.yaml stays as it was
 
 
 def set_args(overrides: dict) -> list[str]:

@@ -144,7 +144,7 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
                           "residual": oof - y, "actual_price": np.exp(y)})
     with atomic_path(oof_path) as tmp:
         frame.to_csv(tmp, index=False)
-    log_learning_curves(live_dir, plan, result, outlier)
+    replace_dir(Path(live_dir), lambda d: log_learning_curves(d, plan, result, outlier))
     feature_names = read_feature_names(data_dir, data, x)
     write_importance(importance_path, models, x, y, outlier, plan, params, average, feature_names)
     if member_path is not None:
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
               args.oof, args.live, member_path=args.member,
               clip_to_train_range=params.predict.clip_to_train_range)
 
-    run_cli(stage)
+    run_cli(stage, params_path=args.params)
 
 
 if __name__ == "__main__":

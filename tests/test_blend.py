@@ -326,3 +326,63 @@ def test_parameter_check_imports_neither_torch_nor_scikit_learn(repo_root):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=repo_root)
     assert out.stdout.strip() == "False False"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs (root only, as CI runs): a disk that fills up mid-stage."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill_but_one_page(disk):
+    import os
+
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    os.truncate(filler, max(0, filler.stat().st_size - 4096))
+
+
+def test_a_blend_that_fills_the_disk_changes_no_output_and_names_the_file(
+        pipeline_run, small_disk, capsys):
+    import shutil
+
+    from pipeline.cli_support import run_cli
+
+    params, tmp_path = pipeline_run
+    outs = {"out": small_disk / "submission.csv", "metrics_path": small_disk / "blend.json",
+            "table_path": small_disk / "blend_members.csv"}
+
+    def run():
+        blend(params, tmp_path / "members", tmp_path / "members/mlp/predictions.npz",
+              tmp_path / "processed", **outs)
+
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(__import__("conftest").ROOT / "params.yaml", params_file)
+    run_cli(run, params_path=str(params_file))  # the first blend: its outputs are the old ones
+    before = {p.name: p.read_bytes() for p in small_disk.iterdir()}
+    assert len(before) == 6  # submission, metrics, members, bands, residuals, folds
+    fill_but_one_page(small_disk)  # room for the first new file, not for the others
+    params = with_ensemble(params, blend="ridge")  # new values in every file
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(run, params_path=str(params_file))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no space left on the device")
+    assert str(small_disk) in err[0]  # which output it was writing
+    after = {p.name: p.read_bytes() for p in small_disk.iterdir() if p.name != "filler"}
+    assert after == before  # nothing replaced, no temporary left

@@ -151,13 +151,15 @@ def test_the_parameter_check_removes_temporaries_of_killed_runs(repo_root, tmp_p
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
     (tmp_path / "models").mkdir()
-    left = [tmp_path / f".submission.csv.{dead}.ab_c1.tmp", tmp_path / f".models.{dead}.x9.tmp"]
+    left = [tmp_path / f".submission.csv.{dead}.hpab_c1.tmp", tmp_path / f".models.{dead}.hpx9.tmp"]
     left[0].write_text("half")
     left[1].mkdir()
     (left[1] / "fold0.pt").write_text("half")
-    alive = tmp_path / f".submission.csv.{os.getpid()}.zz.tmp"  # a running process's: kept
+    alive = tmp_path / f".submission.csv.{os.getpid()}.hpzz.tmp"  # a running process's: kept
     alive.write_text("busy")
+    users = tmp_path / f".notes.txt.{dead}.backup.tmp"  # the same shape, not the project's: kept
+    users.write_text("mine")
     from pipeline.check_params import main
 
     main(["--params", str(tmp_path / "params.yaml")])
-    assert not any(p.exists() for p in left) and alive.exists()
+    assert not any(p.exists() for p in left) and alive.exists() and users.read_text() == "mine"

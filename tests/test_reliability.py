@@ -159,11 +159,11 @@ def test_killed_write_leaves_an_ignored_temporary_that_the_next_write_removes(tm
 
 def test_a_live_writers_temporary_is_left_alone(tmp_path):
     target = tmp_path / "models"
-    mine = tmp_path / f".models.{os.getpid()}.abc.tmp"
+    mine = tmp_path / f".models.{os.getpid()}.hpabc.tmp"
     mine.mkdir()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
-    stale = tmp_path / f".models.{dead}.xyz.tmp"
+    stale = tmp_path / f".models.{dead}.hpxyz.tmp"
     stale.mkdir()
     (stale / "fold0_seed0.pt").write_bytes(b"partial")
     atomic.replace_dir(target, lambda d: (d / "m.pt").write_bytes(b"m"))

@@ -1,0 +1,109 @@
+"""A stage's outputs are what it ran with, all or nothing: a params edit under a running stage
+stops it before any output changes, `sweep --apply` waits for no running `dvc repro` (it
+refuses), and only regular files are ever replaced."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+from pipeline import atomic
+from pipeline.cli_support import run_cli
+from pipeline.errors import PipelineError
+
+
+def test_outputs_change_together_or_not_at_all(tmp_path):
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text("old a")
+    second.write_text("old b")
+    with pytest.raises(RuntimeError), atomic.together():
+        atomic.write_text(first, "new a")
+        assert first.read_text() == "old a"  # not yet: the stage has not finished
+        raise RuntimeError("the second output could not be made")
+    assert first.read_text() == "old a" and second.read_text() == "old b"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]
+    with atomic.together():
+        atomic.write_text(first, "new a")
+        atomic.write_text(second, "new b")
+    assert first.read_text() == "new a" and second.read_text() == "new b"
+
+
+def test_a_params_edit_while_a_stage_runs_stops_it_before_any_output_changes(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    out = tmp_path / "cv.json"
+    out.write_text("made with dropout 0.3")
+
+    def stage():
+        atomic.write_text(out, "made with dropout 0.3, again")
+        # `house-prices sweep --apply` (or an editor) writes params.yaml while the stage runs
+        params.write_text(params.read_text().replace("dropout: 0.3", "dropout: 0.5"))
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(stage, params_path=str(params))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "changed while this stage ran" in err[0] and "run it again" in err[0]
+    assert out.read_text() == "made with dropout 0.3"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_an_output_path_that_is_not_a_regular_file_is_refused_and_left_as_it_was(tmp_path, kind):
+    if kind == "fifo":
+        target = tmp_path / "out.csv"
+        os.mkfifo(target)
+    else:
+        target = tmp_path / "full"
+        if subprocess.run(["mknod", str(target), "c", "1", "7"], capture_output=True).returncode:
+            pytest.skip("cannot make a device node here")  # /dev/full's numbers
+    mode = os.lstat(target).st_mode
+    with pytest.raises(PipelineError, match="not a regular file.*refusing to replace it"):
+        atomic.write_text(target, "Id,SalePrice\n")
+    assert os.lstat(target).st_mode == mode
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_a_cli_output_onto_a_device_is_one_line(tmp_path):
+    fifo = tmp_path / "stamp"
+    os.mkfifo(fifo)
+    proc = subprocess.run([sys.executable, "-m", "pipeline.check_params", "--params",
+                           str(ROOT / "params.yaml"), "--stamp", str(fifo)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {fifo}: not a regular file (a device, FIFO or socket); refusing to replace it "
+        "with an output; choose another path"]
+
+
+def test_sweep_apply_refuses_while_dvc_holds_the_repository(tmp_path):
+    import zc.lockfile
+
+    from pipeline.sweep import apply_to_params
+
+    (tmp_path / ".dvc/tmp").mkdir(parents=True)
+    params = tmp_path / "params.yaml"
+    original = (ROOT / "params.yaml").read_text()
+    params.write_text(original)
+    lock = zc.lockfile.LockFile(str(tmp_path / ".dvc/tmp/lock"))  # what `dvc repro` holds
+    try:
+        with pytest.raises(PipelineError, match="holds its lock; --apply changed nothing"):
+            apply_to_params(params, {"dropout": 0.5})
+        assert params.read_text() == original
+    finally:
+        lock.close()
+    apply_to_params(params, {"dropout": 0.5})
+    assert "dropout: 0.5" in params.read_text()
+
+
+def test_sweep_apply_writes_nothing_when_the_result_would_be_invalid(tmp_path):
+    from pipeline.sweep import apply_to_params
+
+    params = tmp_path / "params.yaml"
+    original = (ROOT / "params.yaml").read_text()
+    params.write_text(original)
+    with pytest.raises(PipelineError):
+        apply_to_params(params, {"dropout": 1.5})
+    assert params.read_text() == original
