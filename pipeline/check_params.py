@@ -3,21 +3,79 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 from pathlib import Path
 
 from pipeline.errors import PipelineError
 from pipeline.params import Params, load_params
 
+# What the MLP's cost is estimated with before any data is read: input columns per encoding
+# (the default's three encodings pad to ~400) and bytes per weight (float32 weights, their
+# gradients and Adam's two moments).
+INPUT_COLUMNS = 400
+BYTES_PER_WEIGHT = 16
+MEMORY_SHARE = 0.5  # of this machine's memory (or the GPU's) the models' state may take
+
+
+def check_columns(params: Params) -> None:
+    """Every column a param names is a numeric column of the competition's files (a typo would
+    otherwise crash preprocess after DVC removed its outputs)."""
+    from pipeline.schema import NUMERIC
+
+    for name, view in [("preprocess", params.preprocess),
+                       *((f"preprocess.mlp_views[{i}]", params.preprocess.view(dict(pairs)))
+                         for i, pairs in enumerate(params.preprocess.mlp_views))]:
+        unknown = [c for c in view.numeric_as_category if c not in NUMERIC]
+        if unknown:
+            raise PipelineError(
+                f"params.yaml: {name}.numeric_as_category names {', '.join(map(repr, unknown))}, "
+                f"not a numeric column of train.csv (e.g. MSSubClass, MoSold, YrSold); fix the "
+                "name in params.yaml")
+
+
+def mlp_state_bytes(params: Params) -> tuple[int, int]:
+    """(models, bytes of weights and optimiser state) of the train stage, estimated."""
+    train = params.train
+    widths = [INPUT_COLUMNS, *train.hidden, 1]
+    weights = sum(a * b + b for a, b in itertools.pairwise(widths))
+    weights += INPUT_COLUMNS if train.linear_skip and train.hidden else 0
+    models = train.folds * train.n_seeds * (1 + len(params.preprocess.mlp_views))
+    return models, models * weights * BYTES_PER_WEIGHT
+
+
+def machine_memory(device: str) -> tuple[int, str]:
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.get_device_properties(0).total_memory, "the GPU's memory"
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory"
+
 
 def check_machine(params: Params) -> None:
     """What only this machine can tell, checked here so a stage does not find it out after DVC
-    has removed its outputs."""
-    if params.train.device == "cuda":
+    has removed its outputs: the GPU asked for, the memory the models' state needs, the cores."""
+    device = params.train.device  # auto is bounded by the machine's memory: no torch import here
+    if device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise PipelineError("params.yaml: train.device is cuda but torch sees no GPU on this "
                                 "machine; use auto or cpu, e.g. -S train.device=auto")
+    models, need = mlp_state_bytes(params)
+    have, where = machine_memory(device)
+    if need > MEMORY_SHARE * have:
+        train = params.train
+        raise PipelineError(
+            f"params.yaml: train.hidden {list(train.hidden)} x train.n_seeds {train.n_seeds} x "
+            f"train.folds {train.folds} x {1 + len(params.preprocess.mlp_views)} encodings = "
+            f"{models:,} models, whose weights and optimiser state need ~{need / 1e9:,.1f} GB; "
+            f"{where} is {have / 1e9:,.1f} GB; make the layers narrower or train fewer models")
+    cores = os.cpu_count() or 1
+    threads = params.members.lgbm.get("threads", 1)
+    if threads > cores:
+        print(f"check-params: note: members.lgbm.threads {threads} is more than this machine's "
+              f"{cores} cores; each fit uses {cores} (the trees are the same)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,7 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     def stage() -> None:
         from pipeline.atomic import remove_stale_under
 
-        check_machine(load_params(args.params))
+        params = load_params(args.params)
+        check_columns(params)
+        check_machine(params)
         for path in remove_stale_under(Path(args.params).parent):
             print(f"check-params: removed {path}, left by a run that was killed")
         if args.stamp:

@@ -15,6 +15,7 @@ import http.client
 import os
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -44,33 +45,43 @@ def _log(message: str) -> None:
     print(f"download: {message}", file=sys.stderr, flush=True)
 
 
-def _copy_hashing(reader, dest: Path, total: int | None, label: str, max_bytes: int) -> str:
+def _copy_hashing(reader, dest: Path, total: int | None, label: str, max_bytes: int,
+                  deadline_s: float | None = None) -> str:
     """Stream `reader` into `dest` with a progress bar; return the SHA-1 of what was written.
 
-    A source that sends more than `max_bytes` is abandoned (an endless or wrong stream).
+    A source that sends more than `max_bytes` is abandoned as soon as it passes them (an endless
+    or wrong stream), and so is one still sending after `deadline_s` (a slow drip: each read
+    returns what has arrived, so a byte every few seconds never hides the clock).
     """
     if total is not None and total > max_bytes:
         raise SourceFailed(f"{total:,} bytes announced, over download.max_file_mb")
     digest = hashlib.sha1()
     written = 0
+    read = getattr(reader, "read1", reader.read)
+    ends = None if deadline_s is None else time.monotonic() + deadline_s
     with open(dest, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=label,
                                        disable=None, leave=False, file=sys.stderr) as bar:
-        while chunk := reader.read(CHUNK_BYTES):
+        while chunk := read(CHUNK_BYTES):
             written += len(chunk)
             if written > max_bytes:
                 raise SourceFailed(f"more than {max_bytes:,} bytes, over download.max_file_mb")
+            if ends is not None and time.monotonic() > ends:
+                raise SourceFailed(f"not finished after download.deadline_s ({deadline_s:g} s; "
+                                   f"{written:,} bytes so far); abandoned")
             digest.update(chunk)
             out.write(chunk)
             bar.update(len(chunk))
     return digest.hexdigest()
 
 
-def fetch_url(url: str, dest: Path, timeout_s: float, max_bytes: int) -> str:
+def fetch_url(url: str, dest: Path, timeout_s: float, max_bytes: int,
+              deadline_s: float | None = None) -> str:
     """Download `url` into `dest`; return its SHA-1. Any failure becomes SourceFailed."""
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
             length = response.headers.get("Content-Length")
-            return _copy_hashing(response, dest, int(length) if length else None, url, max_bytes)
+            return _copy_hashing(response, dest, int(length) if length and length.isdigit()
+                                 else None, url, max_bytes, deadline_s)
     except urllib.error.HTTPError as exc:
         raise SourceFailed(f"HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
@@ -129,7 +140,8 @@ def make_fetcher(source: str, params: DownloadParams, kaggle: KaggleParams | Non
     max_bytes = int(params.max_file_mb * 1_000_000)
     if source.startswith(("http://", "https://")):
         base = source if source.endswith("/") else source + "/"
-        return lambda spec, dest: fetch_url(base + spec.name, dest, params.timeout_s, max_bytes)
+        return lambda spec, dest: fetch_url(base + spec.name, dest, params.timeout_s, max_bytes,
+                                            params.deadline_s)
     if source == "kaggle":
         if kaggle is None:
             raise PipelineError("download: the kaggle source needs the kaggle section of params.yaml")

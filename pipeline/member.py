@@ -8,6 +8,7 @@ Writes members/NAME/predictions.npz (what the blend stage reads) and members/NAM
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -29,7 +30,9 @@ def run_member(name: str, params: Params, data_dir="data/processed", out_dir="me
     train, test = load_train(data_dir), load_test(data_dir)
     x, y, outlier = train["x"].astype(np.float64), train["y"], train["outlier"].astype(bool)
     plan = member_plan(len(y), outlier, params)
-    settings = getattr(params.members, name)
+    settings = dict(getattr(params.members, name))
+    if settings.get("threads", 1) > (os.cpu_count() or 1):  # more would only oversubscribe
+        settings["threads"] = os.cpu_count() or 1
     started = time.perf_counter()
     oof, test_pred = cross_fit(lambda: family(name).make_model(settings), x, y,
                                test["x"].astype(np.float64), plan, settings.get("threads", 1))

@@ -27,6 +27,8 @@ MAX_EPOCHS = 10_000        # the default stops early at ~50
 MAX_BATCH_SIZE = 65_536    # rows per optimiser step (more than the data is one full batch)
 MAX_BINS = 64              # piecewise-linear bins per numeric column
 MAX_VIEWS = 8              # encodings the MLP trains on
+MAX_LR = 1.0               # Adam/SGD steps beyond this only diverge (the default is 0.00078)
+MAX_LASSO_ALPHA = 0.1      # on standardized columns and log price, far less empties every Lasso
 
 
 def _fail(key: str, message: str) -> None:
@@ -94,12 +96,14 @@ class DownloadParams:
     files: dict[str, FileSpec]
     timeout_s: float
     max_file_mb: float
+    deadline_s: float = 120.0
 
     def __post_init__(self):
         object.__setattr__(self, "sources", _str_list("download.sources", self.sources))
         if not self.sources:
             _fail("download.sources", "must list at least one source")
         _number("download.timeout_s", self.timeout_s, low=0, low_open=True, high=3600)
+        _number("download.deadline_s", self.deadline_s, low=0, low_open=True, high=86_400)
         _number("download.max_file_mb", self.max_file_mb, low=0, low_open=True, high=10_000)
         files = {}
         if not isinstance(self.files, dict) or set(self.files) != {"train", "test"}:
@@ -267,14 +271,14 @@ class TrainParams:
         _number("train.l1_skip", self.l1_skip, low=0)
         _number("train.huber_delta", self.huber_delta, low=0)
         _choice("train.optimizer", self.optimizer, OPTIMIZERS)
-        _number("train.lr", self.lr, low=0, low_open=True)
+        _number("train.lr", self.lr, low=0, low_open=True, high=MAX_LR)
         _number("train.batch_size", self.batch_size, low=1, high=MAX_BATCH_SIZE, integer=True)
         _number("train.max_epochs", self.max_epochs, low=1, high=MAX_EPOCHS, integer=True)
         _number("train.patience", self.patience, low=0, high=MAX_EPOCHS, integer=True)
         _number("train.early_stopping_holdout", self.early_stopping_holdout, low=0, high=0.5)
         _choice("train.device", self.device, ("auto", "cpu", "cuda"))
         _bool("train.compile", self.compile)
-        _number("train.lasso_alpha", self.lasso_alpha, low=0, low_open=True)
+        _number("train.lasso_alpha", self.lasso_alpha, low=0, low_open=True, high=MAX_LASSO_ALPHA)
         _number("train.lasso_max_iter", self.lasso_max_iter, low=1, high=1_000_000, integer=True)
         _number("train.lasso_tol", self.lasso_tol, low=0, low_open=True)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from pipeline.errors import PipelineError, listing
+
+if TYPE_CHECKING:  # pandas is imported where a frame is checked: the params check needs names only
+    import pandas as pd
 
 ID = "Id"
 TARGET = "SalePrice"
@@ -45,6 +47,8 @@ def pin_kinds(frame: pd.DataFrame, name: str) -> pd.DataFrame:
 
     Warns (one line on stderr) about a numeric column with no value at all.
     """
+    import pandas as pd
+
     frame = frame.copy()
     for col in NUMERIC:
         values = frame[col]
@@ -68,6 +72,8 @@ def pin_kinds(frame: pd.DataFrame, name: str) -> pd.DataFrame:
 
 def check_ids(frame: pd.DataFrame, name: str) -> None:
     """Ids must be present, integer and unique: the submission is keyed by them."""
+    import pandas as pd
+
     ids = frame[ID]
     if not pd.api.types.is_integer_dtype(ids):
         raise PipelineError(f"{name}: column Id must hold integers; is this the competition file?")
@@ -89,6 +95,8 @@ def check_columns(frame: pd.DataFrame, name: str, *, with_target: bool) -> None:
 
 def check_target(frame: pd.DataFrame, name: str) -> None:
     """SalePrice must be a finite, positive number on every row: the model learns its log."""
+    import pandas as pd
+
     price = pd.to_numeric(frame[TARGET], errors="coerce")
     bad = frame.loc[~(price > 0) | price.isna() | ~price.abs().lt(float("inf")), ID].tolist()
     if bad:

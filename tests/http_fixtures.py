@@ -11,11 +11,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class FileServer:
     """Serves `files` (name -> bytes) under /good/, and broken variants under other prefixes:
     /corrupt/ (wrong bytes), /404/, /500/, /truncated/ (connection drops mid-body), /slow/
-    (no answer for `slow_s` seconds)."""
+    (no answer for `slow_s` seconds), /drip/ (one byte every `drip_s` seconds, for at most
+    `drip_limit_s`: a mirror that never times out and never finishes)."""
 
-    def __init__(self, files: dict[str, bytes], slow_s: float = 3.0):
+    def __init__(self, files: dict[str, bytes], slow_s: float = 3.0, drip_s: float = 0.2,
+                 drip_limit_s: float = 30.0):
         self.files = files
         self.slow_s = slow_s
+        self.drip_s, self.drip_limit_s = drip_s, drip_limit_s
         self.requests: list[str] = []
         server_self = self
 
@@ -40,6 +43,16 @@ class FileServer:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if mode == "drip":
+                    ends = time.monotonic() + server_self.drip_limit_s  # the test's bound
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        for byte in body:
+                            if time.monotonic() > ends:
+                                break
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(server_self.drip_s)
+                    return
                 if mode == "truncated":
                     self.wfile.write(body[: len(body) // 2])
                     self.wfile.flush()

@@ -386,3 +386,20 @@ def test_a_blend_that_fills_the_disk_changes_no_output_and_names_the_file(
     assert str(small_disk) in err[0]  # which output it was writing
     after = {p.name: p.read_bytes() for p in small_disk.iterdir() if p.name != "filler"}
     assert after == before  # nothing replaced, no temporary left
+
+
+def test_more_lgbm_threads_than_cores_fit_on_the_cores_with_the_same_trees(pipeline_run, monkeypatch):
+    import os
+
+    from pipeline import member as member_mod
+
+    params, tmp_path = pipeline_run
+    one = np.load(tmp_path / "members/lgbm/predictions.npz")["oof"]
+    raw = dict(params.raw)
+    raw["members"] = {**raw["members"], "lgbm": {**raw["members"]["lgbm"], "threads": 256}}
+    used = []
+    real = member_mod.cross_fit
+    monkeypatch.setattr(member_mod, "cross_fit", lambda *a: used.append(a[-1]) or real(*a))
+    run_member("lgbm", parse_params(raw), tmp_path / "processed", tmp_path / "many")
+    assert used == [os.cpu_count()]
+    assert np.array_equal(np.load(tmp_path / "many/lgbm/predictions.npz")["oof"], one)

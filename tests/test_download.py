@@ -19,9 +19,9 @@ def sha1(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()
 
 
-def params(*sources, timeout_s=2.0, max_file_mb=50):
+def params(*sources, timeout_s=2.0, max_file_mb=50, deadline_s=120.0):
     return DownloadParams(
-        sources=list(sources), timeout_s=timeout_s, max_file_mb=max_file_mb,
+        sources=list(sources), timeout_s=timeout_s, max_file_mb=max_file_mb, deadline_s=deadline_s,
         files={"train": {"name": "train_data.csv", "sha1": sha1(FILES["train_data.csv"])},
                "test": {"name": "test_data.csv", "sha1": sha1(FILES["test_data.csv"])}})
 
@@ -77,6 +77,18 @@ def test_slow_server_times_out_then_next_source(server, local_copy, tmp_path, ca
     assert_verified(tmp_path / "raw")
     assert "timed out" in capsys.readouterr().err
     assert elapsed < 2.0  # two files x 0.3 s, far below the server's 3 s stall
+
+
+def test_a_dripping_mirror_is_abandoned_at_the_deadline_then_the_next_source(
+        server, local_copy, tmp_path, capsys):
+    """A byte every 0.2 s never trips timeout_s (2 s of silence); deadline_s bounds the whole."""
+    started = time.perf_counter()
+    dl.download(params(f"{server.url}/drip/", str(local_copy), deadline_s=1.0), tmp_path / "raw")
+    elapsed = time.perf_counter() - started
+    assert_verified(tmp_path / "raw")
+    err = capsys.readouterr().err
+    assert "train (train_data.csv) from" in err and "not finished after download.deadline_s (1 s" in err
+    assert elapsed < 6.0  # two files x ~1 s, not the ~30 minutes the drip would take
 
 
 def test_unreachable_host_costs_well_under_a_second(local_copy, tmp_path, capsys):

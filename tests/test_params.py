@@ -114,6 +114,12 @@ def test_lasso_warm_start_needs_the_skip_path(raw):
     (("download", "timeout_s"), 1e9, "download.timeout_s must be <= 3600"),
     (("kaggle", "retries"), 10**6, "kaggle.retries must be <= 20"),
     (("ensemble", "members"), "mlp", "ensemble.members must be a list of names, got 'mlp'"),
+    (("train", "lr"), 1000, "train.lr must be <= 1.0"),
+    (("train", "lasso_alpha"), 5, "train.lasso_alpha must be <= 0.1"),
+    (("members", "lasso_svr", "lasso_alpha"), 1000, "members.lasso_svr.lasso_alpha must be <= 0.1"),
+    (("download", "deadline_s"), 0, "download.deadline_s must be > 0"),
+    (("train", "exclude_outliers"), 1, "train.exclude_outliers must be true or false, got 1"),
+    (("train", "folds"), 5.0, "train.folds must be an integer, got 5.0"),
 ])
 def test_every_accepted_value_runs(raw, keys, value, message):
     bad = copy.deepcopy(raw)
@@ -138,6 +144,43 @@ def test_cuda_without_a_gpu_stops_at_the_parameter_check(raw, tmp_path, monkeypa
                                             "machine; use auto or cpu"):
         params_mod.check_machine(parse_params(bad))
     params_mod.check_machine(parse_params(raw))  # auto: fine anywhere
+
+
+def test_a_column_name_typo_stops_at_the_parameter_check(raw):
+    from pipeline import check_params as params_mod
+
+    bad = copy.deepcopy(raw)
+    bad["preprocess"]["numeric_as_category"] = ["MSSubClass", "NoSuchCol"]
+    with pytest.raises(PipelineError, match="preprocess.numeric_as_category names 'NoSuchCol', not "
+                                            "a numeric column of train.csv"):
+        params_mod.check_columns(parse_params(bad))
+    bad = copy.deepcopy(raw)
+    bad["preprocess"]["mlp_views"] = [{"numeric_as_category": ["Neighborhood"]}]  # a category
+    with pytest.raises(PipelineError, match=r"mlp_views\[0\].numeric_as_category names 'Neighborhood'"):
+        params_mod.check_columns(parse_params(bad))
+    params_mod.check_columns(parse_params(raw))
+
+
+def test_models_too_large_for_the_machine_stop_at_the_parameter_check(raw):
+    """Each of these is within its own maximum; together they would need ~1 TB."""
+    from pipeline import check_params as params_mod
+
+    bad = copy.deepcopy(raw)
+    bad["train"].update(hidden=[4096, 4096], n_seeds=50, folds=100)
+    with pytest.raises(PipelineError, match=r"= 15,000 models, whose weights and optimiser state "
+                                            r"need ~\d[\d,.]* GB; this machine's memory is"):
+        params_mod.check_machine(parse_params(bad))
+
+
+def test_more_threads_than_cores_is_a_note_and_the_fits_use_the_cores(raw, capsys, monkeypatch):
+    from pipeline import check_params as params_mod
+
+    monkeypatch.setattr(params_mod.os, "cpu_count", lambda: 2)
+    many = copy.deepcopy(raw)
+    many["members"]["lgbm"]["threads"] = 256
+    params_mod.check_machine(parse_params(many))
+    assert ("members.lgbm.threads 256 is more than this machine's 2 cores; each fit uses 2"
+            in capsys.readouterr().out)
 
 
 def test_the_parameter_check_removes_temporaries_of_killed_runs(repo_root, tmp_path):

@@ -16,9 +16,10 @@ from pipeline.errors import PipelineError
 from pipeline.lasso_fit import LassoSettings, fit_lasso
 from pipeline.members import COUNT, Setting
 
+# lasso_alpha: on standardized columns and log price, far less than 0.1 empties every Lasso
 SETTINGS = {"C": Setting(), "epsilon": Setting(low_open=False), "gamma": Setting(),
-            "power": Setting(low_open=False), "lasso_alpha": Setting(), "lasso_max_iter": COUNT,
-            "lasso_tol": Setting()}
+            "power": Setting(low_open=False), "lasso_alpha": Setting(high=0.1),
+            "lasso_max_iter": COUNT, "lasso_tol": Setting()}
 
 
 class LassoScaledSVR:
