@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pipeline import compare
 from pipeline.cli_support import run_cli, stage_parser
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, safe_text
 from pipeline.submit import read_log
 
 # The submission's own CV: the blend's where there is one, else the MLP's (older commits).
@@ -96,14 +96,14 @@ def fold_scores(rev: str, path: str = FOLDS_FILE) -> dict | None:
     """The blend's per-fold scores of a commit or experiment (the workspace's from the file);
     None where it has none (a commit older than the file, or a run that has not finished)."""
     if rev == "workspace":
-        text = Path(path).read_text(encoding="utf-8") if Path(path).is_file() else None
+        data = Path(path).read_bytes() if Path(path).is_file() else None
     else:
-        proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
-        text = proc.stdout if proc.returncode == 0 else None
+        proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True)
+        data = proc.stdout if proc.returncode == 0 else None
     try:
-        scores = json.loads(text) if text else None
+        scores = json.loads(data.decode("utf-8")) if data else None
         return {key: [float(v) for v in scores[key].values()] for key in FOLD_KEYS}
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
 
 
@@ -135,7 +135,7 @@ def table(rows: list[dict], width: int = WIDTH) -> str:
     base = next((r for r in rows if r.get("baseline")), rows[0] if rows else None)
     ordered = sorted(rows, key=lambda r: (not isinstance(r["cv_rmse"], float), r["cv_rmse"] or 0.0))
     cells = [[r["name"], _number(r["cv_rmse"]), _number(r["cv_rmse_no_outliers"]),
-              against(r, base), r["public_score"] or "-"] for r in ordered]
+              against(r, base), safe_text(r["public_score"], 20) or "-"] for r in ordered]
     header = ["experiment", "CV all rows", "no outliers", "vs baseline (tie rule)", "public"]
     sizes = [max(len(c[i]) for c in [header, *cells]) for i in range(len(header))]
     lines = ["  ".join(h.ljust(n) for h, n in zip(header, sizes, strict=True)).rstrip()]

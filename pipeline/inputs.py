@@ -22,8 +22,29 @@ def _existing(path: str | os.PathLike, hint: str) -> Path:
     return path
 
 
+# What a CSV this project reads may look like before pandas parses it: pandas' work grows with
+# the header's width (5 million names took it past 15 minutes) and a cell's length (one 10 MB
+# category became a 45 GiB one-hot). The competition's files: 81 columns, lines under 1 KB.
+MAX_COLUMNS = 1_000
+MAX_LINE_BYTES = 65_536
+
+
+def check_csv_shape(path: Path) -> None:
+    """Refuse, with one line, a CSV whose header or any line is beyond the stated limits."""
+    with open(path, "rb") as fh:
+        for number, line in enumerate(iter(lambda: fh.readline(MAX_LINE_BYTES + 1), b""), 1):
+            if len(line) > MAX_LINE_BYTES:
+                raise PipelineError(f"{path}: line {number} is longer than {MAX_LINE_BYTES:,} "
+                                    "bytes (a cell or a header far beyond the competition's); "
+                                    "is this the competition's file?")
+            if number == 1 and line.count(b",") + 1 > MAX_COLUMNS:
+                raise PipelineError(f"{path}: the header has {line.count(b',') + 1:,} columns, "
+                                    f"more than {MAX_COLUMNS:,}; is this the competition's file?")
+
+
 def read_csv(path: str | os.PathLike, hint: str, **kwargs) -> pd.DataFrame:
     path = _existing(path, hint)
+    check_csv_shape(path)
     try:
         frame = pd.read_csv(path, **kwargs)
     except pd.errors.EmptyDataError as exc:
@@ -68,6 +89,10 @@ def read_yaml(path: str | os.PathLike, hint: str) -> Any:
         return load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path}: not valid YAML ({exc})") from exc
+    except UnicodeDecodeError:
+        raise PipelineError(f"{path}: not UTF-8 text (saved as UTF-16?); save it as UTF-8") from None
+    except RecursionError:
+        raise PipelineError(f"{path}: nested too deeply to be a parameters file") from None
 
 
 def read_npz(path: str | os.PathLike, hint: str) -> dict[str, np.ndarray]:

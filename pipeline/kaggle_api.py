@@ -171,6 +171,9 @@ def call(action: str, fn: Callable[[], T], params: KaggleParams,
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise KaggleError(f"{action}: cannot reach the Kaggle API (network down?); check the "
                               "connection and try again") from exc
+        except ValueError as exc:  # JSONDecodeError: a 200 answer that is an HTML page
+            raise KaggleError(f"{action}: the Kaggle API answered with something that is not "
+                              "JSON (a login page, a proxy or an outage?); try again later") from exc
     raise AssertionError("unreachable")
 
 

@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 import os
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,6 +212,10 @@ def load_models(paths: Sequence[str | os.PathLike]) -> StackedModels:
     for path in paths:
         try:
             payloads.append(torch.load(path, map_location="cpu", weights_only=True))
+        except pickle.UnpicklingError:  # torch's own text would suggest weights_only=False
+            raise PipelineError(f"{path}: holds objects a weights-only load refuses (none of its "
+                                "code ran); it is not a model file this project wrote: delete "
+                                "it and re-run train (dvc repro)") from None
         except (OSError, RuntimeError, KeyError) as exc:
             raise PipelineError(f"{path}: not a readable model file ({exc}); re-run train") from exc
     shapes = {tuple(tuple(w.shape) for w in p["weights"]) for p in payloads}

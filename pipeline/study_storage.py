@@ -5,6 +5,7 @@ away mid-study."""
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from urllib.parse import urlparse
 
@@ -22,7 +23,7 @@ def open_storage(url: str):
     if scheme == JOURNAL:
         return _journal_storage(url)
     if scheme not in SQL_SCHEMES:
-        raise PipelineError(f"sweep: storage URL scheme '{scheme or url}' is not supported; use "
+        raise PipelineError(f"sweep: storage URL scheme '{scheme or redact(url, url)}' is not supported; use "
                             "sqlite:///path.db, postgresql://user:pass@host/db, mysql://... or "
                             "journal:///path/study.log")
     url = _with_driver(url, scheme)
@@ -35,7 +36,7 @@ def open_storage(url: str):
                 raise _unusable(url, exc) from exc
             time.sleep(0.5)
         except ImportError as exc:
-            raise PipelineError(f"sweep: the database driver for {url.split('@')[-1]} is not "
+            raise PipelineError(f"sweep: the database driver for {redact(url, url)} is not "
                                 f"installed ({exc}); python -m pip install {exc.name or 'it'}"
                                 ) from exc
         except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
@@ -96,15 +97,48 @@ def lost_storage_is_one_line(url: str):
     try:
         yield
     except storage_errors() as exc:
-        detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        detail = redact(str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__, url)
         raise PipelineError(
-            f"sweep: lost the study storage {url.split('@')[-1]} ({detail}); completed trials are "
+            f"sweep: lost the study storage {redact(url, url)} ({detail}); completed trials are "
             "kept: run the same command again once it is reachable and the study resumes") from exc
 
 
+SECRET_KEYS = ("password", "passwd", "pwd", "secret", "token", "key")
+
+
+def _secrets(url: str) -> list[str]:
+    """The secrets a storage URL holds: the userinfo's password (an unescaped '@' in it
+    included: the host is after the last '@') and any query value named like one."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(url)
+    found = []
+    userinfo = parts.netloc.rpartition("@")[0]
+    if ":" in userinfo:
+        found.append(userinfo.split(":", 1)[1])
+    found += [v for k, v in parse_qsl(parts.query, keep_blank_values=True)
+              if any(word in k.lower() for word in SECRET_KEYS) and v]
+    return [f for f in found if f]
+
+
+def redact(text: str, url: str) -> str:
+    """`text` (the URL itself, or an error message about it) with the URL's secrets as ***."""
+    from urllib.parse import quote
+
+    from pipeline.errors import safe_text
+
+    secrets = set()
+    for secret in _secrets(url):  # whole, URL-escaped, and the pieces a parser may quote
+        secrets |= {secret, quote(secret, safe="")}
+        secrets |= {piece for piece in re.split(r"[^A-Za-z0-9]+", secret) if len(piece) >= 3}
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return safe_text(text, 300)
+
+
 def _unusable(url: str, exc: Exception) -> PipelineError:
-    detail = str(exc).splitlines()[0][:200]
-    return PipelineError(f"sweep: cannot open the study storage {url.split('@')[-1]} ({detail}); "
+    detail = redact(str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__, url)
+    return PipelineError(f"sweep: cannot open the study storage {redact(url, url)} ({detail}); "
                          "check the URL and that the database is reachable")
 
 

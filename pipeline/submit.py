@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from pipeline.atomic import write_text
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, safe_cell, safe_text
 from pipeline.inputs import read_csv, read_json
 from pipeline.params import KaggleParams, load_params
 from pipeline.submission import read_submission, validate_submission
@@ -186,20 +186,44 @@ def wait_for_score(api, kaggle: KaggleParams, ref: int | None, message: str,
                 status = getattr(sub.status, "name", str(sub.status))
                 if status == "ERROR":
                     raise PipelineError(f"submit: Kaggle could not score the submission: "
-                                        f"{sub.error_description or 'no reason given'}")
+                                        f"{safe_text(sub.error_description or 'no reason given')}")
                 if sub.public_score:
-                    return str(sub.public_score), str(sub.ref)
+                    return score_text(sub.public_score), safe_cell(sub.ref)
             bar.update(1)
             if clock() + kaggle.poll_interval_s > deadline:
                 return "", str(ref or "")
             sleep(kaggle.poll_interval_s)
 
 
+def score_text(score) -> str:
+    """A public score from the server as the log keeps it: a number, else marked as not one (a
+    server's text never goes into a CSV cell or a terminal as it came)."""
+    text = safe_text(score, 40)
+    try:
+        float(text)
+    except ValueError:
+        return safe_cell(f"not a number: {text}")
+    return text
+
+
 def read_log(path: Path) -> list[dict]:
+    """The leaderboard log's rows; one line for a log that is not one (binary, or columns lost)."""
     if not path.is_file():
         return []
-    with path.open(encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh))
+    restore = f"restore it (git checkout {path.name}) or move it aside"
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            header = reader.fieldnames or []
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise PipelineError(f"{path}: not a readable leaderboard log ({type(exc).__name__}); "
+                            f"{restore}") from None
+    missing = [c for c in LEADERBOARD_COLUMNS if c not in header]
+    if missing and (rows or header):
+        raise PipelineError(f"{path}: not a leaderboard log: no column(s) {', '.join(missing)}; "
+                            f"{restore}")
+    return rows
 
 
 def write_log(path: Path, rows: list[dict]) -> None:
@@ -317,7 +341,7 @@ def fetch_scores(params_path="params.yaml", leaderboard="leaderboard.csv") -> li
         if status == "ERROR":
             row["public_score"] = "error"
         elif sub.public_score:
-            row["public_score"] = str(sub.public_score)
+            row["public_score"] = score_text(sub.public_score)
         else:
             continue
         filled.append(row)

@@ -35,6 +35,7 @@ class FakeKaggle:
         self.polls_before_score = polls_before_score
         self.fail: dict[str, list[int]] = {}
         self.hang: set[str] = set()  # calls accepted and then never answered (until exit)
+        self.html: set[str] = set()  # calls answered 200 with an HTML page (a login wall, a proxy)
         self.released = threading.Event()
         self.calls: list[str] = []
         self.uploads: list[bytes] = []
@@ -71,6 +72,14 @@ class FakeKaggle:
                     return
                 if call in fake.hang:
                     fake.released.wait(30)  # bounded: the test's deadline is far shorter
+                    return
+                if call in fake.html:
+                    page = b"<html><body>Please sign in</body></html>"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
                     return
                 if fake.fail.get(call):
                     status = fake.fail[call].pop(0)

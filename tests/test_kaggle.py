@@ -463,3 +463,71 @@ def test_submit_refuses_a_file_that_is_not_the_pipelines_output(kaggle_env, proj
     sub.write_text(sub.read_text().replace("180000.0", "190000.0", 1))  # edited by hand
     with pytest.raises(PipelineError, match="is not this workspace's output"):
         submit(dry_run=True)
+
+
+# --- what reaches a terminal or a file from the server or a user's file --------------------------
+
+def test_a_hostile_score_never_reaches_the_log_or_the_terminal_as_sent(kaggle_env, project, capfd):
+    hostile = "=cmd|' /C calc'!A0\x1b[2J\x1b]0;owned\x07"
+    with FakeKaggle(b"", score=hostile, polls_before_score=0):
+        row = submit(sleep=lambda s: None)
+    out, err = capfd.readouterr()
+    assert "\x1b" not in out + err and "\x07" not in out + err
+    logged = next(iter(csv.DictReader((project / "leaderboard.csv").open())))["public_score"]
+    assert logged == row["public_score"] and not logged.startswith(("=", "+", "-", "@"))
+    assert "\x1b" not in logged and "not a number" in logged
+
+
+def test_an_html_page_for_json_is_one_line(kaggle_env, project, capfd):
+    from pipeline.submit import main as submit_main
+
+    with FakeKaggle(b"") as fake:
+        fake.html.add("StartSubmissionUpload")
+        with pytest.raises(SystemExit) as exit_info:
+            submit_main([])
+    assert exit_info.value.code == 1
+    err = capfd.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "not JSON" in err[-1] and "Traceback" not in "".join(err)
+
+
+def test_submit_of_another_file_never_echoes_its_content(kaggle_env, project, capfd):
+    from pipeline.submit import main as submit_main
+
+    secret = project / "shadow"
+    secret.write_text("root:$6$s3cr3tHash:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n")
+    with pytest.raises(SystemExit):
+        submit_main(["--file", str(secret), "--dry-run"])
+    out, err = capfd.readouterr()
+    assert "s3cr3tHash" not in out + err and "root:" not in out + err
+    assert err.strip().splitlines()[-1].startswith("error: ")
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00\x01binary\x00" * 50,
+                                     b"utc_time,experiment,public_score\n2026,x,0.12\n"])
+def test_a_leaderboard_that_is_not_one_is_one_line(kaggle_env, project, capfd, content):
+    from pipeline.submit import main as submit_main
+
+    (project / "leaderboard.csv").write_bytes(content)
+    with pytest.raises(SystemExit) as exit_info:
+        submit_main(["--fetch-scores"])
+    assert exit_info.value.code == 1
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "leaderboard.csv: not a" in err[0] and "git checkout" in err[0]
+
+
+def test_experiments_on_a_binary_fold_file_says_no_fold_scores(tmp_path):
+    from pipeline.experiments import fold_scores
+
+    path = tmp_path / "blend_folds.json"
+    path.write_bytes(b"\x00\xff\xfe" * 100)
+    assert fold_scores("workspace", str(path)) is None
+    path.write_text("[" * 20000 + "]" * 20000)
+    assert fold_scores("workspace", str(path)) is None
+
+
+def test_a_formula_from_outside_is_neutralised_in_a_cell():
+    from pipeline.errors import safe_cell
+    from pipeline.submit import score_text
+
+    assert safe_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)" and safe_cell("-1+2") == "'-1+2"
+    assert score_text("0.12345") == "0.12345" and score_text(0.1) == "0.1"

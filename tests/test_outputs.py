@@ -107,3 +107,59 @@ def test_sweep_apply_writes_nothing_when_the_result_would_be_invalid(tmp_path):
     with pytest.raises(PipelineError):
         apply_to_params(params, {"dropout": 1.5})
     assert params.read_text() == original
+
+
+# --- secrets, pickles, input shapes, pipes ------------------------------------------------------
+
+@pytest.mark.parametrize("url", [
+    "postgresql://alice:p@ss:w0rd@127.0.0.1:1/study",  # an unescaped '@' in the password
+    "postgresql://alice@127.0.0.1:1/study?password=p@ss:w0rd",
+    "postgresql://alice:p%40ss%3Aw0rd@127.0.0.1:1/study"])
+def test_a_storage_urls_password_is_never_printed(url):
+    from pipeline.study_storage import open_storage
+
+    with pytest.raises(PipelineError) as info:
+        open_storage(url)
+    message = str(info.value)
+    assert "p@ss" not in message and "w0rd" not in message and "p%40ss" not in message
+    assert "***" in message and "127.0.0.1" in message
+
+
+def test_a_model_file_with_objects_is_refused_without_pointing_at_weights_only_false(tmp_path):
+    import torch
+
+    from pipeline.stacked_mlp import load_models
+
+    path = tmp_path / "fold0_seed0.pt"
+    torch.save({"weights": [], "payload": _Hostile()}, path)
+    with pytest.raises(PipelineError) as info:
+        load_models([path])
+    assert "weights-only load refuses" in str(info.value)
+    assert "weights_only=False" not in str(info.value)
+
+
+class _Hostile:
+    pass
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (",".join(f"c{i}" for i in range(5000)) + "\n1\n", "the header has 5,000 columns, more than 1,000"),
+    ("Id,MSZoning\n1," + "R" * 200_000 + "\n", "line 2 is longer than 65,536 bytes")])
+def test_inputs_beyond_the_stated_shape_are_refused_before_pandas_reads_them(tmp_path, text,
+                                                                             message):
+    from pipeline.inputs import read_csv
+
+    path = tmp_path / "train.csv"
+    path.write_text(text)
+    with pytest.raises(PipelineError, match=message):
+        read_csv(path, "hint")
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    code = ("import sys; from pipeline.cli_support import run_cli\n"
+            "def stage():\n    for i in range(100000):\n        print('row', i)\n"
+            "run_cli(stage)\n")
+    proc = subprocess.run(f"{sys.executable} -c \"{code}\" | head -2", shell=True,
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.stdout.splitlines() == ["row 0", "row 1"]
+    assert proc.stderr == ""

@@ -206,3 +206,21 @@ def test_the_parameter_check_removes_temporaries_of_killed_runs(repo_root, tmp_p
 
     main(["--params", str(tmp_path / "params.yaml")])
     assert not any(p.exists() for p in left) and alive.exists() and users.read_text() == "mine"
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("utf16", "not UTF-8 text"), ("deep", "nested too deeply")])
+def test_a_params_file_that_cannot_be_read_is_one_line(repo_root, tmp_path, content, message):
+    import subprocess
+    import sys
+
+    path = tmp_path / "params.yaml"
+    if content == "utf16":
+        path.write_bytes((repo_root / "params.yaml").read_text().encode("utf-16"))
+    else:
+        path.write_text("a: " + "[" * 20000 + "]" * 20000 + "\n")
+    proc = subprocess.run([sys.executable, "-m", "pipeline.check_params", "--params", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
