@@ -175,6 +175,10 @@ def blend(params: Params, members_dir="members", mlp_predictions="members/mlp/pr
         pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
     write_diagnostics(Path(table_path).parent, {**{n: m["oof"] for n, m in members.items()},
                                                "blend": oof}, target, outlier)
+    # each house's squared error and the abnormal ones, for the house-level rule of
+    # `house-prices experiments` (pipeline/compare.py: a paired bootstrap over houses)
+    per_fold["house_squared_error"] = [float(f"{e:.6g}") for e in (oof - target) ** 2]
+    per_fold["outlier_rows"] = np.flatnonzero(outlier).tolist()
     write_json(folds_path, per_fold)
     write_json(metrics_path, metrics)
     weights = ", ".join(f"{n} {w:.3f}" for n, w in metrics["weights"].items())

@@ -4,10 +4,12 @@ each (leaderboard.csv).
 
 An experiment's score is matched by the experiment name given at submit time, a commit's by its
 hash; the latest submission wins. Rows are sorted by the CV on all rows (what Kaggle scores);
-each row is judged against the baseline commit by the project's tie rule (pipeline/compare.py:
-paired over the folds, a tie under two standard errors), and the params it changed from the
-baseline follow it. Fits 120 columns. One shuffle's verdict is a first look: confirm a change on
-other fold seeds, or with bench/nested_cv.py (docs/model-search.md).
+each row is judged against the baseline commit by the project's rule (pipeline/compare.py: a
+paired bootstrap over houses of the blend's out-of-fold errors, on all rows and on the normal
+houses; a tie under two standard errors; by folds for commits older than the per-house errors),
+and the params it changed from the baseline follow it. Fits 120 columns. One shuffle's verdict
+is a first look: confirm a change on other fold seeds, or with bench/nested_cv.py
+(docs/model-search.md).
 """
 
 from __future__ import annotations
@@ -102,7 +104,11 @@ def fold_scores(rev: str, path: str = FOLDS_FILE) -> dict | None:
         data = proc.stdout if proc.returncode == 0 else None
     try:
         scores = json.loads(data.decode("utf-8")) if data else None
-        return {key: [float(v) for v in scores[key].values()] for key in FOLD_KEYS}
+        out = {key: [float(v) for v in scores[key].values()] for key in FOLD_KEYS}
+        if isinstance(scores.get("house_squared_error"), list):  # newer commits
+            out["houses"] = [float(v) for v in scores["house_squared_error"]]
+            out["outlier_rows"] = [int(i) for i in scores.get("outlier_rows", [])]
+        return out
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
 
@@ -120,8 +126,17 @@ def against(row: dict, base: dict) -> str:
             mine[all_rows]) != len(theirs[all_rows]):
         return "other folds"
     diff, _ = compare.paired(mine[all_rows], theirs[all_rows])
+    if mine.get("houses") and len(mine["houses"]) == len(theirs.get("houses") or []):
+        import numpy as np
+
+        abnormal = np.zeros(len(mine["houses"]), dtype=bool)
+        abnormal[mine["outlier_rows"]] = True
+        diffs = compare.houses(mine["houses"], theirs["houses"], abnormal)
+        verdict = compare.decide(diffs)
+        diff, se = diffs["all rows"]
+        return f"{verdict} ({diff:+.4f} ± {se:.4f})"
     verdict = compare.verdict(mine[all_rows], theirs[all_rows], mine[clean], theirs[clean])
-    return f"{verdict} ({diff:+.4f})"
+    return f"{verdict} ({diff:+.4f}, by folds)"
 
 
 def _number(value) -> str:

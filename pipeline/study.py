@@ -122,11 +122,19 @@ def make_sampler(spec: dict):
     if kind == "tpe":
 
         class Tpe(optuna.samplers.TPESampler):
-            """TPE whose random start-up trials are drawn per trial number (see above)."""
+            """TPE whose random start-up trials are drawn per trial number (see above). Whether a
+            trial is a start-up one is read once per trial, not once per parameter: each read of
+            a database storage loads every trial."""
+
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.starting: dict[int, bool] = {}
 
             def sample_independent(self, study, trial, param_name, param_distribution):
-                complete = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if len(complete) < self._n_startup_trials:
+                if trial.number not in self.starting:
+                    complete = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                    self.starting = {trial.number: len(complete) < self._n_startup_trials}
+                if self.starting[trial.number]:
                     return random.sample_independent(study, trial, param_name,
                                                      param_distribution)
                 return super().sample_independent(study, trial, param_name, param_distribution)
@@ -336,13 +344,14 @@ def _run_batches(study, storage, spec: dict, evaluate, log) -> int:
         asked = []
         for _ in range(min(batch, total - done - running)):
             with quiet():
-                trial = study.ask(dists)
+                asked.append(study.ask(dists))
+        if asked:  # one read for the batch (each read of a database loads every trial)
             done_now, pending, _ = _counts(study)
-            if trial.number not in set(sorted(pending)[:max(0, total - done_now)]):
+            keep = set(sorted(pending)[:max(0, total - done_now)])
+            for trial in [t for t in asked if t.number not in keep]:
                 storage.set_trial_system_attr(trial._trial_id, SURPLUS_ATTR, True)
                 study.tell(trial, state=TrialState.FAIL)  # surplus: never run
-                break
-            asked.append(trial)
+            asked = [t for t in asked if t.number in keep]
         if not asked:  # other workers hold the remaining trials: wait for them to finish
             threading.Event().wait(min(2.0, spec["heartbeat_s"]))
             continue

@@ -307,7 +307,7 @@ def test_experiments_table_joins_scores_applies_the_tie_rule_and_fits_120_column
                                 "baseline", "(tie", "rule)", "public"]
     assert all(len(line) <= 120 for line in lines)
     by_name = {line.split()[0]: line for line in lines[1:] if not line.startswith(" ")}
-    assert "better by" in by_name["lucid-fawn"] and "(-0.0066)" in by_name["lucid-fawn"]
+    assert "better by" in by_name["lucid-fawn"] and "(-0.0066, by folds)" in by_name["lucid-fawn"]
     assert "tie" in by_name["tiny-gain"]
     assert "other folds" in by_name["other-shuffle"]
     assert "(baseline)" in by_name["main"] and "workspace" in by_name  # not cut to "workspac"
@@ -531,3 +531,26 @@ def test_a_formula_from_outside_is_neutralised_in_a_cell():
 
     assert safe_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)" and safe_cell("-1+2") == "'-1+2"
     assert score_text("0.12345") == "0.12345" and score_text(0.1) == "0.1"
+
+
+def test_experiments_judge_by_houses_where_both_commits_have_them():
+    import numpy as np
+
+    from pipeline.experiments import against
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 0.11, 1460) ** 2
+    base[[523, 1298]] = 2.5
+    folds = {"fold_rmse": [0.12] * 5, "fold_rmse_no_outliers": [0.11] * 5}
+    params = {"train.folds": 5, "train.fold_seed": 0, "train.exclude_outliers": True}
+
+    def row(houses):
+        return {"params": params, "folds": {**folds, "houses": list(houses),
+                                            "outlier_rows": [523, 1298]}}
+
+    baseline = row(base)
+    better = row(base * 0.9)
+    assert against(better, baseline).startswith("better by") and " ± " in against(better, baseline)
+    only_two = base.copy()
+    only_two[[523, 1298]] = 0.0  # priced the two partial sales exactly, nothing else
+    assert against(row(only_two), baseline).startswith("tie")
