@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     add_params_option(parser)
     parser.add_argument("--members", default="members", help="members/NAME/predictions.npz")
     parser.add_argument("--mlp", default="members/mlp/predictions.npz",
-                        help="the MLP's predictions (written by the predict stage)")
+                        help="the MLP's predictions (written by the train stage)")
     parser.add_argument("--data", default="data/processed", help="the preprocess stage's output")
     parser.add_argument("--out", default="submission.csv", help="the submission file to write")
     parser.add_argument("--metrics", default="metrics/blend.json", help="the blend's CV (JSON)")

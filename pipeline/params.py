@@ -32,7 +32,9 @@ MAX_LASSO_ALPHA = 0.1      # on standardized columns and log price, far less emp
 
 
 def _fail(key: str, message: str) -> None:
-    raise PipelineError(f"params.yaml: {key} {message}; fix it in params.yaml or with -S {key}=...")
+    raise PipelineError(f"params.yaml: {key} {message}; fix it in params.yaml or with -S {key}=... "
+                        "(a failed `dvc exp run -S` leaves its value there: `git checkout "
+                        "params.yaml` restores it)")
 
 
 def _number(key: str, value: Any, *, low: float | None = None, high: float | None = None,
@@ -319,7 +321,8 @@ BLEND_METHODS = ("equal", "weights", "ridge")
 @dataclass(frozen=True)
 class EnsembleParams:
     """How fold and seed models are averaged (in CV scoring and in the submission alike), and
-    which members the submission blends, with weights fitted on out-of-fold predictions."""
+    which members the submission blends and how (equal weights by default; fitted weights or a
+    ridge meta-model on out-of-fold predictions are the options)."""
 
     average: str
     members: tuple[str, ...] = ("mlp",)

@@ -1,11 +1,12 @@
 """Submit submission.csv to Kaggle and log its public score beside the commit and params.
 
-Not a DVC stage: run it when you want a leaderboard score. It validates the file as predict
-does (and against dvc.lock), refuses a working tree whose pipeline differs from the commit
-(unless --allow-dirty; --dry-run only reports it), sends the file with the official `kaggle`
-client, logs it in leaderboard.csv the moment Kaggle accepts it (UTC time, commit, experiment,
-params.yaml hash, CV mean and std, Kaggle's ref), then waits (bounded) for the public score and
-fills it in. --fetch-scores fills in scores still pending later, sending nothing.
+Not a DVC stage: run it when you want a leaderboard score. It validates the file as the blend
+stage does before writing it (and against dvc.lock), refuses a working tree whose pipeline
+differs from the commit (unless --allow-dirty; --dry-run only reports it), sends the file with
+the official `kaggle` client, logs it in leaderboard.csv the moment Kaggle accepts it (UTC time,
+commit, experiment, params.yaml hash, CV mean and std, Kaggle's ref), then waits (bounded) for
+the public score and fills it in. --fetch-scores fills in scores still pending later, sending
+nothing.
 """
 
 from __future__ import annotations
@@ -272,6 +273,8 @@ def submit(params_path="params.yaml", file="submission.csv", raw_test="data/raw/
     if dry_run:
         if prov.dirty and not allow_dirty:
             print(f"submit (dry run): note: a real submit would refuse: {dirty}")
+        if kaggle_api.credential_source() is None:
+            print(f"submit (dry run): note: a real submit would stop: {kaggle_api.NO_CREDENTIALS}")
         print(f"submit (dry run): {file} is valid; would send to {params.kaggle.competition} with "
               f"message: {message}")
         return plan

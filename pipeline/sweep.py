@@ -314,12 +314,14 @@ def set_args(overrides: dict) -> list[str]:
     return args
 
 
-def queue_experiments(table: pd.DataFrame, spec: dict, top: int, cwd: str | os.PathLike = "."
-                      ) -> list[list[str]]:
-    """Queue the best `top` configs as DVC experiments (`dvc queue start` runs them)."""
+def queue_experiments(table: pd.DataFrame, spec: dict, top: int, cwd: str | os.PathLike = ".",
+                      name: str = "sweep") -> list[list[str]]:
+    """Queue the best `top` configs as DVC experiments named NAME-rank1, NAME-rank2, ... (the
+    README's `dvc exp run --run-all` runs them)."""
     commands = []
     for rank in range(1, min(top, len(table)) + 1):
-        cmd = ["dvc", "exp", "run", "--queue", *set_args(best_overrides(table, spec, rank))]
+        cmd = ["dvc", "exp", "run", "--queue", "-n", f"{name}-rank{rank}",
+               *set_args(best_overrides(table, spec, rank))]
         proc = subprocess.run([sys.executable, "-m", *cmd], capture_output=True, text=True, cwd=cwd)
         if proc.returncode != 0:
             raise PipelineError(f"sweep: '{shlex.join(cmd)}' failed: {proc.stderr.strip()}")
@@ -367,8 +369,9 @@ def main(argv: list[str] | None = None) -> None:
             apply_to_params(args.params, best)
             print(f"sweep: wrote the best config into {args.params}: {best}; run dvc repro")
         if args.queue:
-            queue_experiments(table, spec, args.queue)
-            print("sweep: run them with 'dvc queue start', compare with 'dvc exp show'")
+            queue_experiments(table, spec, args.queue, name=name)
+            print("sweep: next: 'dvc exp run --run-all' runs them; 'house-prices experiments' "
+                  "judges them against HEAD by the tie rule")
 
     run_cli(stage)
 

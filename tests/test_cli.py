@@ -65,7 +65,8 @@ def test_check_params_names_the_bad_key(tmp_path, repo_root):
     assert proc.returncode == 1 and not stamp.exists()
     assert proc.stderr.strip() == ("error: params.yaml: train.activation must be one of relu, "
                                    "gelu, tanh, silu, got 'swish'; fix it in params.yaml or with "
-                                   "-S train.activation=...")
+                                   "-S train.activation=... (a failed `dvc exp run -S` leaves its "
+                                   "value there: `git checkout params.yaml` restores it)")
     proc = run("check-params", "--params", str(repo_root / "params.yaml"), "--stamp", str(stamp),
                cwd=repo_root)
     assert proc.returncode == 0 and stamp.read_text() == "params.yaml is valid\n"

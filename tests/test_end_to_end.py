@@ -170,13 +170,13 @@ def test_queued_sweep_experiment_runs(project):
     table = pd.DataFrame({"rank": [1, 2], "config": [1, 0], "lr": [0.002, 0.004],
                           "hidden": ["[8, 4]", "[16]"], "cv_rmse": [0.2, 0.3]})
     spec = {"space": {"lr": [0.002, 0.004], "hidden": [[16], [8, 4]]}}
-    commands = queue_experiments(table, spec, 1, cwd=project)
-    assert commands == [["dvc", "exp", "run", "--queue", "-S", "train.lr=0.002",
+    commands = queue_experiments(table, spec, 1, cwd=project, name="space")
+    assert commands == [["dvc", "exp", "run", "--queue", "-n", "space-rank1", "-S", "train.lr=0.002",
                          "-S", "train.hidden=[8,4]"]]
     run([sys.executable, "-m", "dvc", "exp", "run", "--run-all"], project)
     shown = json.loads(run([sys.executable, "-m", "dvc", "exp", "show", "--json"], project).stdout)
     text = json.dumps(shown)
-    assert '"lr": 0.002' in text and '"hidden": [8, 4]' in text
+    assert '"lr": 0.002' in text and '"hidden": [8, 4]' in text and "space-rank1" in text
 
 
 def test_bad_param_stops_before_any_output_is_removed(project):

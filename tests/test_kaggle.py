@@ -225,13 +225,19 @@ def test_submit_refuses_dirty_pipeline(kaggle_env, project, capfd):
         assert "(dirty)" in fake.submissions[0]["description"]
 
 
-def test_submit_dry_run_sends_nothing(kaggle_env, project, capfd):
+def test_submit_dry_run_sends_nothing(kaggle_env, project, capfd, monkeypatch):
     with FakeKaggle(b"") as fake:
         plan = submit(dry_run=True)
     assert fake.calls == []
     assert not (project / "leaderboard.csv").exists()
-    assert "would send to house-prices-advanced-regression-techniques" in capfd.readouterr().out
+    out = capfd.readouterr().out
+    assert "would send to house-prices-advanced-regression-techniques" in out
+    assert "credentials" not in out  # kaggle_env has them
     assert plan["message"].startswith("commit ")
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY"):
+        monkeypatch.delenv(name)
+    submit(dry_run=True)
+    assert "a real submit would stop: no Kaggle credentials" in capfd.readouterr().out
 
 
 def test_submit_validates_first(kaggle_env, project):

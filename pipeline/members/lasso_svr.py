@@ -1,7 +1,8 @@
 """SVR whose RBF kernel measures each column on the scale of its Lasso coefficient.
 
-The plain SVR member weighs all ~330 standardized columns alike, so the one-hot levels of minor
-categories count as much in its distances as the living area. Here each fold first fits a Lasso
+An RBF SVR on the ~330 standardized columns as they are would weigh them alike, so the one-hot
+levels of minor categories would count as much in its distances as the living area (the plain
+SVR member did, until tag svr-member-2026-11). Here each fold first fits a Lasso
 on its own training rows; column j is multiplied by |coef_j| ** power (normalised to mean 1 over
 the columns the Lasso kept; the rest drop out of the kernel), then the SVR fits. Houses are
 near each other when they agree on what moves the price, which gives errors unlike every other
