@@ -34,6 +34,34 @@ def check_columns(params: Params) -> None:
                 "name in params.yaml")
 
 
+def check_features(params: Params, bundled: Path) -> None:
+    """The user's features (preprocess.features) read only columns that exist, and give every
+    house of the competition's files a finite value (checked on the copy the repository ships,
+    the files the download stage verifies against the same SHA-1)."""
+    pre = params.preprocess
+    if not pre.features:
+        return
+    import pandas as pd
+
+    from pipeline.expressions import evaluate, parse
+    from pipeline.features import ENGINEERED, add_engineered_features
+    from pipeline.schema import NUMERIC
+
+    parse(pre.features, {*NUMERIC, *(ENGINEERED if pre.engineered_features else ())})
+    checked = []
+    for role in ("train", "test"):
+        path = bundled / params.download.files[role].name
+        if not path.is_file():
+            continue
+        frame = pd.read_csv(path)
+        frame = add_engineered_features(frame) if pre.engineered_features else frame
+        for name, text in pre.features:
+            frame[name] = evaluate(name, text, frame, frame["Id"])
+        checked.append(f"{role}.csv")
+    print(f"check-params: preprocess.features ({', '.join(n for n, _ in pre.features)}) finite "
+          f"on every house of {' and '.join(checked) or 'no file (data/bundled is missing)'}")
+
+
 def mlp_state_bytes(params: Params) -> tuple[int, int]:
     """(models, bytes of weights and optimiser state) of the train stage, estimated."""
     train = params.train
@@ -95,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
 
         params = load_params(args.params)
         check_columns(params)
+        check_features(params, Path(args.params).parent / "data" / "bundled")
         check_machine(params)
         for path in remove_stale_under(Path(args.params).parent):
             print(f"check-params: removed {path}, left by a run that was killed")

@@ -37,6 +37,7 @@ TOTALS = {
 }
 AGES = {"HouseAge": "YearBuilt", "RemodAge": "YearRemodAdd"}  # years before the sale
 PRESENCE = ("PoolArea", "2ndFlrSF", "GarageArea", "TotalBsmtSF", "Fireplaces")
+ENGINEERED = (*TOTALS, *AGES, *(f"Has{col}" for col in PRESENCE))
 # Domain fills: a blank measurement of a part the house lacks (no basement, garage, veneer) is 0.
 ABSENT_IS_ZERO = ("MasVnrArea", "BsmtFinSF1", "BsmtFinSF2", "BsmtUnfSF", "TotalBsmtSF",
                   "BsmtFullBath", "BsmtHalfBath", "GarageCars", "GarageArea")
@@ -48,8 +49,9 @@ class FeatureEngineer(TransformerMixin, BaseEstimator):
 
     def __init__(self, numeric_as_category=(), ordinal_quality=False, log1p_skewed=False,
                  skew_threshold=0.75, skew_lambda=0.0, engineered_features=False,
-                 domain_fills=False):
+                 domain_fills=False, features=()):
         self.engineered_features = engineered_features
+        self.features = features
         self.numeric_as_category = numeric_as_category
         self.ordinal_quality = ordinal_quality
         self.log1p_skewed = log1p_skewed
@@ -72,6 +74,11 @@ class FeatureEngineer(TransformerMixin, BaseEstimator):
         frame = self._fill(frame) if self.domain_fills else frame.copy()
         if self.engineered_features:
             frame = add_engineered_features(frame)
+        if self.features:  # the user's own (preprocess.features), in order
+            from pipeline.expressions import evaluate
+
+            for name, text in self.features:
+                frame[name] = evaluate(name, text, frame)
         for col in self.numeric_as_category:
             values = frame[col]
             frame[col] = values.map(lambda v: MISSING_LEVEL if pd.isna(v) else str(v)).astype("str")
@@ -192,5 +199,6 @@ def build_transform(params: PreprocessParams) -> Pipeline:
         skew_lambda=params.skew_lambda,
         engineered_features=params.engineered_features,
         domain_fills=params.domain_fills,
+        features=tuple(params.features),
     )
     return Pipeline([("engineer", engineer), ("columns", columns)])

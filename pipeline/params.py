@@ -151,6 +151,9 @@ class PreprocessParams:
     # Further encodings the MLP also trains on, each the settings above with some changed:
     # (("scaler", "robust_clip"),) per view, as sorted (key, value) pairs (hashable).
     mlp_views: tuple = ()
+    # The user's own columns, (name, expression) pairs in order (pipeline/expressions.py); every
+    # encoding gets them
+    features: tuple = ()
 
     def __post_init__(self):
         _choice("preprocess.fit_on", self.fit_on, ("train", "train+test"))
@@ -167,6 +170,9 @@ class PreprocessParams:
         _number("preprocess.piecewise_bins", self.piecewise_bins, low=2, high=MAX_BINS, integer=True)
         _number("preprocess.outlier_min_gr_liv_area", self.outlier_min_gr_liv_area, low=0)
         _number("preprocess.outlier_max_sale_price", self.outlier_max_sale_price, low=0)
+        from pipeline.expressions import parse
+
+        object.__setattr__(self, "features", parse(self.features, None))
         object.__setattr__(self, "mlp_views", self._checked_views())
 
     def _checked_views(self) -> tuple:

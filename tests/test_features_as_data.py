@@ -1,0 +1,83 @@
+"""Features as data (preprocess.features): named expressions over the houses' numeric columns,
+evaluated by an interpreter that runs no other code, checked before any output is touched."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT, repo_params
+
+from pipeline.errors import PipelineError
+from pipeline.expressions import evaluate, parse
+from pipeline.preprocess import preprocess
+
+KNOWN = {"LotArea", "TotRmsAbvGrd", "GrLivArea", "FullBath"}
+
+
+@pytest.mark.parametrize(("features", "message"), [
+    ({"X": "LotArea / NoSuch"}, "reads NoSuch, not a numeric column"),
+    ({"X": "__import__('os').system('true')"}, "calls"),
+    ({"X": "LotArea.real"}, "attribute syntax"),
+    ({"X": "[LotArea][0]"}, "syntax; only arithmetic"),
+    ({"X": "'text'"}, "only numbers and column names"),
+    ({"X": "LotArea ** 100"}, r"\*\* takes a number within"),
+    ({"X": "LotArea if GrLivArea else 0"}, "syntax; only arithmetic"),
+    ({"X": "LotArea and GrLivArea"}, "syntax; only arithmetic"),
+    ({"LotArea": "GrLivArea * 2"}, "already exists"),
+    ({"X": "LotArea +"}, "is not an expression"),
+    ({"X": "+".join(["LotArea"] * 80)}, "more than 60 parts|longer than 300"),
+    ({"1x": "LotArea"}, "is not a column name"),
+])
+def test_a_bad_expression_is_one_clear_line(features, message):
+    with pytest.raises(PipelineError, match=message):
+        parse(features, KNOWN)
+
+
+def test_features_read_earlier_features_and_evaluate_as_numpy():
+    pairs = parse({"PerRoom": "LotArea / max(TotRmsAbvGrd, 1)", "Big": "PerRoom > 1000",
+                   "Root": "sqrt(abs(-GrLivArea)) + log1p(FullBath) ** 2"}, KNOWN)
+    frame = pd.DataFrame({"LotArea": [8000.0, 500.0, np.nan], "TotRmsAbvGrd": [4.0, 0.0, 5.0],
+                          "GrLivArea": [1600.0, 900.0, 1000.0], "FullBath": [1.0, 2.0, 0.0]})
+    for name, text in pairs:
+        frame[name] = evaluate(name, text, frame)
+    assert frame["PerRoom"].tolist()[:2] == [2000.0, 500.0] and np.isnan(frame["PerRoom"][2])
+    assert frame["Big"].tolist()[:2] == [1.0, 0.0] and np.isnan(frame["Big"][2])  # blank stays
+    assert frame["Root"][0] == pytest.approx(40 + np.log1p(1) ** 2)
+
+
+def test_a_division_by_zero_names_the_houses():
+    frame = pd.DataFrame({"LotArea": [1.0, 2.0], "FullBath": [1.0, 0.0]})
+    with pytest.raises(PipelineError, match=r"infinite or undefined for 1 house\(s\) \(Id \[7\]\)"):
+        evaluate("X", "LotArea / FullBath", frame, ids=[6, 7])
+
+
+def test_a_feature_is_a_column_of_every_encoding(ames_sample):
+    train, test = ames_sample
+    params = repo_params({"features": {"LotPerRoom": "LotArea / max(TotRmsAbvGrd, 1)"}})
+    result = preprocess(train, test, params.preprocess)
+    assert all(any("LotPerRoom" in n for n in names) for names in result["view_names"])
+    plain = preprocess(train, test, repo_params().preprocess)
+    assert len(result["feature_names"]) == len(plain["feature_names"]) + 1
+
+
+@pytest.mark.parametrize(("expression", "message"), [
+    ("LotArea / (FullBath - FullBath)", "infinite or undefined for"),
+    ("LotArea * Neighborhood", "reads Neighborhood, not a numeric column"),
+])
+def test_the_parameter_check_refuses_a_bad_feature_before_any_stage_runs(tmp_path, expression,
+                                                                         message):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["preprocess"]["features"] = {"X": expression}
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/bundled").symlink_to(ROOT / "data/bundled")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    stamp = tmp_path / "params.valid"
+    proc = subprocess.run([sys.executable, "-m", "pipeline.check_params", "--params",
+                           str(tmp_path / "params.yaml"), "--stamp", str(stamp)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 1 and not stamp.exists()
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "preprocess.features.X" in lines[0]
