@@ -102,8 +102,8 @@ def check_same_plan(members: dict[str, dict], params: Params) -> None:
 PRICE_BANDS = 5
 
 
-def write_diagnostics(out_dir: Path, oofs: dict[str, np.ndarray], target: np.ndarray,
-                      outlier: np.ndarray) -> None:
+def write_diagnostics(bands_path: Path, residuals_path: Path, oofs: dict[str, np.ndarray],
+                      target: np.ndarray, outlier: np.ndarray) -> None:
     """blend_bands.csv: each model's out-of-fold log-RMSE per price band; member_residuals.csv:
     every pair of members' residuals on the same houses (outlier rows left out of both)."""
     import itertools
@@ -117,13 +117,13 @@ def write_diagnostics(out_dir: Path, oofs: dict[str, np.ndarray], target: np.nda
              "log_rmse": rmse(oof[keep][mask], target[keep][mask])}
             for name, oof in oofs.items()
             for band in bands.cat.categories for mask in [(bands == band).to_numpy()]]
-    with atomic_path(out_dir / "blend_bands.csv") as tmp:
+    with atomic_path(bands_path) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
     members = [n for n in oofs if n != "blend"]
     pairs = [pd.DataFrame({"pair": f"{a} vs {b}", "residual_first": oofs[a][keep] - target[keep],
                            "residual_second": oofs[b][keep] - target[keep]})
              for a, b in itertools.combinations(members, 2)]
-    with atomic_path(out_dir / "member_residuals.csv") as tmp:
+    with atomic_path(residuals_path) as tmp:
         (pd.concat(pairs) if pairs else pd.DataFrame(columns=["pair", "residual_first",
                                                               "residual_second"])
          ).to_csv(tmp, index=False, float_format="%.5f", lineterminator="\n")
@@ -131,11 +131,14 @@ def write_diagnostics(out_dir: Path, oofs: dict[str, np.ndarray], target: np.nda
 
 def blend(params: Params, members_dir="members", mlp_predictions="members/mlp/predictions.npz",
           data_dir="data/processed", out="submission.csv", metrics_path="metrics/blend.json",
-          table_path="metrics/blend_members.csv", folds_path=None) -> dict:
+          table_path="metrics/blend_members.csv", folds_path=None, bands_path=None,
+          residuals_path=None) -> dict:
     """Fit the blend, score it by nested CV, write the submission and the blend's metrics (the
     per-fold scores, which `house-prices experiments` pairs by the tie rule, to folds_path:
     by default blend_folds.json beside metrics_path)."""
     folds_path = folds_path or Path(metrics_path).with_name("blend_folds.json")
+    bands_path = bands_path or Path(table_path).with_name("blend_bands.csv")
+    residuals_path = residuals_path or Path(table_path).with_name("member_residuals.csv")
     ens: EnsembleParams = params.ensemble
     members = {name: load_member(name, Path(members_dir), Path(mlp_predictions))
                for name in ens.members}
@@ -173,7 +176,7 @@ def blend(params: Params, members_dir="members", mlp_predictions="members/mlp/pr
     path = write_submission(out, first["id_test"], prices)
     with atomic_path(table_path) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
-    write_diagnostics(Path(table_path).parent, {**{n: m["oof"] for n, m in members.items()},
+    write_diagnostics(bands_path, residuals_path, {**{n: m["oof"] for n, m in members.items()},
                                                "blend": oof}, target, outlier)
     # each house's squared error and the abnormal ones, for the house-level rule of
     # `house-prices experiments` (pipeline/compare.py: a paired bootstrap over houses)
@@ -200,10 +203,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table", default="metrics/blend_members.csv",
                         help="members' and blend's CV side by side (CSV, plotted)")
     parser.add_argument("--folds", default="metrics/blend_folds.json",
-                        help="the blend's CV per fold (JSON)")
+                        help="the blend's CV per fold and per-house errors (JSON)")
+    parser.add_argument("--bands", default="metrics/blend_bands.csv",
+                        help="each model's CV by price band (CSV, plotted)")
+    parser.add_argument("--residuals", default="metrics/member_residuals.csv",
+                        help="each pair of members' residuals (CSV, plotted)")
     args = parser.parse_args(argv)
     run_cli(lambda: blend(load_params(args.params), args.members, args.mlp, args.data, args.out,
-                          args.metrics, args.table, args.folds), params_path=args.params)
+                          args.metrics, args.table, args.folds, args.bands, args.residuals),
+            params_path=args.params)
 
 
 if __name__ == "__main__":

@@ -248,6 +248,7 @@ class TrainParams:
     lasso_alpha: float
     lasso_max_iter: int
     lasso_tol: float
+    clip_to_train_range: bool = True  # the test houses' features clamped to the training range
 
     def __post_init__(self):
         _number("train.folds", self.folds, low=2, high=MAX_FOLDS, integer=True)
@@ -289,6 +290,7 @@ class TrainParams:
         _number("train.lasso_alpha", self.lasso_alpha, low=0, low_open=True, high=MAX_LASSO_ALPHA)
         _number("train.lasso_max_iter", self.lasso_max_iter, low=1, high=1_000_000, integer=True)
         _number("train.lasso_tol", self.lasso_tol, low=0, low_open=True)
+        _bool("train.clip_to_train_range", self.clip_to_train_range)
 
 
 @dataclass(frozen=True)
@@ -352,14 +354,6 @@ class EnsembleParams:
 
 
 @dataclass(frozen=True)
-class PredictParams:
-    clip_to_train_range: bool
-
-    def __post_init__(self):
-        _bool("predict.clip_to_train_range", self.clip_to_train_range)
-
-
-@dataclass(frozen=True)
 class KaggleParams:
     """The competition, and how patiently the Kaggle API is asked."""
 
@@ -386,7 +380,6 @@ class Params:
     preprocess: PreprocessParams
     train: TrainParams
     ensemble: EnsembleParams
-    predict: PredictParams
     kaggle: KaggleParams
     members: MembersParams
     raw: dict = field(repr=False, compare=False, default_factory=dict)
@@ -397,7 +390,6 @@ SECTIONS = {
     "preprocess": PreprocessParams,
     "train": TrainParams,
     "ensemble": EnsembleParams,
-    "predict": PredictParams,
     "kaggle": KaggleParams,
     "members": MembersParams,
 }

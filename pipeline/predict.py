@@ -16,12 +16,12 @@ import numpy as np
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.data import load_test, load_train, mlp_inputs
 from pipeline.mlp import test_log_prices
-from pipeline.params import EnsembleParams, PredictParams, load_params
+from pipeline.params import EnsembleParams, TrainParams, load_params
 from pipeline.stacked_mlp import listed_model_paths, load_models
 from pipeline.submission import write_submission
 
 
-def predict(params: PredictParams, ensemble: EnsembleParams, data_dir="data/processed",
+def predict(params: TrainParams, ensemble: EnsembleParams, data_dir="data/processed",
             models_dir="models", out: str | os.PathLike = "mlp_submission.csv") -> Path:
     """The saved fold models' mean test prediction, written as a submission file to `out`."""
     test, train = load_test(data_dir), load_train(data_dir)
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def stage() -> None:
         params = load_params(args.params)
-        predict(params.predict, params.ensemble, args.data, args.models, args.out)
+        predict(params.train, params.ensemble, args.data, args.models, args.out)
 
     run_cli(stage, params_path=args.params)
 

@@ -168,6 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default="data/processed", help="the preprocess stage's output")
     parser.add_argument("--models", default="models", help="directory for the fold models")
     parser.add_argument("--metrics", default="metrics/cv.json", help="headline CV metrics (JSON)")
+    parser.add_argument("--folds", default="metrics/cv_folds.json", help="the CV per fold (JSON)")
+    parser.add_argument("--importance", default="metrics/importance.csv",
+                        help="column importances (CSV, plotted)")
     parser.add_argument("--oof", default="metrics/oof.csv", help="out-of-fold predictions (CSV)")
     parser.add_argument("--live", default="dvclive", help="dvclive directory for learning curves")
     parser.add_argument("--member", default="members/mlp/predictions.npz",
@@ -177,8 +180,9 @@ def main(argv: list[str] | None = None) -> None:
     def stage() -> None:
         params = load_params(args.params)
         train(params.train, params.ensemble.average, args.data, args.models, args.metrics,
-              args.oof, args.live, member_path=args.member,
-              clip_to_train_range=params.predict.clip_to_train_range)
+              args.oof, args.live, folds_path=args.folds, importance_path=args.importance,
+              member_path=args.member,
+              clip_to_train_range=params.train.clip_to_train_range)
 
     run_cli(stage, params_path=args.params)
 

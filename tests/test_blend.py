@@ -81,7 +81,7 @@ def pipeline_run(ames_sample, tmp_path):
           tmp_path / "cv.json", tmp_path / "oof.csv", tmp_path / "live",
           member_path=tmp_path / "members/mlp/predictions.npz")
     # the saved models, reloaded: the same test prediction as the train stage's in memory
-    predict(params.predict, params.ensemble, tmp_path / "processed", tmp_path / "models",
+    predict(params.train, params.ensemble, tmp_path / "processed", tmp_path / "models",
             tmp_path / "mlp_alone.csv")
     for name in FAMILIES:
         run_member(name, params, tmp_path / "processed", tmp_path / "members")

@@ -106,3 +106,36 @@ def test_no_module_imports_a_stage_and_there_are_no_cycles():
 
     for module in sorted(modules):
         visit(module, [])
+
+
+def _outputs(stage: dict) -> list[str]:
+    paths = []
+    for key in ("outs", "metrics", "plots"):
+        for entry in stage.get(key) or []:
+            paths.append(next(iter(entry)) if isinstance(entry, dict) else entry)
+    return paths
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_every_file_a_stage_writes_is_on_its_command_line(name):
+    """dvc.yaml is the whole plan: no output comes from an argparse default or is derived from
+    another path inside the code (a directory on the command line covers the files under it)."""
+    stage = STAGES[name].get("do", STAGES[name])
+    words = stage["cmd"].replace("${item}", "ITEM").split()
+    for path in _outputs(stage):
+        path = path.replace("${item}", "ITEM")
+        assert any(path == w or path.startswith(w.rstrip("/") + "/") for w in words), \
+            f"dvc.yaml stage {name}: {path} is not on its command line"
+
+
+def test_every_stage_cli_writes_where_its_command_line_says():
+    """The paths on the command lines are the ones the stages take (argparse knows each flag)."""
+    import importlib
+
+    for entry in STAGES.values():
+        stage = entry.get("do", entry)
+        module, *args = stage["cmd"].split("python -m ", 1)[1].split()
+        parser_source = (ROOT / (module.replace(".", "/") + ".py")).read_text()
+        for flag in (a for a in args if a.startswith("--")):
+            assert f'"{flag}"' in parser_source, f"{module} has no option {flag}"
+        importlib.import_module(module)

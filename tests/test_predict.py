@@ -1,5 +1,6 @@
 """predict end to end on a small sample: extreme test houses stay finite, positive and sane."""
 
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ def trained(ames_sample, tmp_path):
 def test_predictions_finite_positive_and_in_a_sane_range(trained, average):
     params, tmp_path, train_frame = trained
     ensemble = params.ensemble.__class__(average=average)
-    path = predict(params.predict, ensemble, tmp_path / "processed", tmp_path / "models",
+    path = predict(params.train, ensemble, tmp_path / "processed", tmp_path / "models",
                    tmp_path / "submission.csv")
     prices = pd.read_csv(path)["SalePrice"].to_numpy()
     assert np.isfinite(prices).all() and (prices > 0).all()
@@ -39,8 +40,8 @@ def test_predictions_finite_positive_and_in_a_sane_range(trained, average):
 
 def test_clipping_is_what_keeps_the_extreme_house_sane(trained):
     params, tmp_path, _ = trained
-    unclipped = params.predict.__class__(clip_to_train_range=False)
-    clipped_price = pd.read_csv(predict(params.predict, params.ensemble, tmp_path / "processed",
+    unclipped = dataclasses.replace(params.train, clip_to_train_range=False)
+    clipped_price = pd.read_csv(predict(params.train, params.ensemble, tmp_path / "processed",
                                         tmp_path / "models", tmp_path / "a.csv"))["SalePrice"][0]
     try:
         raw = pd.read_csv(predict(unclipped, params.ensemble, tmp_path / "processed",
@@ -84,7 +85,7 @@ def test_saved_models_reload_and_predict_sane_prices(ames_sample, tmp_path):
     again = [log_pred[fold_of_model == f, row].mean() for row, f in enumerate(oof["fold"])]
     np.testing.assert_allclose(again, oof["predicted_log_price"], rtol=0, atol=1e-9)
     assert json.loads((tmp_path / "cv.json").read_text())["cv_rmse_no_outliers"] < 0.3
-    path = predict(params.predict, params.ensemble, tmp_path / "processed", tmp_path / "models",
+    path = predict(params.train, params.ensemble, tmp_path / "processed", tmp_path / "models",
                    tmp_path / "submission.csv")
     prices = pd.read_csv(path)["SalePrice"].to_numpy()
     assert np.isfinite(prices).all() and (prices > 0).all()

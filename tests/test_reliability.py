@@ -113,20 +113,20 @@ def test_predict_loads_exactly_the_listed_models(processed):
           processed / "oof.csv", processed / "live")
     listed = json.loads((models / "models.json").read_text())["models"]
     assert listed == [f"fold{f}_view{v}_seed0.pt" for f in range(3) for v in range(3)]
-    first = predict(params.predict, params.ensemble, processed / "processed", models,
+    first = predict(params.train, params.ensemble, processed / "processed", models,
                     processed / "a.csv").read_bytes()
     # A stray model file (e.g. copied in by hand) with huge weights is not picked up.
     import torch
     stray = torch.load(models / "fold0_view0_seed0.pt", weights_only=True)
     stray["y_mean"] = 50.0
     torch.save(stray, models / "zz_stray.pt")
-    again = predict(params.predict, params.ensemble, processed / "processed", models,
+    again = predict(params.train, params.ensemble, processed / "processed", models,
                     processed / "b.csv").read_bytes()
     assert again == first
     (models / "fold1_view2_seed0.pt").unlink()
     with pytest.raises(PipelineError,
                        match=r"fold1_view2_seed0\.pt listed in models\.json are missing"):
-        predict(params.predict, params.ensemble, processed / "processed", models,
+        predict(params.train, params.ensemble, processed / "processed", models,
                 processed / "c.csv")
 
 

@@ -190,7 +190,7 @@ def test_train_and_predict_with_views_end_to_end(ames_sample, tmp_path):
         out = tmp_path / run
         train(params.train, params.ensemble.average, tmp_path / "processed", out / "models",
               out / "cv.json", out / "oof.csv", out / "live")
-        predict(params.predict, params.ensemble, tmp_path / "processed", out / "models",
+        predict(params.train, params.ensemble, tmp_path / "processed", out / "models",
                 out / "submission.csv")
         outputs.append([(out / name).read_bytes() for name in
                         ("cv.json", "oof.csv", "importance.csv", "submission.csv")])
