@@ -118,12 +118,16 @@ def test_repro_writes_valid_submission_then_does_nothing(project):
     rows = {line.split()[0]: line for line in compared[1:] if not line.startswith(" ")}
     assert "(baseline)" in rows["main"]
     assert set(json.loads((project / "metrics/blend_folds.json").read_text())) == {
-        "fold_rmse", "fold_rmse_no_outliers"}  # what the tie rule pairs, in the workspace row
+        "fold_rmse", "fold_rmse_no_outliers", "house_squared_error", "outlier_rows"}  # the rule's
     assert rows["workspace"].split()[1] == f"{blended['cv_rmse']:.5f}"
 
+    lock = (project / "dvc.lock").read_bytes()
     again = run([sys.executable, "-m", "dvc", "repro"], project)
-    assert "Data and pipelines are up to date" in again.stdout
-    assert "Running stage" not in again.stdout
+    # only the parameter check runs (always_changed: it must see values DVC deems unchanged);
+    # its output is the same, so nothing after it runs and dvc.lock stays as it was
+    ran = [line for line in again.stdout.splitlines() if line.startswith("Running stage")]
+    assert ran == ["Running stage 'check_params':"], again.stdout
+    assert (project / "dvc.lock").read_bytes() == lock
 
 
 def test_submit_dry_run_on_repro_output(project):
@@ -179,14 +183,16 @@ def test_queued_sweep_experiment_runs(project):
     assert '"lr": 0.002' in text and '"hidden": [8, 4]' in text and "space-rank1" in text
 
 
-def test_bad_param_stops_before_any_output_is_removed(project):
+@pytest.mark.parametrize(("change", "message"), [
+    ("train.activation=swish", "train.activation must be one of relu, gelu, tanh, silu, got 'swish'"),
+    # DVC deems 1 == true unchanged and would skip every stage: the check runs all the same
+    ("train.exclude_outliers=1", "train.exclude_outliers must be true or false, got 1")])
+def test_bad_param_stops_before_any_output_is_removed(project, change, message):
     outputs = ["metrics/cv.json", "metrics/oof.csv", "submission.csv", "models/models.json"]
     before = {p: (project / p).read_bytes() for p in outputs}
-    proc = run_any([sys.executable, "-m", "dvc", "exp", "run", "-S", "train.activation=swish"],
-                   project)
+    proc = run_any([sys.executable, "-m", "dvc", "exp", "run", "-S", change], project)
     assert proc.returncode != 0
-    assert "train.activation must be one of relu, gelu, tanh, silu, got 'swish'" in proc.stderr + \
-        proc.stdout
+    assert message in proc.stderr + proc.stdout
     assert "Running stage 'train'" not in proc.stdout
     for path, content in before.items():
         assert (project / path).read_bytes() == content, f"{path} was touched"
