@@ -98,7 +98,8 @@ RUNS = {
 @pytest.mark.parametrize("script", sorted(RUNS))
 def test_each_bench_script_runs_on_a_tiny_setting(tiny_repo, script):
     out = bench(tiny_repo, script, *RUNS[script])
-    assert "|" in out  # every script prints a markdown table
+    # every script prints a markdown table; the profiler prints torch's own
+    assert ("Self CPU time total" if script == "profile_trainer.py" else "|---") in out
 
 
 @pytest.mark.slow
