@@ -168,15 +168,30 @@ def open_study(storage, name: str, spec: dict, fixed: dict):
                                     direction="minimize")
     except optuna.exceptions.DuplicatedStudyError:  # another worker created it
         return _join_study(storage, name, sampler, signature)
-    if spec["sampler"] == "grid":
-        # Optuna's GridSampler stops the study from inside tell(), which only works under
-        # Study.optimize; queueing every combination in order does the same for ask/tell.
-        dists, _ = distributions(spec["space"])
-        keys = list(dists)
-        for values in itertools.product(*(dists[k].choices for k in keys)):
-            study.enqueue_trial(dict(zip(keys, values, strict=True)))
-    study.set_user_attr("signature", signature)
+    try:
+        if spec["sampler"] == "grid":
+            _queue_grid(study, spec)
+        study.set_user_attr("signature", signature)
+    except BaseException:  # Ctrl-C or a lost storage mid set-up: no half-made study is left
+        with contextlib.suppress(Exception):
+            optuna.delete_study(study_name=name, storage=storage)
+        raise
     return study
+
+
+def _queue_grid(study, spec: dict, log: Callable[[str], None] | None = None) -> None:
+    """Queue every combination in order (Optuna's GridSampler stops the study from inside
+    tell(), which only works under Study.optimize), saying how far it is every few seconds."""
+    log = log or _print_now
+    dists, _ = distributions(spec["space"])
+    keys = list(dists)
+    total = int(np.prod([len(dists[k].choices) for k in keys]))
+    said = time.monotonic()
+    for done, values in enumerate(itertools.product(*(dists[k].choices for k in keys)), 1):
+        study.enqueue_trial(dict(zip(keys, values, strict=True)))
+        if time.monotonic() - said > 5:
+            log(f"sweep: queueing the grid: {done:,} of {total:,} combinations")
+            said = time.monotonic()
 
 
 # How long a worker waits for the worker that created the study to finish setting it up.

@@ -337,3 +337,33 @@ def test_an_interrupted_worker_gives_its_batch_back_and_every_config_is_scored_o
     completed = [tuple(sorted(t.params.items())) for t in states[TrialState.COMPLETE]]
     assert len(completed) == len(set(completed)) == 4  # every configuration once
     assert first_batch <= set(completed)  # the interrupted ones among them
+
+
+def test_an_interrupted_grid_set_up_leaves_no_study_and_a_long_one_says_how_far(
+        tmp_path, monkeypatch, capsys):
+    """Ctrl-C while a big grid is queued: the half-made study is deleted (the same command then
+    starts afresh instead of refusing it), and queueing reports progress."""
+    from pipeline import study as studies
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'grid.db'}")
+    spec = sweep.check_space({"sampler": "grid", "space": {"lr": [0.001, 0.002, 0.005],
+                                                            "dropout": [0.1, 0.3]}})
+    real = optuna.Study.enqueue_trial
+    calls = []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.Study, "enqueue_trial", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        studies.open_study(storage, "grid", spec, {})
+    assert optuna.get_all_study_names(storage) == []
+    monkeypatch.setattr(optuna.Study, "enqueue_trial", real)
+    clock = iter(range(0, 1000, 6))  # every combination "takes" 6 s
+    monkeypatch.setattr(studies.time, "monotonic", lambda: next(clock))
+    study = studies.open_study(storage, "grid", spec, {})
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 6
+    assert "sweep: queueing the grid: 1 of 6 combinations" in capsys.readouterr().err
