@@ -116,9 +116,9 @@ def kaggle_fetcher(kaggle: KaggleParams, max_bytes: int, stack: contextlib.ExitS
         member = "train.csv" if "train" in spec.name else "test.csv"
         try:
             if "zip" not in state:
-                api = kaggle_api.connect()
+                kaggle_api.connect()  # credentials, said here (warnings on stderr) once
                 tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kaggle-")))
-                state["zip"] = kaggle_api.download_competition_zip(api, kaggle, tmp)
+                state["zip"] = kaggle_api.download_bounded(kaggle, tmp, max_bytes)
             with kaggle_api.check_archive(state["zip"], max_bytes) as archive:
                 if member not in archive.namelist():
                     raise SourceFailed(f"{member} is not in the Kaggle archive")

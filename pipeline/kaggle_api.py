@@ -197,6 +197,54 @@ def check_archive(zip_path: Path, max_bytes: int | None = None) -> zipfile.ZipFi
     return archive
 
 
+def download_bounded(params: KaggleParams, directory: Path, max_bytes: int) -> Path:
+    """download_competition_zip in a child process that may not write a file past `max_bytes`
+    (the OS refuses the write), watched from here: a stream that reaches the limit is cut then
+    (the child is killed, so nothing keeps writing after it was given up on), one that outlasts
+    kaggle.timeout_s too. The Kaggle client saves the archive itself; this bounds its disk use."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_download_child, args=(params, directory, max_bytes, send),
+                            daemon=True)
+    child.start()
+    send.close()
+    deadline = time.monotonic() + params.timeout_s * (params.retries + 1)
+    try:
+        while not receive.poll(0.2):
+            if any(p.is_file() and p.stat().st_size >= max_bytes for p in directory.iterdir()):
+                raise KaggleError(f"download: the archive is larger than download.max_file_mb "
+                                  f"({max_bytes:,} bytes); cut off")
+            if time.monotonic() > deadline or not child.is_alive():
+                raise KaggleError(f"download: the Kaggle API did not answer within "
+                                  f"{params.timeout_s:g} s (kaggle.timeout_s); try again later")
+        kind, text = receive.recv()
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+    if kind != "ok":
+        raise KaggleError(text)
+    return Path(text)
+
+
+def _download_child(params: KaggleParams, directory: Path, max_bytes: int, send) -> None:
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a refused write, not a killed process
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes if hard == resource.RLIM_INFINITY
+                                               else min(max_bytes, hard), hard))
+    try:
+        send.send(("ok", str(download_competition_zip(connect(), params, directory))))
+    except PipelineError as exc:
+        send.send(("error", str(exc)))
+    except BaseException as exc:  # said as one line by the parent
+        send.send(("error", f"download: {type(exc).__name__}: {exc}"))
+
+
 def download_competition_zip(api: Any, params: KaggleParams, directory: Path) -> Path:
     """Fetch the competition's data archive into `directory` and return its path."""
     directory.mkdir(parents=True, exist_ok=True)

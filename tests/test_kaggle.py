@@ -560,3 +560,27 @@ def test_experiments_judge_by_houses_where_both_commits_have_them():
     only_two = base.copy()
     only_two[[523, 1298]] = 0.0  # priced the two partial sales exactly, nothing else
     assert against(row(only_two), baseline).startswith("tie")
+
+
+def test_an_archive_stream_past_the_limit_is_cut_as_it_passes_it(
+        kaggle_env, competition_files, params, tmp_path, capfd, repo_root):
+    """The Kaggle client saves the archive itself: the process may not write a file past
+    download.max_file_mb while it does (the OS refuses the write), so a huge stream never fills
+    the temporary directory; the next source supplies the files."""
+    import os as _os
+
+    huge = make_zip({**competition_files, "noise.bin": _os.urandom(3_000_000)})  # incompressible
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    for spec in params[0].download.files.values():
+        (bundled / spec.name).write_bytes((repo_root / "data/bundled" / spec.name).read_bytes())
+    p = params[0].download.__class__(sources=["kaggle", str(bundled)],
+                                     files=params[0].download.files, timeout_s=5.0, max_file_mb=1)
+    with FakeKaggle(huge):
+        dl.download(p, tmp_path / "raw", params[0].kaggle)
+    err = capfd.readouterr().err
+    assert "the archive is larger than download.max_file_mb (1,000,000 bytes); cut off" in err
+    assert sorted(x.name for x in (tmp_path / "raw").iterdir()) == ["test.csv", "train.csv"]
+    import resource
+
+    assert resource.getrlimit(resource.RLIMIT_FSIZE)[0] == resource.RLIM_INFINITY  # the child's
