@@ -142,6 +142,7 @@ def test_autogluon_peer_uses_nested_cv_outer_folds_and_writes_one_prediction_per
     assert len(report["folds"]) == 5
 
 
+@pytest.mark.slow
 def test_stacked_recipe_runs_on_its_fold_plan(monkeypatch):
     """The recipe's code path on its fold plan with its boosted models shrunk (xgboost, its
     `stacked` extra, stood in for by LightGBM where it is not installed)."""

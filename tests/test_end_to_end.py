@@ -218,6 +218,25 @@ def test_a_blend_that_fails_at_run_time_leaves_the_submission(project):
     assert "Running stage 'blend'" not in again.stdout  # back as it was: nothing to do
 
 
+def test_a_train_stage_that_fails_at_run_time_changes_none_of_its_outputs(project):
+    """An accepted lr whose models learn nothing: one line, and DVC (persist: true) has not
+    removed the models, the member predictions or the git-only metrics first."""
+    kept = ["metrics/cv.json", "metrics/cv_folds.json", "metrics/oof.csv", "models/models.json",
+            "members/mlp/predictions.npz", "submission.csv"]
+    before = {p: (project / p).read_bytes() for p in kept}
+    params = project / "params.yaml"
+    original = params.read_text()
+    changed = yaml.safe_load(original)
+    changed["train"]["lr"] = 1.0  # within the check's bound; these models cannot learn with it
+    params.write_text(yaml.safe_dump(changed, sort_keys=False))
+    proc = run_any([sys.executable, "-m", "dvc", "repro"], project)
+    assert proc.returncode != 0
+    assert "error: train: " in proc.stderr and "models failed" in proc.stderr
+    for path, content in before.items():
+        assert (project / path).read_bytes() == content, f"{path} was removed or changed"
+    params.write_text(original)
+
+
 def test_editing_a_module_a_stage_imports_reruns_that_stage(project):
     """The DAG's deps are the code each stage runs (tests/test_dag.py): an edit of the data
     loaders (pipeline/data.py) makes train and the member stages stale, not download,
