@@ -163,6 +163,30 @@ def table(rows: list[dict], width: int = WIDTH) -> str:
     return "\n".join(lines)
 
 
+def stale_stages() -> list[str]:
+    """The stages whose outputs are out of date in the workspace (params or code changed since
+    its last `dvc repro`); the parameter check is always listed by DVC (always_changed)."""
+    proc = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], capture_output=True,
+                          text=True)
+    try:
+        status = json.loads(proc.stdout) if proc.returncode == 0 else {}
+    except ValueError:
+        return []
+    return sorted(name for name in status if name != "check_params")
+
+
+NEXT_STEP = ("next: confirm a gain on other fold seeds (dvc exp run -S train.fold_seed=1, 2, ...) "
+             "or with bench/nested_cv.py; then dvc exp apply NAME, commit, and house-prices submit "
+             "--experiment NAME")
+
+
+def mark_stale(rows: list[dict], stale: list[str]) -> list[dict]:
+    """The workspace row's name says when its scores are not those of its params and code."""
+    if not stale:
+        return rows
+    return [{**r, "name": "workspace (stale)"} if r["rev"] == "workspace" else r for r in rows]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser("experiments", __doc__)
     parser.add_argument("--leaderboard", default="leaderboard.csv",
@@ -176,7 +200,13 @@ def main(argv: list[str] | None = None) -> None:
             raise PipelineError(f"experiments: dvc exp show failed: {proc.stderr.strip()}")
         rows = join_scores(flatten_exp_show(json.loads(proc.stdout)),
                            read_log(Path(args.leaderboard)))
-        print(table([{**r, "folds": fold_scores(r["rev"])} for r in rows]))
+        stale = stale_stages()
+        print(table(mark_stale([{**r, "folds": fold_scores(r["rev"])} for r in rows], stale)))
+        if stale:
+            print(textwrap.fill(f"workspace: its outputs are stale ({', '.join(stale)} changed "
+                                "since the last dvc repro): its scores are not those of its "
+                                "params; run dvc repro", WIDTH))
+        print(textwrap.fill(NEXT_STEP, WIDTH))
 
     run_cli(stage)
 

@@ -237,6 +237,22 @@ def test_a_train_stage_that_fails_at_run_time_changes_none_of_its_outputs(projec
     params.write_text(original)
 
 
+def test_experiments_marks_a_stale_workspace_and_names_the_next_step(project):
+    fresh = run([sys.executable, "-m", "pipeline.experiments"], project).stdout.splitlines()
+    assert any(line.startswith("workspace ") for line in fresh)
+    assert any(line.startswith("next: confirm a gain on other fold seeds") for line in fresh)
+    assert not any("stale" in line for line in fresh)
+    params = project / "params.yaml"
+    changed = yaml.safe_load(params.read_text())
+    changed["train"]["dropout"] = 0.5  # as after `sweep --apply` or a hand edit
+    params.write_text(yaml.safe_dump(changed, sort_keys=False))
+    shown = run([sys.executable, "-m", "pipeline.experiments"], project).stdout
+    assert "workspace (stale)" in shown
+    said = " ".join(shown.split())
+    assert "workspace: its outputs are stale (" in said and "; run dvc repro" in said
+    assert all(len(line) <= 120 for line in shown.splitlines())
+
+
 def test_editing_a_module_a_stage_imports_reruns_that_stage(project):
     """The DAG's deps are the code each stage runs (tests/test_dag.py): an edit of the data
     loaders (pipeline/data.py) makes train and the member stages stale, not download,
