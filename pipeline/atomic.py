@@ -92,11 +92,11 @@ def refuse_special(target: Path, directory: bool = False) -> None:
                         "another path")
 
 
-def _named(exc: OSError, target: Path) -> OSError:
-    """The error of writing a temporary, said of the output it was for."""
-    if exc.filename is None or TMP_SUFFIX in str(exc.filename):
+def _raise_named(exc: BaseException, target: Path) -> None:
+    """Re-raise a failure of writing a temporary; an OS error is said of the output it was for."""
+    if isinstance(exc, OSError) and (exc.filename is None or TMP_SUFFIX in str(exc.filename)):
         exc.filename = str(target)
-    return exc
+    raise exc
 
 
 def _finish(commit: Callable[[], object], discard: Callable[[], object]) -> None:
@@ -145,12 +145,9 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual mode
     try:
         yield tmp_path
-    except OSError as exc:
+    except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
-        raise _named(exc, target) from None
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+        _raise_named(exc, target)
     _finish(lambda: os.replace(tmp_path, target), lambda: tmp_path.unlink(missing_ok=True))
 
 
@@ -188,10 +185,7 @@ def replace_dir(target: str | os.PathLike, fill: Callable[[Path], object]) -> No
 
     try:
         fill(tmp)
-    except OSError as exc:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise _named(exc, target) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _raise_named(exc, target)
     _finish(swap, lambda: shutil.rmtree(tmp, ignore_errors=True))

@@ -23,9 +23,8 @@ def check_columns(params: Params) -> None:
     otherwise crash preprocess after DVC removed its outputs)."""
     from pipeline.schema import NUMERIC
 
-    for name, view in [("preprocess", params.preprocess),
-                       *((f"preprocess.mlp_views[{i}]", params.preprocess.view(dict(pairs)))
-                         for i, pairs in enumerate(params.preprocess.mlp_views))]:
+    for i, view in enumerate(params.preprocess.encodings()):
+        name = f"preprocess.mlp_views[{i - 1}]" if i else "preprocess"
         unknown = [c for c in view.numeric_as_category if c not in NUMERIC]
         if unknown:
             raise PipelineError(
@@ -36,30 +35,28 @@ def check_columns(params: Params) -> None:
 
 def check_features(params: Params, bundled: Path) -> None:
     """The user's features (preprocess.features) read only columns that exist, and give every
-    house of the competition's files a finite value (checked on the copy the repository ships,
-    the files the download stage verifies against the same SHA-1)."""
+    house of the competition's files a finite value in every encoding, computed as preprocess
+    computes them (its own recoding: fills, engineered columns, then the features), on the copy
+    the repository ships, the files the download stage verifies against the same SHA-1."""
     pre = params.preprocess
     if not pre.features:
         return
     import pandas as pd
 
-    from pipeline.expressions import evaluate, parse
-    from pipeline.features import ENGINEERED, add_engineered_features
-    from pipeline.schema import NUMERIC
+    from pipeline.expressions import parse
+    from pipeline.features import ENGINEERED, build_transform
+    from pipeline.schema import FEATURES, NUMERIC
 
-    parse(pre.features, {*NUMERIC, *(ENGINEERED if pre.engineered_features else ())})
-    checked = []
-    for role in ("train", "test"):
-        path = bundled / params.download.files[role].name
-        if not path.is_file():
-            continue
-        frame = pd.read_csv(path)
-        frame = add_engineered_features(frame) if pre.engineered_features else frame
-        for name, text in pre.features:
-            frame[name] = evaluate(name, text, frame, frame["Id"])
-        checked.append(f"{role}.csv")
+    paths = [bundled / params.download.files[role].name for role in ("train", "test")]
+    frames = [pd.read_csv(p).loc[:, list(FEATURES)] for p in paths if p.is_file()]
+    for encoding in pre.encodings():
+        parse(pre.features, {*NUMERIC, *(ENGINEERED if encoding.engineered_features else ())})
+        if frames:
+            engineer = build_transform(encoding).steps[0][1].fit(frames[0])  # evaluates them
+            for frame in frames[1:]:
+                engineer.transform(frame)
     print(f"check-params: preprocess.features ({', '.join(n for n, _ in pre.features)}) finite "
-          f"on every house of {' and '.join(checked) or 'no file (data/bundled is missing)'}")
+          f"on every house of {len(frames)} file(s) of data/bundled")
 
 
 def mlp_state_bytes(params: Params) -> tuple[int, int]:

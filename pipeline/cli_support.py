@@ -27,14 +27,17 @@ def describe_os_error(exc: OSError) -> str:
     return f"{exc.strerror or exc}{where}"
 
 
+def _contents(path: str) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return None
+
+
 def _params_unchanged(path: str, before: bytes | None) -> None:
     from pipeline.errors import PipelineError
 
-    try:
-        now = Path(path).read_bytes()
-    except OSError:
-        now = None
-    if now != before:
+    if _contents(path) != before:
         raise PipelineError(f"{path} changed while this stage ran (it ran with the values it "
                             "read at its start, which DVC would no longer record); no output was "
                             "written; run it again (dvc repro)")
@@ -55,10 +58,7 @@ def run_cli(stage: Callable[[], object], params_path: str | None = None) -> None
         if params_path is None:
             stage()
         else:
-            try:
-                before = Path(params_path).read_bytes()
-            except OSError:
-                before = None
+            before = _contents(params_path)
             with together(check=lambda: _params_unchanged(params_path, before)):
                 stage()
     except PipelineError as exc:

@@ -19,7 +19,6 @@ import numpy as np
 SE_MULTIPLE = 2.0  # a difference under this many standard errors is a tie
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0  # fixed, so a verdict is the same on every run
-METRICS = ("all rows", "normal houses")
 
 
 def paired(a, b) -> tuple[float, float]:
@@ -61,8 +60,7 @@ def decide(differences: dict[str, tuple[float, float]]) -> str:
     on M', 'mixed' (a gain on one, a loss on the other: not a win) or 'tie'."""
     if not all(np.isfinite(v) for pair in differences.values() for v in pair):
         return "no verdict (a score is not a number)"
-    gains = {m: -d / se if se else (np.inf if d < 0 else 0.0)
-             for m, (d, se) in differences.items() if d < 0}
+    gains = {m: -d / se if se else np.inf for m, (d, se) in differences.items() if d < 0}
     losses = [m for m, (d, se) in differences.items() if d > SE_MULTIPLE * se]
     won = {m: z for m, z in gains.items() if z > SE_MULTIPLE}
     if won and losses:
@@ -88,6 +86,3 @@ def verdict(change_all, default_all, change_clean, default_clean) -> str:
     return decide({"all rows": paired(change_all, default_all),
                    "normal houses": paired(change_clean, default_clean)})
 
-
-def is_win(text: str) -> bool:
-    return text.startswith("better")

@@ -116,7 +116,6 @@ def kaggle_fetcher(kaggle: KaggleParams, max_bytes: int, stack: contextlib.ExitS
         member = "train.csv" if "train" in spec.name else "test.csv"
         try:
             if "zip" not in state:
-                kaggle_api.connect()  # credentials, said here (warnings on stderr) once
                 tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kaggle-")))
                 state["zip"] = kaggle_api.download_bounded(kaggle, tmp, max_bytes)
             with kaggle_api.check_archive(state["zip"], max_bytes) as archive:

@@ -135,11 +135,12 @@ def evaluate(name: str, text: str, columns: pd.DataFrame, ids=None) -> np.ndarra
     """The feature's values for every house (float, NaN where an input is blank); one line if
     any house gets an infinite or undefined value (a division by zero, log1p of -1 or less)."""
     n = len(columns)  # a frame's rows
+    tree = ast.parse(text, mode="eval")
     with np.errstate(all="ignore"):
-        values = np.broadcast_to(np.asarray(_evaluate(ast.parse(text, mode="eval"), columns),
-                                            dtype=np.float64), (n,)).copy()
+        values = np.broadcast_to(np.asarray(_evaluate(tree, columns), dtype=np.float64),
+                                 (n,)).copy()
         inputs_blank = np.zeros(n, dtype=bool)
-        for used in _names(ast.parse(text, mode="eval"), name):
+        for used in _names(tree, name):
             inputs_blank |= np.isnan(np.asarray(columns[used], dtype=np.float64))
     bad = ~np.isfinite(values) & ~inputs_blank
     if bad.any():

@@ -2,7 +2,7 @@
 
 Not a DVC stage (the train stage writes the MLP's member predictions itself): the tool that
 shows the saved models are all you need. It loads the models models/models.json lists, clamps
-the test features to the training range (predict.clip_to_train_range) and writes the mean of the
+the test features to the training range (train.clip_to_train_range) and writes the mean of the
 models' log prices (ensemble.average) as a validated submission file.
 """
 

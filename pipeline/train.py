@@ -100,7 +100,7 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
           metrics_path="metrics/cv.json", oof_path="metrics/oof.csv", live_dir="dvclive",
           folds_path: str | os.PathLike | None = None,
           importance_path: str | os.PathLike | None = None,
-          member_path: str | os.PathLike | None = None, clip_to_train_range: bool = True) -> dict:
+          member_path: str | os.PathLike | None = None) -> dict:
     """Run the cross-validation, write models, metrics and plots; return the headline metrics.
 
     metrics_path gets the headline numbers (what `dvc exp show` lists); the per-fold scores go
@@ -128,12 +128,12 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
     if member_path is not None:
         test = load_test(data_dir)
         test_log, n_clipped = test_log_prices(models, x, mlp_inputs(test, x.widths),
-                                              clip_to_train_range, average)
+                                              params.clip_to_train_range, average)
         with np.errstate(over="ignore"):
             if not np.isfinite(np.exp(test_log)).all():
                 raise PipelineError("train: the MLP's test predictions are not finite; nothing "
                                     "was written (lower train.lr, or clip: "
-                                    "predict.clip_to_train_range=true)")
+                                    "train.clip_to_train_range=true)")
     metrics, per_fold = split_per_fold(cv_metrics(oof, y, outlier, plan.fold_of_row))
     metrics["best_epoch_mean"] = float(result.best_epoch.double().mean() + 1)
 
@@ -150,7 +150,7 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
     if member_path is not None:
         save_predictions(member_path, oof, test_log, data["id"], test["id"], plan.fold_of_row,
                          params)
-        if clip_to_train_range:
+        if params.clip_to_train_range:
             print(f"train: {n_clipped} test houses had features outside the training range "
                   "(clamped)")
     write_json(folds_path, per_fold)
@@ -181,8 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params(args.params)
         train(params.train, params.ensemble.average, args.data, args.models, args.metrics,
               args.oof, args.live, folds_path=args.folds, importance_path=args.importance,
-              member_path=args.member,
-              clip_to_train_range=params.train.clip_to_train_range)
+              member_path=args.member)
 
     run_cli(stage, params_path=args.params)
 
