@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from common import ROOT, load_data, markdown_table
 
-from pipeline.blend import nested_oof
+from pipeline.blending import nested_oof
 from pipeline.folds import cv_metrics, plan_folds
 from pipeline.members import FAMILIES, family
 from pipeline.mlp import fit_mlp_configs, oof_predictions
@@ -47,7 +47,7 @@ def member_oofs(params, data, fold_seed: int, device, names: list[str]) -> tuple
     x64 = x.astype(np.float64)
     for name in (n for n in names if n != "mlp"):
         settings = getattr(params.members, name)
-        oofs[name], _ = cross_fit(lambda name=name, s=settings: family(name).make_model(s), x64, y,
+        oofs[name], _ = cross_fit(family(name).make_model(settings, params.train), x64, y,
                                   x64[:1], one)
     return oofs, plan
 

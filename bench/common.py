@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.matrices import preprocess
 from pipeline.params import load_params
-from pipeline.preprocess import preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,9 +20,9 @@ import numpy as np
 from blend_quality import member_oofs
 from common import load_data, markdown_table
 
-from pipeline.blend import nested_oof
+from pipeline.blending import nested_oof
 from pipeline.folds import cv_metrics
-from pipeline.members import family
+from pipeline.members import family, settings_of
 from pipeline.predictions import cross_fit, member_plan
 from pipeline.trainer import make_deterministic, resolve_device
 
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--fold-seeds", type=int, nargs="+", default=[400, 401, 402])
     args = parser.parse_args()
     params, data = load_data()
-    axes = dict(parse_axis(a, family(args.family).SETTINGS) for a in args.axes)
+    axes = dict(parse_axis(a, settings_of(args.family)) for a in args.axes)
     x, y, outlier = data["x_train"].astype(np.float64), data["y_train"], data["outlier"]
     make_deterministic(resolve_device("auto"))
     names = list(params.ensemble.members)
@@ -60,8 +60,8 @@ def main() -> None:
         for seed, (oofs, plan) in base.items():
             p = dataclasses.replace(params, train=dataclasses.replace(params.train,
                                                                       fold_seed=seed))
-            oof, _ = cross_fit(lambda s=settings: family(args.family).make_model(s), x, y, x[:1],
-                               member_plan(len(y), outlier, p))
+            model = family(args.family).make_model(settings, params.train)
+            oof, _ = cross_fit(model, x, y, x[:1], member_plan(len(y), outlier, p))
             alone.append(cv_metrics(oof, y, outlier, plan.fold_of_row)["cv_rmse_no_outliers"])
             preds = np.stack([oof if n == args.family else oofs[n] for n in names], axis=1)
             blend, _ = nested_oof(preds, y, ~outlier, plan.fold_of_row, params.ensemble.blend,

@@ -30,9 +30,9 @@ from common import ROOT, device_name, markdown_table
 from pipeline import compare
 from pipeline.folds import cv_metrics, plan_folds
 from pipeline.inputs import read_yaml
+from pipeline.matrices import preprocess
 from pipeline.mlp import architecture_of, fit_mlp_configs, oof_predictions
 from pipeline.params import load_params
-from pipeline.preprocess import preprocess
 from pipeline.sweep import FIXED_KEYS
 from pipeline.trainer import make_deterministic, resolve_device
 

@@ -22,9 +22,9 @@ import torch
 from common import ROOT, device_name, markdown_table
 
 from pipeline.folds import cv_metrics, plan_folds
+from pipeline.matrices import preprocess
 from pipeline.mlp import fit_mlp_configs, oof_predictions
 from pipeline.params import load_params
-from pipeline.preprocess import preprocess
 from pipeline.trainer import resolve_device
 
 

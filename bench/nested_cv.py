@@ -39,14 +39,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from common import ROOT, markdown_table
+from sklearn.base import BaseEstimator, RegressorMixin
 
 from pipeline import compare
-from pipeline.blend import Blender
+from pipeline.blending import Blender
 from pipeline.ensemble import combine_log_predictions, rmse
 from pipeline.folds import cv_metrics, plan_folds
+from pipeline.matrices import outlier_mask, preprocess
 from pipeline.members import FAMILIES, family
 from pipeline.params import load_params
-from pipeline.preprocess import outlier_mask, preprocess
 
 FRESH_SEEDS = [1000, 1001, 1002, 1003, 1004]  # no search of this project has used these
 # Each family's grid around its default (stated sizes, reported with the results).
@@ -60,6 +61,9 @@ WITH_OUTLIERS = "+outliers"  # suffix of a candidate trained with the outlier ro
 # The "Stacked Regressions" recipe's own families, as candidate members on that recipe's
 # preprocessing (bench/stacked_regressions.py) with its published settings.
 RECIPE_FAMILIES = ("krr", "enet", "gboost")
+# Candidate members on the raw columns with their library's published defaults (the `catboost`
+# extra): CatBoost's ordered target statistics on the categorical columns instead of one-hot.
+RAW_FAMILIES = ("catboost",)
 
 
 # --- run -----------------------------------------------------------------------------------------
@@ -134,7 +138,6 @@ def run_recipe_family(name: str, seed: int, fold: int, out: str) -> str:
     """One of the stacked recipe's families on one outer fold, fitted on the member plan (the
     outlier rows out, as the recipe drops them) on the recipe's features of the outer training
     part and fold (fitted on both parts' features, as the recipe does; no outer price)."""
-    from sklearn.base import clone
     from stacked_regressions import base_models, recipe_features
 
     from pipeline.predictions import cross_fit, member_plan
@@ -148,8 +151,58 @@ def run_recipe_family(name: str, seed: int, fold: int, out: str) -> str:
                                  train[held].drop(columns=["SalePrice"]).reset_index(drop=True))
     plan = member_plan(len(data["y_train"]), data["outlier"], params)
     model = base_models(seed)[name]
-    preds = {"default": cross_fit(lambda: clone(model), x, data["y_train"], x_outer, plan)}
+    preds = {"default": cross_fit(model, x, data["y_train"], x_outer, plan)}
     save_part(Path(out), seed, fold, name, preds, data, plan)
+    return f"s{seed}_f{fold}_{name}"
+
+
+class CatBoostOnColumns(RegressorMixin, BaseEstimator):
+    """CatBoost with its published defaults on the raw columns, the text ones as categorical
+    (ordered target statistics); one thread, as the pool's workers share the cores."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def fit(self, x: pd.DataFrame, y: np.ndarray):
+        from catboost import CatBoostRegressor
+
+        categorical = list(x.columns[[not pd.api.types.is_numeric_dtype(t) for t in x.dtypes]])
+        self.model = CatBoostRegressor(random_seed=self.seed, thread_count=1, verbose=False,
+                                       allow_writing_files=False, cat_features=categorical)
+        self.model.fit(x, y)
+        return self
+
+    def predict(self, x: pd.DataFrame) -> np.ndarray:
+        return self.model.predict(x)
+
+
+def raw_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """The competition's columns as CatBoost takes them: text with "NA" for missing."""
+    frame = frame.drop(columns=[c for c in ("Id", "SalePrice") if c in frame])
+    text = frame.columns[[not pd.api.types.is_numeric_dtype(t) for t in frame.dtypes]]
+    return frame.astype({c: object for c in text}).fillna({c: "NA" for c in text})
+
+
+def run_raw_family(name: str, seed: int, fold: int, out: str) -> str:
+    """A raw-column family on one outer fold, with the outlier rows out (as the members train)
+    and kept (the middle way of learning the partial sales), on the member plan's folds."""
+    from pipeline.predictions import cross_fit, member_plan
+
+    params = load_params(ROOT / "params.yaml")
+    train, _ = competition_frames()
+    data = outer_data(seed, fold)
+    held = np.zeros(len(train), dtype=bool)
+    held[data["outer_rows"]] = True
+    x, x_outer = raw_columns(train[~held].reset_index(drop=True)), raw_columns(train[held])
+    preds = {}
+    for label, exclude in (("default", True), ("default" + WITH_OUTLIERS, False)):
+        p = dataclasses.replace(params, train=dataclasses.replace(params.train,
+                                                                  exclude_outliers=exclude))
+        plan = member_plan(len(data["y_train"]), data["outlier"], p)
+        preds[label] = cross_fit(CatBoostOnColumns(seed), x, data["y_train"],
+                                 x_outer.reset_index(drop=True), plan)
+    save_part(Path(out), seed, fold, name, preds, data,
+              member_plan(len(data["y_train"]), data["outlier"], params))
     return f"s{seed}_f{fold}_{name}"
 
 
@@ -160,6 +213,8 @@ def run_family(name: str, seed: int, fold: int, out: str, quick: bool, defaults_
 
     if name in RECIPE_FAMILIES:
         return run_recipe_family(name, seed, fold, out)
+    if name in RAW_FAMILIES:
+        return run_raw_family(name, seed, fold, out)
     params = load_params(ROOT / "params.yaml")
     data = outer_data(seed, fold)
     x, y = data["x_train"].astype(np.float64), data["y_train"]
@@ -175,7 +230,8 @@ def run_family(name: str, seed: int, fold: int, out: str, quick: bool, defaults_
         p = dataclasses.replace(params, train=dataclasses.replace(params.train,
                                                                   exclude_outliers=exclude))
         plan = member_plan(len(y), data["outlier"], p)
-        preds[label] = cross_fit(lambda c=chosen: family(name).make_model(c), x, y, x_outer, plan)
+        preds[label] = cross_fit(family(name).make_model(chosen, params.train), x, y,
+                                 x_outer, plan)
     save_part(Path(out), seed, fold, name, preds, data, member_plan(len(y), data["outlier"], params))
     return f"s{seed}_f{fold}_{name}"
 
@@ -534,7 +590,7 @@ def main() -> None:
     run.add_argument("--out", required=True)
     run.add_argument("--fold-seeds", type=int, nargs="+", default=FRESH_SEEDS)
     run.add_argument("--parts", nargs="+", default=["mlp", *FAMILIES],
-                     choices=["mlp", *FAMILIES, *RECIPE_FAMILIES])
+                     choices=["mlp", *FAMILIES, *RECIPE_FAMILIES, *RAW_FAMILIES])
     run.add_argument("--mlp-configs", type=int, default=24,
                      help="random configs around the MLP's default (plus the default)")
     run.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))

@@ -18,8 +18,8 @@ from common import ROOT, device_name, markdown_table, sync
 from mlp_options import setup, variant_params
 
 from pipeline.folds import plan_folds
+from pipeline.matrices import preprocess
 from pipeline.mlp import fit_mlp_configs
-from pipeline.preprocess import preprocess
 
 
 def main() -> None:

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import nnls
-from sklearn.linear_model import Ridge
 
 from pipeline.atomic import atomic_path, write_json
+from pipeline.blending import Blender, nested_oof
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.ensemble import rmse
 from pipeline.errors import PipelineError
@@ -28,57 +27,6 @@ from pipeline.inputs import read_npz
 from pipeline.params import EnsembleParams, Params, load_params
 from pipeline.predictions import check_price_range, load_member, plan_signature
 from pipeline.submission import write_submission
-
-# Weight of the sum-to-one row in the constrained least squares; large enough that the weights
-# sum to one to ~1e-9, after which they are renormalised exactly.
-SUM_TO_ONE_WEIGHT = 1e4
-
-
-def fit_weights(preds: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Non-negative weights summing to one minimising ||preds @ w - y|| ([N, M] -> [M])."""
-    n, m = preds.shape
-    if m == 1:
-        return np.ones(1)
-    scale = SUM_TO_ONE_WEIGHT * np.sqrt(n)
-    a = np.vstack([preds, np.full((1, m), scale)])
-    b = np.concatenate([y, [scale]])
-    weights, _ = nnls(a, b)
-    return weights / weights.sum()
-
-
-class Blender:
-    """fit(preds [N, M], y) / predict(preds) for either blend method."""
-
-    def __init__(self, method: str, ridge_alpha: float):
-        self.method, self.ridge_alpha = method, ridge_alpha
-
-    def fit(self, preds: np.ndarray, y: np.ndarray) -> Blender:
-        if self.method == "equal":
-            self.weights_, self.intercept_ = np.full(preds.shape[1], 1 / preds.shape[1]), 0.0
-        elif self.method == "weights" or preds.shape[1] == 1:
-            self.weights_, self.intercept_ = fit_weights(preds, y), 0.0
-        else:
-            ridge = Ridge(alpha=self.ridge_alpha).fit(preds, y)
-            self.weights_, self.intercept_ = ridge.coef_, float(ridge.intercept_)
-        return self
-
-    def predict(self, preds: np.ndarray) -> np.ndarray:
-        if len(self.weights_) == 1 and self.intercept_ == 0.0:
-            return preds[:, 0] * self.weights_[0]  # exactly the member when it is alone
-        return preds @ self.weights_ + self.intercept_
-
-
-def nested_oof(preds: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, fold_of_row: np.ndarray,
-               method: str, ridge_alpha: float) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Each fold's rows blended with weights fitted on the other folds' rows (fit_rows only)."""
-    oof = np.empty(len(y))
-    fold_weights = []
-    for fold in np.unique(fold_of_row):
-        held = fold_of_row == fold
-        blender = Blender(method, ridge_alpha).fit(preds[~held & fit_rows], y[~held & fit_rows])
-        oof[held] = blender.predict(preds[held])
-        fold_weights.append(blender.weights_)
-    return oof, fold_weights
 
 
 def check_same_plan(members: dict[str, dict], params: Params) -> None:

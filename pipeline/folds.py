@@ -34,6 +34,25 @@ def model_seed(seed: int, fold: int, replicate: int) -> int:
     return int(np.random.SeedSequence([seed, fold, replicate]).generate_state(1)[0])
 
 
+def kfold_rows(n_rows: int, outlier: np.ndarray, folds: int, fold_seed: int,
+               exclude_outliers: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fold of each row [N], each fold's training rows [K, N], its scored rows [K, N]): the
+    KFold shuffle every family shares, the outlier rows out of training when excluded."""
+    if folds > n_rows:
+        raise PipelineError(f"train.folds={folds} exceeds the {n_rows} training rows")
+    splitter = KFold(n_splits=folds, shuffle=True, random_state=fold_seed)
+    fold_of_row = np.empty(n_rows, dtype=np.int64)
+    train_rows = np.zeros((folds, n_rows), dtype=bool)
+    val_rows = np.zeros((folds, n_rows), dtype=bool)
+    for fold, (tr, va) in enumerate(splitter.split(np.arange(n_rows))):
+        fold_of_row[va] = fold
+        train_rows[fold, tr] = True
+        if exclude_outliers:
+            train_rows[fold] &= ~outlier
+        val_rows[fold, va] = True
+    return fold_of_row, train_rows, val_rows
+
+
 def plan_folds(n_rows: int, outlier: np.ndarray, params: TrainParams, n_views: int = 1
                ) -> FoldPlan:
     """train.n_seeds models per fold on each of `n_views` encodings (preprocess.mlp_views).
@@ -41,19 +60,10 @@ def plan_folds(n_rows: int, outlier: np.ndarray, params: TrainParams, n_views: i
     Model r of view v takes replicate number v * n_seeds + r, so view 0's models are the ones a
     single-encoding run trains, and every model of a fold has its own seed.
     """
-    if params.folds > n_rows:
-        raise PipelineError(f"train.folds={params.folds} exceeds the {n_rows} training rows")
-    splitter = KFold(n_splits=params.folds, shuffle=True, random_state=params.fold_seed)
-    fold_of_row = np.empty(n_rows, dtype=np.int64)
+    fold_of_row, fold_train, fold_val = kfold_rows(n_rows, outlier, params.folds,
+                                                   params.fold_seed, params.exclude_outliers)
     names, folds, seeds, views, train_rows, val_rows = [], [], [], [], [], []
-    for fold, (tr, va) in enumerate(splitter.split(np.arange(n_rows))):
-        fold_of_row[va] = fold
-        tmask = np.zeros(n_rows, dtype=bool)
-        tmask[tr] = True
-        if params.exclude_outliers:
-            tmask &= ~outlier
-        vmask = np.zeros(n_rows, dtype=bool)
-        vmask[va] = True
+    for fold in range(params.folds):
         for view in range(n_views):
             for rep in range(params.n_seeds):
                 names.append(f"fold{fold}_seed{rep}" if n_views == 1
@@ -61,8 +71,8 @@ def plan_folds(n_rows: int, outlier: np.ndarray, params: TrainParams, n_views: i
                 folds.append(fold)
                 seeds.append(model_seed(params.seed, fold, view * params.n_seeds + rep))
                 views.append(view)
-                train_rows.append(tmask)
-                val_rows.append(vmask)
+                train_rows.append(fold_train[fold])
+                val_rows.append(fold_val[fold])
     return FoldPlan(names, np.array(folds), seeds, np.stack(train_rows), np.stack(val_rows),
                     fold_of_row, None if n_views == 1 else np.array(views))
 

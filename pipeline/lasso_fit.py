@@ -11,11 +11,16 @@ import numpy as np
 
 
 class LassoSettings(NamedTuple):
-    """alpha, and how tightly the fit converges (params.yaml: train.lasso_* and each family's)."""
+    """alpha, and how tightly the fit converges (params.yaml: train.lasso_*)."""
 
     alpha: float
     max_iter: int
     tol: float
+
+
+def lasso_settings(train) -> LassoSettings:
+    """train.lasso_*: the Lasso every model that fits one fits (the MLP's, the SVR member's)."""
+    return LassoSettings(train.lasso_alpha, train.lasso_max_iter, train.lasso_tol)
 
 
 def fit_lasso(x: np.ndarray, y: np.ndarray, settings: LassoSettings, who: str):

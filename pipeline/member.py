@@ -1,4 +1,4 @@
-"""Stage 4 (one per family, `dvc.yaml`'s foreach): train a blend member on the MLP's fold plan.
+"""Stage 4 (one per family: dvc.yaml's member_NAME stages): train a blend member on the MLP's fold plan.
 
 Each fold's model is fitted on exactly the rows the MLP's fold models train on (the same KFold
 shuffle, the outlier rows left out when train.exclude_outliers), predicts the fold it held out,
@@ -34,8 +34,9 @@ def run_member(name: str, params: Params, data_dir="data/processed", out_dir="me
     if settings.get("threads", 1) > (os.cpu_count() or 1):  # more would only oversubscribe
         settings["threads"] = os.cpu_count() or 1
     started = time.perf_counter()
-    oof, test_pred = cross_fit(lambda: family(name).make_model(settings), x, y,
-                               test["x"].astype(np.float64), plan, settings.get("threads", 1))
+    estimator = family(name).make_model(settings, params.train)
+    oof, test_pred = cross_fit(estimator, x, y, test["x"].astype(np.float64), plan,
+                               settings.get("threads", 1))
     seconds = time.perf_counter() - started
     if not (np.isfinite(oof).all() and np.isfinite(test_pred).all()):
         raise PipelineError(f"member {name}: non-finite predictions; check members.{name}")

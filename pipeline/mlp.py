@@ -16,17 +16,12 @@ from tqdm import tqdm
 from pipeline.ensemble import combine_log_predictions, rmse
 from pipeline.errors import PipelineError
 from pipeline.folds import FoldPlan
-from pipeline.lasso_fit import LassoSettings, fit_lasso
+from pipeline.lasso_fit import LassoSettings, fit_lasso, lasso_settings
 from pipeline.params import TrainParams
 from pipeline.stacked_mlp import StackedModels
 from pipeline.threads import in_threads
 from pipeline.trainer import Architecture, PerModel, TrainResult, target_scaling, train_batched
 from pipeline.views import Views
-
-
-def lasso_settings(config: TrainParams) -> LassoSettings:
-    """The Lasso each model of a config fits on its own training rows."""
-    return LassoSettings(config.lasso_alpha, config.lasso_max_iter, config.lasso_tol)
 
 
 def stopping_rows(plan: FoldPlan, params: TrainParams) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,6 @@ each member stage writes and the blend stage reads (members/NAME/predictions.npz
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -11,25 +10,33 @@ import numpy as np
 
 from pipeline.atomic import atomic_path
 from pipeline.errors import PipelineError
-from pipeline.folds import FoldPlan, plan_folds
+from pipeline.folds import FoldPlan, kfold_rows
 from pipeline.inputs import read_npz
 from pipeline.params import Params, TrainParams
 from pipeline.threads import in_threads
 
 
 def member_plan(n_rows: int, outlier: np.ndarray, params: Params) -> FoldPlan:
-    """The train stage's folds, one model per fold (a member's own seed is in its settings)."""
-    return plan_folds(n_rows, outlier, dataclasses.replace(params.train, n_seeds=1))
+    """The train stage's folds, one model per fold. A member's own seed is in its settings, so
+    the plan reads train.folds, fold_seed and exclude_outliers only (the MLP's seeds: none)."""
+    t = params.train
+    fold_of_row, train_rows, val_rows = kfold_rows(n_rows, outlier, t.folds, t.fold_seed,
+                                                   t.exclude_outliers)
+    return FoldPlan([f"fold{k}" for k in range(t.folds)], np.arange(t.folds), [],
+                    train_rows, val_rows, fold_of_row)
 
 
-def cross_fit(make_model, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, plan: FoldPlan,
+def cross_fit(estimator, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, plan: FoldPlan,
               threads_each: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(out-of-fold log prices [N], test log prices [N_test], the mean of the fold models).
 
-    The folds fit at once where the cores allow (a model using `threads_each` of them)."""
+    Each fold fits its own `clone` of the unfitted scikit-learn estimator; the folds fit at once
+    where the cores allow (a model using `threads_each` of them)."""
+    from sklearn.base import clone
+
     oof = np.full(len(y), np.nan)
     test = np.zeros(len(x_test))
-    models = in_threads(lambda rows: make_model().fit(x[rows], y[rows]), plan.train_mask,
+    models = in_threads(lambda rows: clone(estimator).fit(x[rows], y[rows]), plan.train_mask,
                         threads_each)
     for fold, model in enumerate(models):
         held = plan.fold_of_row == fold

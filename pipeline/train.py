@@ -30,11 +30,10 @@ from pipeline.importance import (
     lasso_weights,
     permutation_importance,
 )
-from pipeline.lasso_fit import fit_lasso
+from pipeline.lasso_fit import fit_lasso, lasso_settings
 from pipeline.mlp import (
     check_trained,
     fit_mlp_configs,
-    lasso_settings,
     oof_predictions,
     test_log_prices,
 )

@@ -48,3 +48,91 @@ def synthetic_regression(n_rows=96, n_features=5, seed=0):
     y = 12 + x @ rng.normal(scale=0.3, size=n_features) + 0.2 * np.tanh(x[:, 0] * x[:, 1])
     y = y + rng.normal(scale=0.05, size=n_rows)
     return x, y
+
+
+# The sections of params.yaml as the stages see them (pipeline/params.py's dataclasses).
+def _section_classes() -> dict[type, str]:
+    from pipeline import params as p
+
+    return {p.DownloadParams: "download", p.PreprocessParams: "preprocess", p.TrainParams: "train",
+            p.MembersParams: "members", p.EnsembleParams: "ensemble", p.KaggleParams: "kaggle"}
+
+
+def _read_by_the_stage(frame) -> bool:
+    if frame.f_code.co_filename.endswith("dataclasses.py"):
+        return False
+    while frame is not None:
+        if frame.f_code.co_name in ("parse_params", "__post_init__"):
+            return False
+        frame = frame.f_back
+    return True
+
+
+class ParamReads:
+    """Records `section.key` for every params field the code reads while active. Reads made while
+    params.yaml is parsed and checked (parse_params) and by dataclasses itself (`replace`, `asdict`
+    copy every field) are not the stage's: a copy's fields count when the code reads them."""
+
+    def __init__(self):
+        self.read: set[str] = set()
+        self._saved: dict[type, object] = {}
+
+    def __enter__(self):
+        import dataclasses
+
+        read = self.read
+        for cls, section in _section_classes().items():
+            fields = {f.name for f in dataclasses.fields(cls)}
+            self._saved[cls] = cls.__dict__.get("__getattribute__")
+
+            def get(obj, name, _section=section, _fields=fields):
+                if name in _fields and _read_by_the_stage(sys._getframe(1)):
+                    read.add(f"{_section}.{name}")
+                return object.__getattribute__(obj, name)
+
+            cls.__getattribute__ = get
+        return self
+
+    def __exit__(self, *exc):
+        for cls, saved in self._saved.items():
+            if saved is None:
+                del cls.__getattribute__
+            else:
+                cls.__getattribute__ = saved
+
+
+SMALL_RUN = {"train": {"max_epochs": 3, "patience": 2, "device": "cpu"},
+             "members": {"lgbm": {"n_estimators": 30}},
+             "download": {"sources": ["data/bundled"]}}
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory):
+    """Every dvc.yaml stage run once, in dvc.yaml's order, by its own command line (its CLI
+    called in this process) in a copy of the project with short training (SMALL_RUN): the small
+    trained run that tests read, and the params each stage read (ParamReads), by stage name."""
+    import os
+    import shutil
+
+    root = tmp_path_factory.mktemp("small_run")
+    shutil.copytree(ROOT / "data/bundled", root / "data/bundled")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in SMALL_RUN.items():
+        for key, value in values.items():
+            current = raw[section][key]
+            raw[section][key] = {**current, **value} if isinstance(current, dict) else value
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    reads = {}
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        for name, stage in stages.items():  # dvc.yaml lists them in the order they run
+            module, *argv = stage["cmd"].split("python -m ", 1)[1].split()
+            main = __import__(module, fromlist=["main"]).main
+            with ParamReads() as recorder:
+                main(argv)
+            reads[name] = recorder.read
+    finally:
+        os.chdir(cwd)
+    return root, reads

@@ -6,16 +6,19 @@ import dataclasses
 import numpy as np
 import pytest
 from conftest import repo_params
+from sklearn.base import BaseEstimator
 
 from pipeline import blend as blend_mod
-from pipeline.blend import Blender, blend, fit_weights, nested_oof
+from pipeline.blend import blend
+from pipeline.blending import Blender, fit_weights, nested_oof
 from pipeline.errors import PipelineError
+from pipeline.matrices import preprocess
 from pipeline.member import run_member
 from pipeline.members import FAMILIES
 from pipeline.params import parse_params
 from pipeline.predict import predict
 from pipeline.predictions import cross_fit, member_plan
-from pipeline.preprocess import preprocess, save
+from pipeline.preprocess import save
 from pipeline.train import train
 
 
@@ -141,7 +144,7 @@ def test_members_train_on_the_mlps_folds_without_the_outliers(pipeline_run):
     plan = member_plan(len(data["y"]), outlier, params)
     fitted_rows = []
 
-    class Recorder:
+    class Recorder(BaseEstimator):
         def fit(self, x, y):
             fitted_rows.append(x[:, 0].copy())
             return self
@@ -150,7 +153,7 @@ def test_members_train_on_the_mlps_folds_without_the_outliers(pipeline_run):
             return np.zeros(len(x))
 
     x = np.arange(len(data["y"]), dtype=float)[:, None]  # column 0: the row's index
-    cross_fit(Recorder, x, data["y"], x[:4], plan)
+    cross_fit(Recorder(), x, data["y"], x[:4], plan)
     mlp_folds = np.loadtxt(tmp_path / "oof.csv", delimiter=",", skiprows=1, usecols=1)
     expected = [tuple(np.flatnonzero((mlp_folds != fold) & ~outlier))
                 for fold in range(params.train.folds)]
@@ -237,21 +240,22 @@ def test_unknown_member_is_a_params_error(repo_root):
         parse_params(raw)
 
 
-def lasso_svr_settings(**changes):
+def lasso_svr_model(**changes):
+    from pipeline.members.lasso_svr import LassoScaledSVR
+
     settings = {"C": 20.0, "epsilon": 0.008, "gamma": 0.2, "power": 2.0, "lasso_alpha": 0.01,
                 "lasso_max_iter": 50000, "lasso_tol": 1e-6}
-    return {**settings, **changes}
+    return LassoScaledSVR(**{**settings, **changes})
 
 
 def test_lasso_svr_kernel_ignores_the_columns_its_lasso_drops():
     """Columns with a zero Lasso coefficient leave the kernel (scale 0), so noise in them cannot
     move a prediction; the kept columns' scales average 1 and follow |coef| ** power."""
-    from pipeline.members import family
 
     rng = np.random.default_rng(4)
     x = rng.normal(size=(300, 6))
     y = 12 + 0.4 * x[:, 0] + 0.1 * x[:, 1] + 0.2 * np.sin(2 * x[:, 0])  # columns 2-5: noise
-    model = family("lasso_svr").make_model(lasso_svr_settings()).fit(x[:200], y[:200])
+    model = lasso_svr_model().fit(x[:200], y[:200])
     scale = model.scale_
     kept = scale > 0
     assert kept[:2].all() and scale[0] > 4 * scale[1]  # (0.4 / 0.1) ** 2 ~ 16
@@ -261,7 +265,7 @@ def test_lasso_svr_kernel_ignores_the_columns_its_lasso_drops():
     noisy[:, ~kept] = rng.normal(size=(100, (~kept).sum())) * 100
     first = model.predict(x[200:])
     assert np.array_equal(first, model.predict(noisy))
-    again = family("lasso_svr").make_model(lasso_svr_settings()).fit(x[:200], y[:200])
+    again = lasso_svr_model().fit(x[:200], y[:200])
     assert np.array_equal(first, again.predict(x[200:]))  # deterministic
     assert np.sqrt(np.mean((first - y[200:]) ** 2)) < 0.3 * np.std(y[200:])
 
@@ -271,13 +275,12 @@ def test_lasso_svr_with_power_zero_is_the_plain_svr():
     had until nested CV dropped it; tag svr-member-2026-11)."""
     from sklearn.svm import SVR
 
-    from pipeline.members import family
 
     rng = np.random.default_rng(5)
     x = rng.normal(size=(200, 5))
     y = 12 + 0.3 * np.sin(x[:, 0]) + 0.1 * x[:, 1]
     plain = SVR(kernel="rbf", C=20.0, epsilon=0.008, gamma=0.2)
-    scaled = family("lasso_svr").make_model(lasso_svr_settings(power=0.0))
+    scaled = lasso_svr_model(power=0.0)
     assert np.array_equal(plain.fit(x[:150], y[:150]).predict(x[150:]),
                           scaled.fit(x[:150], y[:150]).predict(x[150:]))
 
@@ -285,11 +288,10 @@ def test_lasso_svr_with_power_zero_is_the_plain_svr():
 def test_lasso_svr_says_when_its_lasso_keeps_no_column(repo_root):
     import yaml
 
-    from pipeline.members import family
 
     x = np.random.default_rng(6).normal(size=(50, 3))
-    model = family("lasso_svr").make_model(lasso_svr_settings(lasso_alpha=100.0))
-    with pytest.raises(PipelineError, match="kept no column.*lower members.lasso_svr.lasso_alpha"):
+    model = lasso_svr_model(lasso_alpha=100.0)
+    with pytest.raises(PipelineError, match="kept no column.*lower train.lasso_alpha"):
         model.fit(x, 12 + 0.01 * x[:, 0])
     raw = yaml.safe_load((repo_root / "params.yaml").read_text())
     raw["members"]["lasso_svr"]["power"] = -1

@@ -3,11 +3,9 @@ directly or through others, is listed, and nothing else, so editing any of them 
 the stages that run it (and `dvc repro` never says "up to date" over stale outputs).
 
 Imports are read from the source (top-level and inside functions). The families' modules are
-loaded by name rather than imported: a member stage runs its own family's module (`pipeline/
-members/${item}.py`, and what any family's module imports), and the parameter check reads every
-family's SETTINGS, so check_params lists them all. Other stages read those SETTINGS only to
-validate params.yaml, which check_params, the first stage, has already done; a family's module
-is not theirs to depend on.
+loaded by name rather than imported: the member stage of family NAME (`python -m pipeline.member
+NAME`) runs pipeline/members/NAME.py and what it imports, and no other family's module. Every
+stage's params are the ones it reads, and every file it writes is on its command line.
 """
 
 import ast
@@ -57,20 +55,22 @@ def closure(module: str) -> set[str]:
 
 def stage_code(name: str, stage: dict) -> tuple[set[str], set[str]]:
     """(the modules the stage's command runs, the pipeline modules its deps list)."""
-    module = stage["cmd"].split("python -m ", 1)[1].split()[0]
+    module, *args = stage["cmd"].split("python -m ", 1)[1].split()
     expected = closure(module)
-    if name in ("member", "check_params"):
-        for family in FAMILIES:  # what each family's module imports
-            expected |= closure(f"pipeline.members.{family}") - {f"pipeline/members/{family}.py"}
-    if name == "member":
-        expected.add("pipeline/members/${item}.py")
-    if name == "check_params":
-        expected |= {f"pipeline/members/{f}.py" for f in FAMILIES}
+    if module == "pipeline.member":  # its family's module, loaded by name
+        expected |= closure(f"pipeline.members.{args[0]}")
     listed = {d for d in stage["deps"] if d.startswith("pipeline/")}
     return expected, listed
 
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def test_every_family_has_its_member_stage():
+    members = {n for n, s in STAGES.items() if s["cmd"].startswith("python -m pipeline.member ")}
+    assert members == {f"member_{f}" for f in FAMILIES}
+    for family in FAMILIES:
+        assert STAGES[f"member_{family}"]["cmd"].split()[3] == family
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
@@ -83,8 +83,8 @@ def test_each_stage_depends_on_exactly_the_code_it_runs(name):
 
 
 def test_no_module_imports_a_stage_and_there_are_no_cycles():
-    """Stages are leaves: library modules never import one (so a stage's edit re-runs only
-    itself), and the import graph has no cycle."""
+    """Stages are leaves: library modules and bench/ scripts never import one (so a stage's edit
+    re-runs only itself), and the import graph has no cycle."""
     stages = {s["cmd"].split("python -m ", 1)[1].split()[0]
               for s in (v.get("do", v) for v in STAGES.values())}
     modules = {str(p.relative_to(ROOT))[:-3].replace("/", ".").removesuffix(".__init__")
@@ -92,6 +92,9 @@ def test_no_module_imports_a_stage_and_there_are_no_cycles():
     graph = {m: imported_modules(module_path(m)) & modules for m in modules}
     for module, imports in graph.items():
         assert not (imports & stages) - {module}, f"{module} imports stage(s) {imports & stages}"
+    for script in sorted((ROOT / "bench").glob("*.py")):  # bench/ uses the library, not stages
+        imports = imported_modules(script) & stages
+        assert not imports, f"bench/{script.name} imports stage(s) {sorted(imports)}"
     state: dict[str, int] = {}
 
     def visit(module, path):
@@ -139,3 +142,34 @@ def test_every_stage_cli_writes_where_its_command_line_says():
         for flag in (a for a in args if a.startswith("--")):
             assert f'"{flag}"' in parser_source, f"{module} has no option {flag}"
         importlib.import_module(module)
+
+
+# Params a stage declares but this small run does not read, and why.
+NOT_READ_HERE = {
+    # the small run's only source is data/bundled; these are read when a Kaggle source is tried
+    "download": {"kaggle.competition", "kaggle.retries", "kaggle.retry_backoff_s",
+                 "kaggle.timeout_s"},
+}
+
+
+def _covers(declared: str, read: str) -> bool:
+    return read == declared or read.startswith(declared + ".")
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_each_stage_declares_exactly_the_params_it_reads(name, small_run):
+    """Every params.yaml key a stage's code reads is in its dvc.yaml `params`, and every entry
+    there is read (a section listed whole: some key of it), so DVC re-runs a stage exactly when
+    a value it uses changes. check_params validates every section, so it declares them all."""
+    _, reads = small_run
+    declared = STAGES[name].get("params", [])
+    if name == "check_params":
+        assert set(declared) == {"download", "preprocess", "train", "ensemble", "kaggle",
+                                 "members"}
+        return
+    read = reads[name]
+    undeclared = sorted(r for r in read if not any(_covers(d, r) for d in declared))
+    assert not undeclared, f"dvc.yaml stage {name} reads undeclared params {undeclared}"
+    unread = sorted(d for d in declared if not any(_covers(d, r) for r in read)
+                    and d not in NOT_READ_HERE.get(name, ()))
+    assert not unread, f"dvc.yaml stage {name} declares params it does not read: {unread}"

@@ -149,8 +149,8 @@ def test_rerun_is_byte_identical(project):
              "members/mlp/predictions.npz",
              *(str(p.relative_to(project)) for p in sorted((project / "models").glob("*.pt")))]
     first = {p: (project / p).read_bytes() for p in paths}
-    run([sys.executable, "-m", "dvc", "repro", "-f", "-s", "train", "member@lgbm",
-         "member@lasso_svr", "blend"], project)
+    run([sys.executable, "-m", "dvc", "repro", "-f", "-s", "train", "member_lgbm",
+         "member_lasso_svr", "blend"], project)
     for path, content in first.items():
         assert (project / path).read_bytes() == content, f"{path} changed between identical runs"
 
@@ -161,7 +161,7 @@ def test_training_param_change_reruns_only_train_and_the_blend(project):
     assert "Running stage 'train'" in proc.stdout
     assert "Running stage 'download'" not in proc.stdout
     assert "Running stage 'preprocess'" not in proc.stdout
-    assert "Running stage 'member@lgbm'" not in proc.stdout  # not its parameter: not re-run
+    assert "Running stage 'member_lgbm'" not in proc.stdout  # not its parameter: not re-run
     assert "Running stage 'blend'" in proc.stdout
     shown = run([sys.executable, "-m", "dvc", "exp", "show", "--json"], project).stdout
     assert "cv_rmse" in shown and "0.003" in shown
@@ -261,7 +261,7 @@ def test_editing_a_module_a_stage_imports_reruns_that_stage(project):
         fh.write("\n# an edit\n")
     status = run([sys.executable, "-m", "dvc", "status", "--json"], project).stdout
     stale = set(__import__("json").loads(status))
-    assert {"train", "member@lgbm", "member@lasso_svr"} <= stale
+    assert {"train", "member_lgbm", "member_lasso_svr"} <= stale
     assert not stale & {"download", "preprocess"}  # check_params is always listed (always_changed)
 
 

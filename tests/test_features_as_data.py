@@ -12,7 +12,7 @@ from conftest import ROOT, repo_params
 
 from pipeline.errors import PipelineError
 from pipeline.expressions import evaluate, parse
-from pipeline.preprocess import preprocess
+from pipeline.matrices import preprocess
 
 KNOWN = {"LotArea", "TotRmsAbvGrd", "GrLivArea", "FullBath"}
 

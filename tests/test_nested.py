@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import ROOT
+from sklearn.base import BaseEstimator
 
 from pipeline import compare
 
@@ -29,7 +30,7 @@ def test_no_inner_fit_sees_an_outer_fold_row(tmp_path, monkeypatch):
     data = nested_cv.outer_data(1000, 2)
     fitted = []
 
-    class Recorder:
+    class Recorder(BaseEstimator):
         def fit(self, x, y):
             fitted.append(x)
             return self
@@ -39,7 +40,7 @@ def test_no_inner_fit_sees_an_outer_fold_row(tmp_path, monkeypatch):
 
     class Family:
         @staticmethod
-        def make_model(settings):
+        def make_model(settings, train):
             return Recorder()
 
     monkeypatch.setattr(nested_cv, "family", lambda name: Family)

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from conftest import repo_params
 
+from pipeline.matrices import preprocess
 from pipeline.predict import predict
-from pipeline.preprocess import preprocess, save
+from pipeline.preprocess import save
 from pipeline.train import train
 
 

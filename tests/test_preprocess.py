@@ -7,8 +7,8 @@ import pytest
 from pipeline.errors import PipelineError
 from pipeline.features import FeatureEngineer, PiecewiseLinear, RobustSmoothClip
 from pipeline.importance import column_groups
+from pipeline.matrices import preprocess
 from pipeline.params import PreprocessParams
-from pipeline.preprocess import preprocess
 from pipeline.schema import FEATURES
 
 BOOK = PreprocessParams(fit_on="train", numeric_as_category=[], ordinal_quality=False,

@@ -19,8 +19,9 @@ from pipeline import atomic
 from pipeline.cli_support import run_cli
 from pipeline.errors import PipelineError
 from pipeline.inputs import read_csv
+from pipeline.matrices import preprocess
 from pipeline.predict import predict
-from pipeline.preprocess import preprocess, save
+from pipeline.preprocess import save
 from pipeline.sweep import _load_space
 from pipeline.train import train
 

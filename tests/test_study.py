@@ -17,7 +17,8 @@ from optuna.trial import TrialState
 
 from pipeline import sweep
 from pipeline.errors import PipelineError
-from pipeline.preprocess import preprocess, save
+from pipeline.matrices import preprocess
+from pipeline.preprocess import save
 from pipeline.study_storage import open_storage
 
 

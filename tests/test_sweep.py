@@ -8,8 +8,9 @@ from conftest import repo_params
 
 from pipeline import sweep
 from pipeline.errors import PipelineError
+from pipeline.matrices import preprocess
 from pipeline.params import load_params
-from pipeline.preprocess import preprocess, save
+from pipeline.preprocess import save
 
 SPACE = {"sampler": "grid", "rank_by": "cv_rmse",
          "space": {"lr": [0.0001, 0.01], "hidden": [[4], [8, 4]]}}

@@ -158,8 +158,8 @@ def test_a_configs_result_is_bit_identical_alone_and_inside_any_batch(ames_sampl
     import torch
 
     from pipeline.folds import plan_folds
+    from pipeline.matrices import preprocess
     from pipeline.mlp import fit_mlp_configs
-    from pipeline.preprocess import preprocess
     from pipeline.trainer import make_deterministic
 
     params = repo_params(device="cpu")

@@ -148,7 +148,8 @@ def test_views_are_deterministic_batch_independent_and_finite(options, device):
 
 def test_preprocess_writes_every_view_and_the_first_is_what_members_see(ames_sample, tmp_path):
     from pipeline.data import load_test, load_train, mlp_inputs
-    from pipeline.preprocess import preprocess, save
+    from pipeline.matrices import preprocess
+    from pipeline.preprocess import save
 
     params = with_views(repo_params(), KINKS_ROBUST)
     result = preprocess(*ames_sample, params.preprocess)
@@ -174,8 +175,9 @@ def test_train_and_predict_with_views_end_to_end(ames_sample, tmp_path):
     import pandas as pd
 
     from pipeline.data import load_train, mlp_inputs
+    from pipeline.matrices import preprocess
     from pipeline.predict import predict
-    from pipeline.preprocess import preprocess, save
+    from pipeline.preprocess import save
     from pipeline.stacked_mlp import listed_model_paths, load_models
     from pipeline.train import train
 

@@ -1,16 +1,17 @@
-"""Model families of the blend, one module each, sharing scikit-learn's contract.
+"""Model families of the blend, one module each, every one a scikit-learn estimator.
 
-Each module has `make_model(settings) -> estimator` (fit(x, y) / predict(x) on the preprocessed
-matrix and log price) and `SETTINGS`, the keys its `members.NAME` section of params.yaml takes,
-each a `Setting` with its type and allowed range (params.py checks them). A family whose fits
-use several cores says how many in a `threads` setting (the member stage fits folds at once
-where the cores allow).
-The MLP is not here: it is the train stage, whose batched trainer fits every fold at once.
+Each module has `make_model(settings, train) -> estimator`: an unfitted scikit-learn estimator
+(`BaseEstimator`, settings as keyword arguments; fit(x, y) / predict(x) on the preprocessed matrix
+and log price) that the member stage clones for each fold. `train` (params.yaml's train section)
+gives train.lasso_*, the project's one Lasso setting, to the families that fit one. The keys
+each `members.NAME` section of params.yaml takes are here, in SETTINGS, each a `Setting` with
+its type and allowed range (params.py checks them without importing any model library). A
+family whose fits use several cores says how many in a `threads` setting (the member stage fits
+folds at once where the cores allow). The MLP is not here: it is the train stage, whose batched
+trainer fits every fold at once.
 """
 
 from dataclasses import dataclass
-
-FAMILIES = ("lgbm", "lasso_svr")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,18 @@ THREADS = Setting(int, low=1, low_open=False, high=256)
 SEED = Setting(int, low=0, low_open=False, high=2**31 - 1)
 FRACTION = Setting(float, high=1)  # a share of rows or columns, in (0, 1]
 
+SETTINGS = {
+    # LightGBM needs at least two leaves per tree and caps them at 131072.
+    "lgbm": {"n_estimators": Setting(int, low=1, low_open=False, high=100_000),
+             "learning_rate": Setting(high=1),
+             "num_leaves": Setting(int, low=2, low_open=False, high=131_072),
+             "min_child_samples": COUNT, "subsample": FRACTION, "colsample_bytree": FRACTION,
+             "reg_lambda": Setting(), "seed": SEED, "threads": THREADS},
+    "lasso_svr": {"C": Setting(), "epsilon": Setting(low_open=False), "gamma": Setting(),
+                  "power": Setting(low_open=False)},
+}
+FAMILIES = tuple(SETTINGS)
+
 
 def family(name: str):
     """The module of model family `name`."""
@@ -43,4 +56,4 @@ def family(name: str):
 
 
 def settings_of(name: str) -> dict:
-    return family(name).SETTINGS
+    return SETTINGS[name]

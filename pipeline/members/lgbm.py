@@ -3,17 +3,11 @@ and MLP members'. Deterministic for a fixed seed and thread count (row-wise hist
 
 from __future__ import annotations
 
-from pipeline.members import COUNT, FRACTION, SEED, THREADS, Setting
-
-# LightGBM needs at least two leaves per tree and caps them at 131072.
-SETTINGS = {"n_estimators": Setting(int, low=1, low_open=False, high=100_000),
-            "learning_rate": Setting(high=1), "num_leaves": Setting(int, low=2, low_open=False,
-                                                                  high=131_072),
-            "min_child_samples": COUNT, "subsample": FRACTION, "colsample_bytree": FRACTION,
-            "reg_lambda": Setting(), "seed": SEED, "threads": THREADS}
+from pipeline.params import TrainParams
 
 
-def make_model(settings: dict):
+def make_model(settings: dict, train: TrainParams | None = None):
+    """LightGBM's own scikit-learn estimator, from members.lgbm alone (no train.* setting)."""
     import lightgbm
 
     return lightgbm.LGBMRegressor(
