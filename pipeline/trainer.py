@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -120,6 +120,15 @@ def target_scaling(y: torch.Tensor, train_mask: torch.Tensor) -> tuple[torch.Ten
     y_mean = fixed_order.row_sum(tm * y64) / n_train
     y_std = torch.sqrt(fixed_order.row_sum(tm * (y64[None] - y_mean[:, None]) ** 2) / n_train)
     return y_mean, torch.where(y_std > 0, y_std, torch.ones_like(y_std))
+
+
+# Drop stopped models from the batch once this fraction of it has stopped. Results are the same
+# either way (a model never depends on its batch companions); a compaction costs one copy of the
+# remaining models' state and, on CUDA, a new graph capture, so it is not done for every model.
+COMPACT_WHEN_STOPPED = 0.5
+# CPU batched products of one matrix round differently from those of two or more (a batch of
+# one takes a matrix-vector kernel), so a batch never shrinks below two models.
+MIN_BATCH = 2
 
 
 def _masked_rmse(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -279,25 +288,44 @@ def _run_epochs(models: _Models, n_models: int, batch: int, *, stop_on_val: bool
     return hist, out, runners
 
 
-# Drop stopped models from the batch once this fraction of it has stopped. Results are the same
-# either way (a model never depends on its batch companions); a compaction costs one copy of the
-# remaining models' state and, on CUDA, a new graph capture, so it is not done for every model.
-COMPACT_WHEN_STOPPED = 0.5
-# CPU batched products of one matrix round differently from those of two or more (a batch of
-# one takes a matrix-vector kernel), so a batch never shrinks below two models.
-MIN_BATCH = 2
-
-
+@dataclass
 class _PerModelState:
     """Every [M, ...] tensor of the models in the batch, row m for batch position m.
 
     Compaction indexes all of them at once (`select`), so a tensor added here can never be
-    left out of it and misalign its models."""
+    left out of it and misalign its models. Filled in by `_Models.__init__`."""
+
+    ids: torch.Tensor | None = None  # [M] the model's place in the caller's order
+    view: torch.Tensor | None = None  # [M] the encoding it reads (None: one encoding)
+    seeds: torch.Tensor | None = None
+    lr: torch.Tensor | None = None
+    wd: torch.Tensor | None = None
+    l1: torch.Tensor | None = None
+    l1_skip: torch.Tensor | None = None
+    rate: torch.Tensor | None = None  # dropout
+    max_epochs: torch.Tensor | None = None
+    patience: torch.Tensor | None = None
+    train_mask: torch.Tensor | None = None  # [M, N]
+    val_mask: torch.Tensor | None = None  # [M, N]
+    stop_mask: torch.Tensor | None = None  # [M, N]
+    n_train: torch.Tensor | None = None
+    has_stop: torch.Tensor | None = None
+    y_mean: torch.Tensor | None = None  # float64
+    y_std: torch.Tensor | None = None  # float64
+    target: torch.Tensor | None = None  # [M, N] standardised log price
+    huber: torch.Tensor | None = None  # threshold in standardised units (0: squared error)
+    feature_scale: torch.Tensor | None = None  # [M, d]
+    best_stop: torch.Tensor | None = None
+    best_epoch: torch.Tensor | None = None
+    since_best: torch.Tensor | None = None
+    active: torch.Tensor | None = None
+    epochs_run: torch.Tensor | None = None
 
     def select(self, keep: torch.Tensor) -> None:
-        for name, value in vars(self).items():
+        for f in fields(self):
+            value = getattr(self, f.name)
             if value is not None:
-                setattr(self, name, value[keep])
+                setattr(self, f.name, value[keep])
 
 
 class _Models:

@@ -347,3 +347,44 @@ def test_fixed_input_scales_of_the_wrong_shape_are_refused():
     with pytest.raises(ValueError, match="feature_scale"):
         train_batched(x, y, train_mask, val_mask, Architecture((4,), "relu", "adamw", 16),
                       per_model, feature_scale=torch.ones(3, 4))
+
+
+def test_the_train_stage_trains_the_default_model_the_reference_specifies(ames_sample):
+    """params.yaml's own train section (three encodings, early-stopping rows, each model's Lasso
+    start and input scales, L1, Huber, dropout, AdamW), shortened, through the path the train
+    stage takes (pipeline/mlp.fit_mlp_configs): every fold x view model is the model
+    tests/reference_trainer.default_model trains on its own view alone."""
+    import dataclasses
+
+    from conftest import repo_params
+    from reference_trainer import default_model
+
+    from pipeline.folds import plan_folds
+    from pipeline.matrices import preprocess
+    from pipeline.mlp import fit_mlp_configs
+
+    params = repo_params()
+    config = dataclasses.replace(params.train, folds=3, max_epochs=6, patience=2, device="cpu")
+    assert config.skip_init == "lasso" and config.lasso_input_power > 0 and config.l1 > 0
+    data = preprocess(*ames_sample, params.preprocess)
+    views, y = data["mlp_train"], data["y_train"]
+    assert len(views) == 3  # the default's encodings
+    plan = plan_folds(len(y), data["outlier"], config, len(views))
+    result = fit_mlp_configs(views, y, plan, [config], torch.device("cpu"))[0]
+    for m, seed in enumerate(plan.seeds):
+        view = int(plan.view_of_model[m])
+        width = views.widths[view]
+        ref_w, ref_b, ref_hist, ref_best = default_model(
+            torch.tensor(views.matrix(view)), torch.tensor(y), torch.tensor(plan.train_mask[m]),
+            torch.tensor(plan.val_mask[m]), seed, config)
+        assert int(result.best_epoch[m]) == ref_best
+        np.testing.assert_allclose(result.val_rmse[:len(ref_hist), m].numpy(), ref_hist,
+                                   rtol=1e-4, atol=1e-5)
+        first, *rest = result.models.weights
+        torch.testing.assert_close(first[m, :width], ref_w[0], rtol=1e-4, atol=1e-5)
+        assert not first[m, width:].any()  # the view's padding never moves
+        torch.testing.assert_close(rest[-1][m, :width], ref_w[-1], rtol=1e-4, atol=1e-5)
+        for got, want in zip(rest[:-1], ref_w[1:-1], strict=True):
+            torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
+        for got, want in zip(result.models.biases, ref_b, strict=True):
+            torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
