@@ -8,6 +8,7 @@ Every fold x view x seed model of every config given trains in one batched run.
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 import torch
@@ -141,6 +142,28 @@ def per_model_settings(configs: list[TrainParams], seeds: list[int],
                     patience=each("patience"), huber_delta=each("huber_delta"))
 
 
+class EpochLines:
+    """Progress where no bar shows (output to a file or a pipe, as in a sweep's log): a flushed
+    line every PROGRESS_EVERY_S seconds with the epoch, the models still training and an upper
+    bound of the time left (every model to max_epochs; early stopping ends sooner)."""
+
+    PROGRESS_EVERY_S = 30.0
+
+    def __init__(self, label: str, total: int, n_models: int):
+        self.label, self.total, self.n_models = label, total, n_models
+        self.started = self.last = time.monotonic()
+
+    def __call__(self, epoch: int, n_active: int, best_mean: float) -> None:
+        now = time.monotonic()
+        if now - self.last < self.PROGRESS_EVERY_S or n_active == 0:
+            return
+        self.last = now
+        left = (now - self.started) / (epoch + 1) * (self.total - epoch - 1)
+        print(f"{self.label}: epoch {epoch + 1}/{self.total}, {n_active} of {self.n_models} "
+              f"models still training, best early-stopping RMSE {best_mean:.4f}; at most "
+              f"~{left / 60:.1f} min left", file=sys.stderr, flush=True)
+
+
 def fit_mlp_configs(x: np.ndarray | Views, y: np.ndarray, plan: FoldPlan,
                     configs: list[TrainParams], device: torch.device, label: str = "train"
                     ) -> list[TrainResult]:
@@ -160,12 +183,16 @@ def fit_mlp_configs(x: np.ndarray | Views, y: np.ndarray, plan: FoldPlan,
     skip_start, feature_scale = lasso_starts(views, y, configs, list(train_masks),
                                              None if plan.view_of_model is None
                                              else np.tile(plan.view_of_model, len(configs)))
-    bar = tqdm(total=max(per_model.max_epochs), desc=f"{label}: {n * len(configs)} models on {device}",
+    total = max(per_model.max_epochs)
+    bar = tqdm(total=total, desc=f"{label}: {n * len(configs)} models on {device}",
                unit="epoch", disable=None, file=sys.stderr)
+    lines = EpochLines(label, total, n * len(configs)) if bar.disable else None
 
     def on_epoch(epoch: int, n_active: int, best_mean: float) -> None:
         bar.update(1)
         bar.set_postfix(active=n_active, best_stop_rmse=f"{best_mean:.4f}")
+        if lines is not None:
+            lines(epoch, n_active, best_mean)
 
     try:
         result = train_batched(

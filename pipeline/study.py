@@ -371,6 +371,8 @@ def _run_batches(study, storage, spec: dict, evaluate, log) -> int:
             threading.Event().wait(min(2.0, spec["heartbeat_s"]))
             continue
         configs = [decode(t.params, dists, encoded) for t in asked]
+        log(f"sweep: training trial(s) {', '.join(str(t.number) for t in asked)} as one batch "
+            f"({done}/{total} done in the study)")
         try:
             with _Heartbeat(storage, [t._trial_id for t in asked], spec["heartbeat_s"]):
                 results = evaluate(configs)
@@ -424,6 +426,21 @@ def fail_stale_trials(study, storage, grace_s: float) -> None:
             study.enqueue_trial(trial.params)
 
 
+def cached_baseline(study, config: dict, score: Callable[[], tuple]) -> tuple:
+    """(metrics, per-fold scores) of the baseline config (params.yaml's), scored once per
+    study and config and kept in the study, so a rerun or another worker does not train it
+    again."""
+    import json
+
+    key = "baseline:" + json.dumps(config, sort_keys=True, default=str)
+    cached = study.user_attrs.get(key)
+    if cached is None:
+        _print_now("sweep: scoring the baseline (params.yaml's config) for the verdicts")
+        cached = list(score())
+        study.set_user_attr(key, cached)
+    return tuple(cached)
+
+
 def completed_rows(study, spec: dict) -> tuple[list[dict], list[dict]]:
     """(table rows, per-fold scores) of the completed trials, in trial-number order."""
     from optuna.trial import TrialState
@@ -432,7 +449,7 @@ def completed_rows(study, spec: dict) -> tuple[list[dict], list[dict]]:
     rows, folds = [], []
     for trial in sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.number):
         attrs = dict(trial.user_attrs)
-        folds.append(attrs.pop("per_fold", {}))
+        folds.append(attrs.pop("per_fold", {}))  # also each house's error (the verdicts')
         params = decode(trial.params, dists, encoded)
         rows.append({"config": trial.number, **{k: params[k] for k in spec["space"]}, **attrs})
     return rows, folds

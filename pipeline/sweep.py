@@ -13,7 +13,9 @@ Space file (YAML):
     trials: 40              # completed trials the study aims at, all workers together
     batch: 8                # trials a worker asks for and trains at once
     seed: 0                 # the sampler's seed
-    rank_by: cv_rmse        # a key of metrics/cv.json; lower is better
+    rank_by: blend_cv_rmse  # blend_cv_rmse(_no_outliers): the blend dvc repro would submit (the
+                            # other members' predictions from the last dvc repro); or cv_rmse,
+                            # cv_rmse_no_outliers: the MLP alone; lower is better
     heartbeat_s: 30         # a worker silent for 2x this long is presumed dead; its trials re-run
     space:                  # train.* keys; a list is a set of choices
       lr: [0.0003, 0.001]
@@ -21,7 +23,9 @@ Space file (YAML):
       weight_decay: {log_uniform: [0.01, 1.0]}   # also uniform, int_uniform
 
 A value drawn from a range is rounded to 4 significant digits before it is trained, so the
-table, `--apply` and the score all hold the same short number.
+table, `--apply` and the score all hold the same short number. The current params (params.yaml)
+are scored too, as the baseline row, and every trial gets the house-level verdict against it
+(pipeline/compare.py), so a tie is visible before `--apply` writes it.
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ from pipeline.trainer import make_deterministic, resolve_device
 FIXED_KEYS = ("folds", "fold_seed", "seed", "n_seeds", "exclude_outliers", "device",
               "lasso_alpha", "lasso_max_iter", "lasso_tol")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform")
-RANKABLE = ("cv_rmse", "cv_rmse_no_outliers", "oof_rmse", "oof_rmse_no_outliers")
+RANKABLE = ("blend_cv_rmse", "blend_cv_rmse_no_outliers", "cv_rmse", "cv_rmse_no_outliers",
+            "oof_rmse", "oof_rmse_no_outliers")
 # Stated maxima: a batch is trained as one model (batch x folds x views models in memory at once),
 # and a study of more trials than this would run for months on one machine.
 MAXIMA = {"trials": 100_000, "batch": 256, "heartbeat_s": 3600}
@@ -99,7 +104,7 @@ def check_space(spec: dict, path="sweep space") -> dict:
             raise PipelineError(f"{path}: {key} must be at most {most:,}, got {spec[key]!r}"
                                 + (" (the grid's every combination)" if key == "trials"
                                    and every_combination == spec[key] else ""))
-    spec["rank_by"] = spec.get("rank_by", "cv_rmse")
+    spec["rank_by"] = spec.get("rank_by", "blend_cv_rmse")
     if spec["rank_by"] not in RANKABLE:
         raise PipelineError(f"{path}: rank_by must be one of {', '.join(RANKABLE)}, got "
                             f"{spec['rank_by']!r}")
@@ -136,8 +141,50 @@ def _as_train_params(base: TrainParams, overrides: dict) -> TrainParams:
     return dataclasses.replace(base, **values)
 
 
-def score_configs(params: Params, overrides: list[dict], data: dict, device) -> list[tuple]:
-    """(CV metrics, per-fold scores) of each config, trained in batches per architecture."""
+def other_members(params: Params, members_dir: str | os.PathLike, data: dict
+                  ) -> dict[str, np.ndarray] | None:
+    """The out-of-fold log prices of the blend's other members (from the last `dvc repro`),
+    by name; None where one is missing or the blend has no MLP to vary."""
+    from pipeline.predictions import load_member, plan_signature
+
+    names = list(params.ensemble.members)
+    if "mlp" not in names or len(names) == 1:
+        return None
+    found = {}
+    for name in (n for n in names if n != "mlp"):
+        if not (Path(members_dir) / name / "predictions.npz").is_file():
+            return None
+        member = load_member(name, Path(members_dir), Path(members_dir) / "mlp/predictions.npz")
+        if not (np.array_equal(member["plan"], plan_signature(params.train))
+                and np.array_equal(member["id_train"], data["id"])):
+            print(f"sweep: note: {members_dir}/{name} is from another fold plan or other houses "
+                  "than params.yaml and the data say, so no trial is blended; run dvc repro",
+                  file=sys.stderr)
+            return None
+        found[name] = member["oof"]
+    return found
+
+
+def blend_oof(params: Params, mlp_oof: np.ndarray, others: dict, y, outlier, fold_of_row
+              ) -> np.ndarray:
+    """The blend stage's nested out-of-fold blend, this MLP beside the other members (stacked
+    in ensemble.members' order, as the blend stage stacks them: the same number, bit for bit)."""
+    from pipeline.blending import nested_oof
+
+    ens = params.ensemble
+    preds = np.stack([mlp_oof if n == "mlp" else others[n] for n in ens.members], axis=1)
+    fit_rows = ~outlier if params.train.exclude_outliers else np.ones(len(y), dtype=bool)
+    return nested_oof(preds, y, fit_rows, fold_of_row, ens.blend, ens.ridge_alpha)[0]
+
+
+def _house_errors(oof: np.ndarray, y: np.ndarray) -> list[float]:
+    return [float(f"{e:.6g}") for e in (oof - y) ** 2]
+
+
+def score_configs(params: Params, overrides: list[dict], data: dict, device,
+                  others: dict | None = None) -> list[tuple]:
+    """(CV metrics, per-fold scores and per-house errors) of each config, trained in batches per
+    architecture; with `others` (other_members), also the blend's."""
     from pipeline.folds import cv_metrics, plan_folds, split_per_fold
     from pipeline.mlp import architecture_of, fit_mlp_configs, oof_predictions
 
@@ -155,7 +202,17 @@ def score_configs(params: Params, overrides: list[dict], data: dict, device) -> 
             oof = oof_predictions(result.models, x, plan, params.ensemble.average)
             metrics, folds = split_per_fold(cv_metrics(oof, y, outlier, plan.fold_of_row))
             per_fold = {"cv_rmse": list(folds["fold_rmse"].values()),
-                        "cv_rmse_no_outliers": list(folds["fold_rmse_no_outliers"].values())}
+                        "cv_rmse_no_outliers": list(folds["fold_rmse_no_outliers"].values()),
+                        "house_squared_error": _house_errors(oof, y)}
+            if others is not None:
+                blended = blend_oof(params, oof, others, y, outlier, plan.fold_of_row)
+                scores, folds = split_per_fold(cv_metrics(blended, y, outlier, plan.fold_of_row))
+                metrics = {"blend_cv_rmse": scores["cv_rmse"],
+                           "blend_cv_rmse_no_outliers": scores["cv_rmse_no_outliers"], **metrics}
+                per_fold |= {"blend_cv_rmse": list(folds["fold_rmse"].values()),
+                             "blend_cv_rmse_no_outliers":
+                                 list(folds["fold_rmse_no_outliers"].values()),
+                             "blend_house_squared_error": _house_errors(blended, y)}
             metrics["best_epoch_mean"] = float(result.best_epoch.double().mean() + 1)
             results[index] = (metrics, per_fold)
     return results
@@ -163,9 +220,11 @@ def score_configs(params: Params, overrides: list[dict], data: dict, device) -> 
 
 def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/processed",
               storage: str | None = None, study_name: str = "sweep",
-              plots_dir: str | os.PathLike | None = None, space_path="sweep space"
-              ) -> pd.DataFrame:
-    """Run (or resume, or join) the study until it holds its trials; return the ranked table.
+              plots_dir: str | os.PathLike | None = None, space_path="sweep space",
+              members_dir: str | os.PathLike = "members") -> pd.DataFrame:
+    """Run (or resume, or join) the study until it holds its trials; return the ranked table,
+    each trial's verdict against the baseline (params.yaml's config) in `vs_baseline` and the
+    baseline's row in `table.attrs["baseline"]`.
 
     Without `storage` the study is kept in memory (nothing to resume)."""
     import optuna
@@ -181,6 +240,12 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
             raise PipelineError(f"{space_path}: space key '{key}' value {value!r} is not "
                                 f"valid ({reason}); fix it in the space file") from exc
     data = load_train(data_dir)
+    others = other_members(params, members_dir, data)
+    if others is None and spec["rank_by"].startswith("blend_"):
+        raise PipelineError(f"{space_path}: rank_by {spec['rank_by']} scores each trial in the "
+                            f"blend, which needs the other members' predictions ({members_dir}/"
+                            "NAME/predictions.npz): run dvc repro first, or set rank_by: cv_rmse "
+                            "to rank the MLP alone")
     device = resolve_device(params.train.device)
     make_deterministic(device)
     store = (study_storage.open_storage(storage) if storage
@@ -190,7 +255,11 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
     with study_storage.lost_storage_is_one_line(storage or "in memory"):
         study = studies.open_study(store, study_name, spec, fixed)
         studies.run_worker(study, store, spec,
-                           lambda overrides: score_configs(params, overrides, data, device))
+                           lambda overrides: score_configs(params, overrides, data, device, others))
+        baseline = studies.cached_baseline(
+            study, {**fixed, **{k: v for k, v in dataclasses.asdict(params.train).items()
+                                if k in spec["space"]}},
+            lambda: score_configs(params, [{}], data, device, others)[0])
         rows, folds = studies.completed_rows(study, spec)
         if plots_dir is not None:
             for path in studies.write_plots(study, plots_dir, study_name):
@@ -205,6 +274,15 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     if rank_by in folds[0]:
         mark_ties(table, [folds[i][rank_by] for i in order])
+    errors = "blend_house_squared_error" if rank_by.startswith("blend_") else "house_squared_error"
+    base_errors = np.array(baseline[1].get(errors, []))
+    outlier = data["outlier"].astype(bool)
+    table["vs_baseline"] = [
+        compare.decide(compare.houses(np.array(folds[i][errors]), base_errors, outlier))
+        if errors in folds[i] and len(base_errors) else "" for i in order]
+    table.attrs["baseline"] = {"config": "params.yaml", **{k: _show(getattr(params.train, k))
+                                                           for k in spec["space"]},
+                               **baseline[0]}
     return table
 
 
@@ -229,20 +307,37 @@ def _show(value):
     return value
 
 
+def _cell(value) -> str:
+    """A table cell: numbers to 4 significant digits (lr 0.0006975 stays 0.0006975)."""
+    if isinstance(value, float | np.floating):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def with_baseline(table: pd.DataFrame) -> pd.DataFrame:
+    """The ranked table with the baseline's row (params.yaml's config) first, rank 0."""
+    baseline = table.attrs.get("baseline")
+    if not baseline:
+        return table
+    row = {c: baseline.get(c, "") for c in table.columns}
+    row |= {"rank": 0, "vs_baseline": "(baseline)"}
+    return pd.concat([pd.DataFrame([row]), table], ignore_index=True)
+
+
 def write_tables(table: pd.DataFrame, out_dir: str | os.PathLike, name: str, rank_by: str
                  ) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     csv_path, md_path = out_dir / f"{name}.csv", out_dir / f"{name}.md"
+    shown = with_baseline(table)
     with atomic_path(csv_path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
-    shown = table.copy()
-    for col in shown.columns:
-        if shown[col].dtype.kind == "f":
-            shown[col] = shown[col].map(lambda v: f"{v:.4f}")
+        shown.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
     header = "| " + " | ".join(shown.columns) + " |"
-    lines = [f"# Sweep {name}", "", f"{len(table)} configs, ranked by {rank_by} (lower is better).",
-             "", header, "|" + "---|" * len(shown.columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    lines = [f"# Sweep {name}", "", f"{len(table)} configs, ranked by {rank_by} (lower is "
+             "better); rank 0 is the baseline, params.yaml's config, and vs_baseline each "
+             "config's verdict against it on houses (pipeline/compare.py).", "", header,
+             "|" + "---|" * len(shown.columns)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |"
+              for row in shown.itertuples(index=False)]
     write_text(md_path, "\n".join(lines) + "\n")
     return csv_path, md_path
 
@@ -368,6 +463,11 @@ def main(argv: list[str] | None = None) -> None:
             best = best_overrides(table, spec)
             apply_to_params(args.params, best)
             print(f"sweep: wrote the best config into {args.params}: {best}; run dvc repro")
+            verdict = str(table.loc[table["rank"] == 1, "vs_baseline"].iloc[0])
+            if not verdict.startswith("better"):
+                print(f"sweep: note: it is no win over the baseline (params.yaml's config before "
+                      f"--apply) by the house-level rule: {verdict}; a tie keeps the simpler "
+                      "option, so 'git checkout params.yaml' undoes it")
         if args.queue:
             queue_experiments(table, spec, args.queue, name=name)
             print("sweep: next: 'dvc exp run --run-all' runs them; 'house-prices experiments' "

@@ -5,6 +5,7 @@ full are marked slow."""
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -181,6 +182,15 @@ def test_queued_sweep_experiment_runs(project):
     shown = json.loads(run([sys.executable, "-m", "dvc", "exp", "show", "--json"], project).stdout)
     text = json.dumps(shown)
     assert '"lr": 0.002' in text and '"hidden": [8, 4]' in text and "space-rank1" in text
+    # The README's `dvc exp show` line: the submission's CV first, and it fits 120 columns.
+    readme = (project / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith("dvc exp show --only-changed"))
+    env = {**stage_env(project), "COLUMNS": "300"}
+    shown = subprocess.run([sys.executable, "-m", *shlex.split(line), "--no-pager"], cwd=project,
+                           capture_output=True, text=True, env=env, check=True).stdout
+    assert max(map(len, shown.splitlines())) <= 120, shown
+    header = next(x for x in shown.splitlines() if "Experiment" in x).split()
+    assert header[1] == "metrics/blend.json:cv_rmse" and "train.lr" in header
 
 
 @pytest.mark.parametrize(("change", "message"), [

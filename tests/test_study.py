@@ -35,7 +35,7 @@ def workspace(ames_sample, tmp_path):
 
 
 def write_space(tmp_path, **spec):
-    spec = {"sampler": "random", "seed": 0, "heartbeat_s": 1,
+    spec = {"sampler": "random", "seed": 0, "heartbeat_s": 1, "rank_by": "cv_rmse",
             "space": {"lr": {"log_uniform": [1e-4, 1e-2]}, "dropout": [0.1, 0.3, 0.5]}, **spec}
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(spec))

@@ -36,6 +36,7 @@ def test_grid_sampler_runs_every_combination_once(tiny):
 def test_tpe_trials_are_seeded_and_in_range(tiny):
     params, tmp_path, _ = tiny
     spec = {"sampler": "tpe", "trials": 5, "batch": 2, "seed": 3,
+            "rank_by": "cv_rmse",
             "space": {"lr": {"log_uniform": [1e-4, 1e-2]}, "batch_size": {"int_uniform": [16, 64]},
                       "activation": ["relu", "gelu"]}}
     first = sweep.run_sweep(params, spec, tmp_path / "processed")
@@ -70,9 +71,19 @@ def test_tables_written(tiny):
     params, tmp_path, _ = tiny
     table = sweep.run_sweep(params, SPACE, tmp_path / "processed")
     csv_path, md_path = sweep.write_tables(table, tmp_path / "sweeps", "tiny", "cv_rmse")
-    assert pd.read_csv(csv_path)["rank"].tolist() == [1, 2, 3, 4]
+    written = pd.read_csv(csv_path)
+    assert written["rank"].tolist() == [0, 1, 2, 3, 4]  # rank 0: the baseline, params.yaml's
+    assert written.loc[0, "config"] == "params.yaml" and written.loc[0, "lr"] == params.train.lr
+    assert written.loc[0, "vs_baseline"] == "(baseline)"
+    assert set(written.loc[1:, "vs_baseline"]) <= {"tie", "mixed"} | {
+        v for v in written["vs_baseline"] if v.startswith(("better", "worse"))}
     text = md_path.read_text()
-    assert "| rank | config | lr | hidden | cv_rmse |" in text and text.count("\n| ") == 5
+    assert "| rank | config | lr | hidden | cv_rmse |" in text and text.count("\n| ") == 6
+
+
+def test_tables_keep_four_significant_digits():
+    assert sweep._cell(0.0006975) == "0.0006975" and sweep._cell(0.118687) == "0.1187"
+    assert sweep._cell(3000.0) == "3000" and sweep._cell("[256, 128]") == "[256, 128]"
 
 
 def test_apply_edits_only_intended_keys_and_keeps_comments(tiny):
@@ -134,3 +145,39 @@ def test_the_tie_rule_is_the_projects_one_not_a_space_setting(tmp_path):
     path.write_text(yaml.safe_dump({"tie_below": 0.001, "trials": 2, "space": {"lr": [0.001]}}))
     with pytest.raises(PipelineError, match="unknown key.s. tie_below"):
         sweep._load_space(path)
+
+
+def test_sweep_scores_the_blend_dvc_repro_submits_with_the_baseline(small_run):
+    """Each trial is scored in the blend with the other members' out-of-fold predictions (what
+    `dvc repro` would submit): the baseline (params.yaml's config) gets the blend stage's own CV,
+    bit for bit, and a trial of the same config ties it."""
+    import json
+
+    root, _ = small_run
+    params = load_params(root / "params.yaml")
+    spec = {"sampler": "grid", "space": {"lr": [params.train.lr, params.train.lr * 3]}}
+    table = sweep.run_sweep(params, spec, root / "data/processed", members_dir=root / "members")
+    assert sweep.check_space(spec)["rank_by"] == "blend_cv_rmse"  # the default
+    blend = json.loads((root / "metrics/blend.json").read_text())
+    baseline = table.attrs["baseline"]
+    assert baseline["blend_cv_rmse"] == blend["cv_rmse"]
+    assert baseline["cv_rmse"] == json.loads((root / "metrics/cv.json").read_text())["cv_rmse"]
+    same = table.loc[table["lr"] == params.train.lr].iloc[0]
+    assert same["blend_cv_rmse"] == blend["cv_rmse"] and same["vs_baseline"] == "tie"
+    assert table["blend_cv_rmse"].is_monotonic_increasing
+    with pytest.raises(PipelineError, match="needs the other members' predictions"):
+        sweep.run_sweep(params, spec, root / "data/processed", members_dir=root / "nowhere")
+
+
+def test_a_sweep_says_when_a_batch_starts_and_how_it_trains(tiny, monkeypatch, capsys):
+    """Where no progress bar shows (a log file, a pipe), a sweep prints a line as each batch
+    starts and, while it trains, the epoch, the models still training and the time left."""
+    from pipeline.mlp import EpochLines
+
+    params, tmp_path, _ = tiny
+    monkeypatch.setattr(EpochLines, "PROGRESS_EVERY_S", 0.0)
+    sweep.run_sweep(params, {**SPACE, "batch": 2}, tmp_path / "processed")
+    said = capsys.readouterr().err
+    assert "sweep: training trial(s) 0, 1 as one batch (0/4 done in the study)" in said
+    assert "sweep: training trial(s) 2, 3 as one batch (2/4 done in the study)" in said
+    assert "epoch 1/4, " in said and " models still training" in said and "min left" in said
