@@ -505,6 +505,9 @@ def command_report(args) -> None:
     def everywhere(candidate: str) -> bool:
         return all(candidate in e["parts"][m] for e in results for m in members)
 
+    def everywhere_in(part: str, candidate: str) -> bool:
+        return all(candidate in e["parts"][part] for e in results)
+
     fixed = f"default: {' + '.join(members)}, blend {method}, params.yaml's settings"
     searched = everywhere("default" + WITH_OUTLIERS)  # not a --defaults-only run
     baseline = "default recipe, every setting searched inside" if searched else fixed
@@ -529,8 +532,13 @@ def command_report(args) -> None:
     for member in members:
         if len(members) > 1:
             add(f"without {member}", [m for m in members if m != member])
-    for other in others:
-        add(f"with {other}", [*members, other])
+    for other in others:  # a candidate member with its published settings, beside the default
+        rule = "search" if searched else "default"  # the default's own settings as in its row
+        add(f"with {other}", [*members, other], rule=rule)
+        if everywhere_in(other, "default" + WITH_OUTLIERS):
+            recipes[f"with {other} trained on every row"] = score_recipe(
+                results, [*members, other], rule, method,
+                force_member=(other, "default" + WITH_OUTLIERS))
     if searched:
         add("every member trained with the outlier rows", force="default" + WITH_OUTLIERS)
         for member in members:

@@ -163,3 +163,36 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.stdout.splitlines() == ["row 0", "row 1"]
     assert proc.stderr == ""
+
+
+NO_LEGEND = ("detail", "xOffset", "yOffset", "tooltip")  # channels that draw no legend
+
+
+def test_plot_templates_have_one_revision_legend_and_tell_revisions_apart(repo_root):
+    """Every chart names revisions in one legend, "revision" (DVC's own color encoding would add
+    a second, "rev"), and every mark that shows data in `dvc plots diff` varies by revision;
+    the members' chart shows both CV metrics."""
+    import json
+
+    def encodings(spec):
+        for key, value in spec.items() if isinstance(spec, dict) else []:
+            if key == "encoding":
+                yield value
+            if isinstance(value, dict):
+                yield from encodings(value)
+            if isinstance(value, list):
+                for item in value:
+                    yield from encodings(item)
+
+    for path in sorted((repo_root / ".dvc/plots").glob("*.json")):
+        text = path.read_text()
+        assert "<DVC_METRIC_COLOR>" not in text, path.name
+        spec = json.loads(text.replace('"<DVC_METRIC_DATA>"', "[]"))
+        by_rev = {name: channel for enc in encodings(spec) for name, channel in enc.items()
+                  if isinstance(channel, dict) and channel.get("field") == "rev"}
+        assert by_rev, f"{path.name}: no mark varies by revision"
+        legends = [c for name, c in by_rev.items() if name not in NO_LEGEND]
+        assert all(c.get("title") == "revision" or c.get("legend", 0) is None
+                   for c in legends), path.name
+    dots = (repo_root / ".dvc/plots/dots.json").read_text()
+    assert '"fold": ["cv_rmse", "cv_rmse_no_outliers"]' in dots
