@@ -548,6 +548,11 @@ def command_report(args) -> None:
         add("the MLP on one encoding (preprocess.mlp_views: [])", force="default,one_view")
     for member in members:
         add(f"{member} alone", [member])
+    if args.bag:
+        recipes.update(bagged_rows(results, members, method, fixed, [Path(d) for d in args.bag]))
+    for swap in args.member_from:
+        name, directory = swap.split("=", 1)
+        recipes.update(swapped_rows(results, members, method, fixed, name, Path(directory)))
     seeds = sorted({e["seed"] for e in results})
     print(f"# Nested CV: {len(results)} outer folds (fold seeds {' '.join(map(str, seeds))})\n")
     print("Outer log-RMSE over the houses (each house's squared error averaged over the fold "
@@ -566,6 +571,37 @@ def command_report(args) -> None:
     print("\n## Edge houses: larger, newer or better than 97.5% of the training part "
           "(outliers not scored)\n")
     print(edge_table(results, [*members, *others], "default blend", blend_preds))
+
+
+def bagged_rows(results: list[dict], members: list[str], method: str, fixed: str,
+                bags: list[Path]) -> dict[str, dict]:
+    """The fixed default with each member's outer prediction averaged over the fold models of
+    several inner fold shuffles (`run --defaults-only` with other train.fold_seed values, one
+    DIR each), beside the same settings on one shuffle: what bagging over shuffles adds."""
+    extra = [{(e["seed"], e["fold"]): e for e in load_results(d)} for d in bags]
+    bagged = []
+    for entry in results:
+        parts = dict(entry["parts"])
+        for m in members:
+            outers = [entry["parts"][m]["default"][1]]
+            outers += [b[(entry["seed"], entry["fold"])]["parts"][m]["default"][1] for b in extra]
+            parts[m] = {**parts[m], "default": (entry["parts"][m]["default"][0],
+                                                np.mean(outers, axis=0))}
+        bagged.append({**entry, "parts": parts})
+    label = f"{fixed}, each member bagged over {len(bags) + 1} inner fold shuffles"
+    return {label: score_recipe(bagged, members, "default", method)}
+
+
+def swapped_rows(results: list[dict], members: list[str], method: str, fixed: str, name: str,
+                 directory: Path) -> dict[str, dict]:
+    """The fixed default with member `name`'s predictions from another `run --defaults-only`
+    (DIR: e.g. run with other preprocess.* settings in params.yaml, the member on another
+    encoding of the houses), beside the default's own."""
+    other = {(e["seed"], e["fold"]): e for e in load_results(directory)}
+    swapped = [{**e, "parts": {**e["parts"], name: other[(e["seed"], e["fold"])]["parts"][name]}}
+               for e in results]
+    return {f"{fixed}, {name} from {directory.name}": score_recipe(swapped, members, "default",
+                                                                    method)}
 
 
 def peer_scores(results: list[dict], directory: Path, prefix: str) -> dict:
@@ -612,6 +648,12 @@ def main() -> None:
     report = sub.add_parser("report", help="score recipes from a run's predictions")
     report.add_argument("dir")
     report.add_argument("--stacked", help="directory of stacked_oof_fs{seed}.npy")
+    report.add_argument("--bag", action="append", default=[], metavar="DIR",
+                        help="a --defaults-only run with another train.fold_seed (repeatable): "
+                             "adds the default bagged over those inner shuffles")
+    report.add_argument("--member-from", action="append", default=[], metavar="NAME=DIR",
+                        help="the default with member NAME's predictions from another "
+                             "--defaults-only run (other preprocessing, say); repeatable")
     report.add_argument("--peer", action="append", default=[], metavar="NAME=DIR",
                         help="AutoGluon's outer predictions (autogluon_peer.py --out DIR), "
                              "named NAME (e.g. its time limit) in the table; repeatable")

@@ -23,12 +23,16 @@ def repo_root() -> Path:
     return ROOT
 
 
-@pytest.fixture
-def ames_sample() -> tuple[pd.DataFrame, pd.DataFrame]:
+def ames_slice() -> tuple[pd.DataFrame, pd.DataFrame]:
     """A small slice of the real competition files (train 120 rows, test 60 rows)."""
     train = pd.read_csv(ROOT / "data/bundled/kaggle_house_pred_train.csv").iloc[:120]
     test = pd.read_csv(ROOT / "data/bundled/kaggle_house_pred_test.csv").iloc[:60]
     return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+@pytest.fixture
+def ames_sample() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return ames_slice()
 
 
 def repo_params(preprocess: dict | None = None, **train_updates):
@@ -101,7 +105,7 @@ class ParamReads:
                 cls.__getattribute__ = saved
 
 
-SMALL_RUN = {"train": {"max_epochs": 3, "patience": 2, "device": "cpu"},
+SMALL_RUN = {"train": {"max_epochs": 3, "patience": 2, "device": "cpu", "folds": 2},
              "members": {"lgbm": {"n_estimators": 30}},
              "download": {"sources": ["data/bundled"]}}
 

@@ -68,9 +68,14 @@ def test_a_member_perfect_only_on_one_fold_does_not_flatter_the_nested_score():
     assert np.sqrt(np.mean((oof[fold0] - y[fold0]) ** 2)) > 0.05
 
 
-@pytest.fixture
-def pipeline_run(ames_sample, tmp_path):
-    """A tiny end-to-end run: preprocess, the MLP's train stage, every other family's member."""
+@pytest.fixture(scope="module")
+def built_run(tmp_path_factory):
+    """A tiny end-to-end run, built once: preprocess, the MLP's train stage, every other
+    family's member."""
+    from conftest import ames_slice
+
+    tmp_path = tmp_path_factory.mktemp("pipeline_run")
+    ames_sample = ames_slice()
     params = repo_params(folds=3, n_seeds=1, max_epochs=15, patience=5, device="cpu")
     raw = dict(params.raw)
     raw["members"] = {**raw["members"], "lgbm": {**raw["members"]["lgbm"], "n_estimators": 50,
@@ -88,6 +93,16 @@ def pipeline_run(ames_sample, tmp_path):
             tmp_path / "mlp_alone.csv")
     for name in FAMILIES:
         run_member(name, params, tmp_path / "processed", tmp_path / "members")
+    return params, tmp_path
+
+
+@pytest.fixture
+def pipeline_run(built_run, tmp_path):
+    """The tiny run, copied for each test (tests corrupt and rewrite its files)."""
+    import shutil
+
+    params, built = built_run
+    shutil.copytree(built, tmp_path, dirs_exist_ok=True)
     return params, tmp_path
 
 

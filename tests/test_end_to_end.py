@@ -66,7 +66,7 @@ def reproduced(tmp_path_factory):
     for stale in ("dvc.lock", "metrics/cv.json"):
         (dest / stale).unlink(missing_ok=True)
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["train"].update(max_epochs=3, n_seeds=1, hidden=[16], device="cpu")
+    params["train"].update(max_epochs=3, n_seeds=1, hidden=[16], device="cpu", folds=3)
     params["members"]["lgbm"].update(n_estimators=50)
     params["download"]["sources"] = ["data/bundled"]
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -94,9 +94,9 @@ def test_repro_writes_valid_submission_then_does_nothing(project):
     assert (sub["SalePrice"] > 10_000).all() and (sub["SalePrice"] < 2_000_000).all()
     metrics = json.loads((project / "metrics/cv.json").read_text())
     assert 0 < metrics["cv_rmse"] < 1
-    assert len(list((project / "models").glob("*.pt"))) == 5 * 3  # folds x encodings
+    assert len(list((project / "models").glob("*.pt"))) == 3 * 3  # folds x encodings
     assert (project / "dvclive/plots/metrics/scored_fold/fold0_view0_seed0.tsv").is_file()
-    assert (project / "dvclive/plots/custom/learning_curve_fold4.json").is_file()
+    assert (project / "dvclive/plots/custom/learning_curve_fold2.json").is_file()
     assert set(metrics) == {"cv_rmse", "cv_rmse_std", "cv_rmse_no_outliers",
                             "cv_rmse_no_outliers_std", "oof_rmse", "oof_rmse_no_outliers",
                             "best_epoch_mean"}  # small and flat: readable in dvc exp show
@@ -228,6 +228,7 @@ def test_a_blend_that_fails_at_run_time_leaves_the_submission(project):
     assert "Running stage 'blend'" not in again.stdout  # back as it was: nothing to do
 
 
+@pytest.mark.slow
 def test_a_train_stage_that_fails_at_run_time_changes_none_of_its_outputs(project):
     """An accepted lr whose models learn nothing: one line, and DVC (persist: true) has not
     removed the models, the member predictions or the git-only metrics first."""

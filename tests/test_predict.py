@@ -13,10 +13,14 @@ from pipeline.preprocess import save
 from pipeline.train import train
 
 
-@pytest.fixture
-def trained(ames_sample, tmp_path):
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Trained once for the module (its tests only read the run)."""
+    from conftest import ames_slice
+
+    tmp_path = tmp_path_factory.mktemp("trained")
     params = repo_params(folds=3, n_seeds=2, max_epochs=30, patience=5, device="cpu")
-    train_frame, test_frame = ames_sample
+    train_frame, test_frame = ames_slice()
     test_frame = test_frame.copy()
     # An out-of-range house: every area ten to a hundred times anything in training.
     for col in ("LotArea", "GrLivArea", "TotalBsmtSF", "1stFlrSF", "GarageArea", "MasVnrArea"):

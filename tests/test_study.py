@@ -87,7 +87,8 @@ def storage_url(tmp_path, kind):
 
 @pytest.mark.parametrize(("sampler", "kind"), [
     pytest.param("random", "sqlite", marks=pytest.mark.slow),
-    pytest.param("grid", "sqlite", marks=pytest.mark.slow), ("random", "journal")])
+    pytest.param("grid", "sqlite", marks=pytest.mark.slow),
+    pytest.param("random", "journal", marks=pytest.mark.slow)])
 def test_two_workers_share_a_study_without_losing_or_repeating_a_trial(workspace, sampler, kind):
     """Both start at once on a new study (for a grid: one of them queues it, once)."""
     _, tmp_path = workspace
@@ -173,7 +174,7 @@ def test_a_study_created_with_another_space_is_refused_and_left_as_it_is(workspa
 
 def test_the_cli_resumes_from_its_default_database(workspace):
     _, tmp_path = workspace
-    space = write_space(tmp_path, trials=3, batch=3)
+    space = write_space(tmp_path, trials=2, batch=2)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "pipeline.sweep", str(space), "--params",
            str(tmp_path / "params.yaml"), "--data", str(tmp_path / "processed"), "--out",
