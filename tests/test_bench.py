@@ -17,7 +17,7 @@ from conftest import ROOT
 
 BENCH = ROOT / "bench"
 SCRIPTS = sorted(p for p in BENCH.glob("*.py"))
-OPTIONAL = {"xgboost", "autogluon"}  # the `stacked` and `anchors` extras
+OPTIONAL = {"xgboost", "autogluon", "catboost"}  # the `stacked`, `anchors`, `candidates` extras
 
 
 def imported_names(path):
@@ -53,7 +53,7 @@ def test_every_name_a_bench_script_imports_exists(script):
 
 
 TINY = {"train": {"max_epochs": 3, "patience": 0, "lasso_max_iter": 2000},
-        "members": {"lgbm": {"n_estimators": 20}, "lasso_svr": {"lasso_max_iter": 2000}}}
+        "members": {"lgbm": {"n_estimators": 20}}}
 
 
 @pytest.fixture
