@@ -71,7 +71,7 @@ def batched_rate(x, y, train_mask, val_mask, tp, device, n_models, epochs, cuda_
     per-epoch callback (which follows the trainer's one host sync per epoch).
     """
     arch = architecture_of(tp)
-    n_views = 1 if x.dim() == 2 else x.shape[0]
+    n_views = x.shape[0]
     per_model = per_model_settings([dataclasses.replace(tp, max_epochs=epochs, patience=0)],
                                    list(range(n_models)),
                                    None if n_views == 1 else [m % n_views for m in range(n_models)])
@@ -150,7 +150,7 @@ def main() -> None:
     tp = params.train
     device = resolve_device(args.device)
     views = data["mlp_train"]
-    x = torch.tensor(views.x[0] if args.one_view or len(views) == 1 else views.x, device=device)
+    x = torch.tensor(views.x[:1] if args.one_view else views.x, device=device)  # [V, N, W]
     y = torch.tensor(data["y_train"], device=device)
     sizes = [int(s) for s in args.sizes.split(",")]
     flops, bandwidth = measured_peaks(device)
@@ -173,7 +173,7 @@ def main() -> None:
         compile_seconds = time.perf_counter() - started
         modes = {"cuda graph + torch.compile": (True, True), "cuda graph": (True, False),
                  "eager": (False, False)}
-    loop = loop_rate(x if x.dim() == 2 else x[0], y, train_mask.expand(args.loop_models, -1), tp, device,
+    loop = loop_rate(x[0], y, train_mask.expand(args.loop_models, -1), tp, device,
                      args.loop_models, 3 if device.type == "cuda" else epochs_for(5))
     rows = []
     for m in sizes:
@@ -187,7 +187,7 @@ def main() -> None:
           f"{datetime.date.today()}")
     print(f"architecture {list(tp.hidden)} {tp.activation}, linear skip {tp.linear_skip}, dropout "
           f"{tp.dropout}, {tp.optimizer}, batch {tp.batch_size}, "
-          f"{x.shape[-1]} features ({1 if x.dim() == 2 else x.shape[0]} view(s)), "
+          f"{x.shape[-1]} features ({x.shape[0]} view(s)), "
           f"{int(train_mask[0].sum())} training rows per model; "
           f"{'TF32' if args.tf32 else 'full fp32'} matmuls; measured "
           f"peaks {flops / 1e12:.2f} TFLOP/s fp32 matmul, {bandwidth / 1e9:.0f} GB/s copy; "

@@ -21,7 +21,7 @@ from pipeline.lasso_fit import LassoSettings, fit_lasso, lasso_settings
 from pipeline.params import TrainParams
 from pipeline.stacked_mlp import StackedModels
 from pipeline.threads import in_threads
-from pipeline.trainer import Architecture, PerModel, TrainResult, target_scaling, train_batched
+from pipeline.trainer import Architecture, PerModel, TrainResult, train_batched
 from pipeline.views import Views
 
 
@@ -48,11 +48,12 @@ def stopping_rows(plan: FoldPlan, params: TrainParams) -> tuple[np.ndarray, np.n
     return train_mask, stop_mask
 
 
-def lasso_skip_start(x: np.ndarray | Views, y: np.ndarray, train_mask: np.ndarray,
+def lasso_skip_start(views: Views, y: np.ndarray, train_mask: np.ndarray,
                      settings: LassoSettings, cache: dict | None = None,
                      view_of_model: np.ndarray | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each model's Lasso on its own training rows, in the trainer's standardised target units.
+    """Each model's Lasso on its own training rows: (coef [M, W], intercept [M]) in log price
+    (the trainer puts them in its standardised target units).
 
     The warm start of `train.skip_init: lasso`: the wide part begins at the convex optimum of
     the linear problem and the deep part learns what it misses. Only the rows a model trains on
@@ -61,8 +62,6 @@ def lasso_skip_start(x: np.ndarray | Views, y: np.ndarray, train_mask: np.ndarra
     model's Lasso is fitted on its own view (`view_of_model`), its padding columns left at zero.
     """
     cache = {} if cache is None else cache
-    views = Views.coerce(x)
-    y_mean, y_std = target_scaling(torch.tensor(y), torch.tensor(train_mask))
     weights = torch.zeros(train_mask.shape[0], views.x.shape[2], dtype=torch.float64)
     intercepts = torch.zeros(train_mask.shape[0], dtype=torch.float64)
     keys = [(rows.tobytes(), 0 if view_of_model is None else int(view_of_model[model]), settings)
@@ -75,8 +74,8 @@ def lasso_skip_start(x: np.ndarray | Views, y: np.ndarray, train_mask: np.ndarra
         cache[key] = (torch.tensor(fitted.coef_, dtype=torch.float64), fitted.intercept_)
     for model, key in enumerate(keys):
         coef, intercept = cache[key]
-        weights[model, :len(coef)] = coef / y_std[model]
-        intercepts[model] = (intercept - y_mean[model]) / y_std[model]
+        weights[model, :len(coef)] = coef
+        intercepts[model] = intercept
     return weights, intercepts
 
 
@@ -164,16 +163,15 @@ class EpochLines:
               f"~{left / 60:.1f} min left", file=sys.stderr, flush=True)
 
 
-def fit_mlp_configs(x: np.ndarray | Views, y: np.ndarray, plan: FoldPlan,
+def fit_mlp_configs(views: Views, y: np.ndarray, plan: FoldPlan,
                     configs: list[TrainParams], device: torch.device, label: str = "train"
                     ) -> list[TrainResult]:
     """Train every fold x view x seed model of every config in one batched run (one
-    architecture). x: the features [N, d], or with preprocess.mlp_views their Views, planned
-    with `plan_folds(..., n_views=len(x))`."""
+    architecture). views: the features' encodings (one or more), planned with
+    `plan_folds(..., n_views=len(views))`."""
     arch = architecture_of(configs[0])
     if any(architecture_of(c) != arch for c in configs):
         raise ValueError("configs trained together must share one architecture")
-    views = Views.coerce(x)
     if (plan.view_of_model is None) != (len(views) == 1):
         raise ValueError("plan the folds with n_views=len(x) for inputs with views")
     n = len(plan.names)
@@ -264,10 +262,9 @@ def test_log_prices(models: StackedModels, x_train: Views, x_test: Views, clip: 
         return combine_log_predictions(log_pred, average), n_clipped
 
 
-def oof_predictions(models: StackedModels, x: np.ndarray | Views, plan: FoldPlan, average: str
+def oof_predictions(models: StackedModels, views: Views, plan: FoldPlan, average: str
                     ) -> np.ndarray:
     """Each row predicted by the (seed- and view-averaged) models of the fold that held it out."""
-    views = Views.coerce(x)
     log_pred = models.predict_log_price(views.model_input()).numpy()  # [M, N]
     oof = np.empty(views.n_rows)
     for fold in np.unique(plan.fold_of_model):

@@ -95,16 +95,15 @@ def forward(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[t
 def predict_rows(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
                  activation: str, linear_skip: bool = False, view: torch.Tensor | None = None,
                  feature_scale: torch.Tensor | None = None) -> torch.Tensor:
-    """Every model on every row of x [N, d] -> [M, N], in blocks of models to bound memory.
-    With views, x is [V, N, W] and `view` [M] says which one each model reads."""
+    """Every model on every row of x [V, N, W] -> [M, N], in blocks of models to bound memory;
+    `view` [M] says which encoding each model reads."""
     n_models = weights[0].shape[0]
-    widest = max(max(w.shape[2] for w in weights),
-                 weights[0].shape[1] if x.dim() == 3 or feature_scale is not None else 1)
-    block = max(1, EVAL_BLOCK_ELEMENTS // max(1, x.shape[0] * widest))
+    widest = max(max(w.shape[2] for w in weights), weights[0].shape[1])
+    block = max(1, EVAL_BLOCK_ELEMENTS // max(1, x.shape[1] * widest))
     parts = []
     for start in range(0, n_models, block):
         sl = slice(start, start + block)
-        rows = x if x.dim() == 2 else x[view[sl]]
+        rows = x[view[sl]]
         parts.append(forward(rows, [w[sl] for w in weights], [b[sl] for b in biases], activation,
                              linear_skip=linear_skip,
                              feature_scale=None if feature_scale is None else feature_scale[sl]))
@@ -122,7 +121,7 @@ class StackedModels:
     y_std: torch.Tensor  # [M], float64
     names: list[str]
     linear_skip: bool = False
-    view: torch.Tensor | None = None  # [M] int64: the encoding each model reads (with views)
+    view: torch.Tensor | None = None  # [M] int64: the encoding each model reads (None: view 0)
     feature_scale: torch.Tensor | None = None  # [M, d]: fixed scales of the hidden layers' inputs
 
     @property
@@ -131,15 +130,19 @@ class StackedModels:
         return self.weights[-1 if self.linear_skip else 0].shape[1]
 
     def predict_log_price(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, d] features (with views: [V, N, W]) -> [M, N] predicted log prices (float64)."""
-        if (x.dim() == 3) != (self.view is not None):
-            takes = "several encodings" if self.view is not None else "one encoding"
-            raise PipelineError(f"the models take {takes} of the features, the data has "
-                                f"{x.shape[0] if x.dim() == 3 else 1}; re-run preprocess and "
+        """[V, N, W] features (every encoding, Views.model_input) -> [M, N] predicted log prices
+        (float64)."""
+        view = (torch.zeros(len(self.names), dtype=torch.int64) if self.view is None
+                else self.view)
+        if x.dim() != 3:
+            raise ValueError("x must be [views, rows, features] (Views.model_input)")
+        if int(view.max()) >= x.shape[0]:
+            raise PipelineError(f"the models take {int(view.max()) + 1} encodings of the "
+                                f"features, the data has {x.shape[0]}; re-run preprocess and "
                                 "train (dvc repro)")
         with torch.no_grad():
             raw = predict_rows(x.to(self.weights[0].dtype), self.weights, self.biases,
-                               self.activation, self.linear_skip, self.view, self.feature_scale
+                               self.activation, self.linear_skip, view, self.feature_scale
                                ).to(torch.float64)
         return raw * self.y_std[:, None] + self.y_mean[:, None]
 

@@ -156,11 +156,12 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
                   skip_start: tuple[torch.Tensor, torch.Tensor] | None = None,
                   compact: bool = True, view_widths: Sequence[int] | None = None,
                   feature_scale: torch.Tensor | None = None) -> TrainResult:
-    """Train len(per_model) models on x [N, d] / y [N] (log price), all on x's device.
+    """Train len(per_model) models on x [V, N, W] / y [N] (log price), all on x's device.
 
-    With several encodings of the rows, x is [V, N, W] (zero-padded views, pipeline/views.py),
-    `per_model.view` says which one each model reads and `view_widths` [V] how many of its
-    columns are real: a model starts as a model of that width.
+    x holds every encoding of the rows (V zero-padded views, pipeline/views.py; V = 1 without
+    views): `per_model.view` says which one each model reads (default: view 0) and
+    `view_widths` [V] how many of its columns are real (default: all): a model starts as a
+    model of that width.
 
     train_mask / val_mask [M, N] (bool) give each model its rows; val_rmse is recorded on the
     validation rows. Early stopping picks the best epoch on stop_mask's rows (default: the
@@ -171,8 +172,9 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     `compile_kernels` (CUDA only) fuses the optimiser and dropout-mask elementwise work with
     torch.compile: the same arithmetic up to float rounding, for a one-off compile per process.
     `skip_start` (with `arch.linear_skip`): (weights [M, d], intercepts [M]) of a linear fit in
-    standardised target units (see `target_scaling`); the linear path starts there instead of at
-    zero, and the intercept is added to the output bias. Zero rows leave a model's init as it is.
+    log price (each model's own Lasso); the linear path starts there, in the standardised
+    target units the model trains in (`target_scaling`, computed once, here), instead of at
+    zero, and the intercept joins the output bias. Zero rows leave a model's init as it is.
     `feature_scale` [M, d]: a fixed (untrained) scale of each input of the hidden layers, per
     model (`train.lasso_input_power` derives it from the model's own Lasso); the linear
     path sees the inputs as they are. A row of ones leaves a model as it is without it.
@@ -188,9 +190,10 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
         raise ValueError("masks, targets and per-model settings disagree in shape")
     if skip_start is not None and not arch.linear_skip:
         raise ValueError("skip_start needs an architecture with a linear skip path")
-    if x.dim() == 3 and (per_model.view is None or view_widths is None
-                         or len(view_widths) != x.shape[0]):
-        raise ValueError("x with views needs per_model.view and view_widths")
+    if x.dim() != 3:
+        raise ValueError("x must be [views, rows, features] (pipeline/views.py, model_input)")
+    if view_widths is not None and len(view_widths) != x.shape[0]:
+        raise ValueError("view_widths must give each view's width")
     if feature_scale is not None and feature_scale.shape != (n_models, x.shape[-1]):
         raise ValueError("feature_scale must be [models, inputs]")
     models = _Models(x, y, train_mask.to(device), val_mask.to(device), stop_mask.to(device),
@@ -203,11 +206,12 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     hist, out, runners = _run_epochs(models, n_models, arch.batch_size, stop_on_val=stop_on_val,
                                      on_epoch=on_epoch, compact=compact, cuda_graph=cuda_graph)
     names = list(names) if names is not None else [f"m{i}" for i in range(n_models)]
-    view = None if x.dim() == 2 else torch.tensor(list(per_model.view), dtype=torch.int64)
     stacked = StackedModels(
         weights=[w.cpu() for w in out.weights], biases=[b.cpu() for b in out.biases],
         activation=arch.activation, y_mean=y_mean.cpu(), y_std=y_std.cpu(),
-        names=names, linear_skip=arch.linear_skip, view=view,
+        names=names, linear_skip=arch.linear_skip,
+        view=torch.tensor([0] * n_models if per_model.view is None else list(per_model.view),
+                          dtype=torch.int64),
         feature_scale=(None if feature_scale is None
                        else feature_scale.to(device="cpu", dtype=out.weights[0].dtype)))
     modes = [r.mode for r in runners]
@@ -351,9 +355,11 @@ class _Models:
         n_models = train_mask.shape[0]
         m = self.m = _PerModelState()
         m.ids = torch.arange(n_models, device=device)
-        # With views: each model's encoding, and the real width it starts as
-        m.view = None if x.dim() == 2 else vec(per_model.view, torch.int64)
-        n_inputs = None if x.dim() == 2 else [view_widths[v] for v in per_model.view]
+        # Each model's encoding (view 0 without views), and the real width it starts as
+        view = [0] * n_models if per_model.view is None else list(per_model.view)
+        widths = [x.shape[2]] * x.shape[0] if view_widths is None else list(view_widths)
+        m.view = vec(view, torch.int64)
+        n_inputs = [widths[v] for v in view]
         m.seeds = vec(per_model.seeds, torch.int64)
         m.lr, m.wd, m.l1 = vec(per_model.lr), vec(per_model.weight_decay), vec(per_model.l1)
         m.l1_skip = m.l1 if per_model.l1_skip is None else vec(per_model.l1_skip)
@@ -376,8 +382,12 @@ class _Models:
                            else feature_scale.to(device=device, dtype=dtype))
         weights, biases = init_weights(per_model.seeds, layer_sizes(x.shape[-1], arch.hidden),
                                        arch.linear_skip, n_inputs)
-        if skip_start is not None:
-            start_w, start_b = (t.to(torch.float32).cpu() for t in skip_start)
+        if skip_start is not None:  # a linear fit in log price, in the standardised units
+            coef, intercept = (t.to(device=device, dtype=torch.float64) for t in skip_start)
+            has = ((coef != 0).any(1) | (intercept != 0))[:, None]  # a zero row: no start
+            start_w = torch.where(has, coef / m.y_std[:, None], 0).to(torch.float32).cpu()
+            start_b = torch.where(has[:, 0], (intercept - m.y_mean) / m.y_std, 0
+                                  ).to(torch.float32).cpu()
             weights[-1] += start_w[:, :, None]
             biases[-1] += start_b[:, None, None]
         self.weights = [w.to(device=device, dtype=dtype).requires_grad_() for w in weights]
@@ -439,7 +449,7 @@ class _Models:
                 def drop(layer, h, step=step):  # h [M, B, width]
                     return dropout_keep(m.seeds, layer, epoch_now, step, h.shape[1], h.shape[2],
                                         m.rate, self.mask_fn)
-            rows = self.x[idx] if m.view is None else self.x[m.view[:, None], idx]
+            rows = self.x[m.view[:, None], idx]
             out = forward(rows, self.weights, self.biases, self.arch.activation, drop,
                           self.arch.linear_skip, m.feature_scale)
             zero = torch.zeros((), device=device, dtype=dtype)

@@ -49,7 +49,7 @@ class Views:
         return Views(self.x[:, rows], self.widths)
 
     def model_input(self):
-        """The torch tensor models take: [N, d] for one view (the plain MLP), else [V, N, W]."""
+        """The torch tensor models take, [V, N, W] (V = 1 for one encoding)."""
         import torch
 
-        return torch.tensor(self.x[0] if len(self) == 1 else self.x)
+        return torch.tensor(self.x)

@@ -55,7 +55,8 @@ def train(x, y, models, arch, view_widths=None, **settings):
                          dropout=[0.3] * len(models), max_epochs=[6] * len(models),
                          patience=[2] * len(models), huber_delta=[0.1] * len(models),
                          view=None if view_widths is None else [m % 2 for m in models])
-    return train_batched(x, y, masks, ~masks, arch, per_model, view_widths=view_widths,
+    views = x if view_widths is not None else x[None]  # [V, N, W]: one view unless given
+    return train_batched(views, y, masks, ~masks, arch, per_model, view_widths=view_widths,
                          **settings)
 
 
@@ -106,6 +107,6 @@ def test_rows_shared_by_all_models_take_the_padded_products_too(forced, monkeypa
     plain = train(x, y, [0, 1, 2], arch)
     for got, want in zip(fixed.models.weights, plain.models.weights, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
-    plain_prediction = fixed.models.predict_log_price(x)
+    plain_prediction = fixed.models.predict_log_price(x[None])
     monkeypatch.setattr(fixed_order, "enabled", lambda t: True)
-    torch.testing.assert_close(fixed.models.predict_log_price(x), plain_prediction)
+    torch.testing.assert_close(fixed.models.predict_log_price(x[None]), plain_prediction)

@@ -84,7 +84,7 @@ def test_saved_models_reload_and_predict_sane_prices(ames_sample, tmp_path):
     assert models.feature_scale is not None  # train.lasso_input_power's scales, saved
     data = np.load(tmp_path / "processed" / "train.npz")
     oof = pd.read_csv(tmp_path / "oof.csv")
-    log_pred = models.predict_log_price(torch.tensor(data["x"])).numpy()  # [6 models, rows]
+    log_pred = models.predict_log_price(torch.tensor(data["x"])[None]).numpy()  # [6 models, rows]
     np.testing.assert_array_equal(oof["Id"], data["id"])
     fold_of_model = np.repeat(np.arange(3), 2)  # fold0_seed0, fold0_seed1, fold1_seed0, ...
     again = [log_pred[fold_of_model == f, row].mean() for row, f in enumerate(oof["fold"])]

@@ -9,6 +9,7 @@ from conftest import repo_params, synthetic_regression
 from pipeline.folds import plan_folds
 from pipeline.lasso_fit import LassoSettings, fit_lasso
 from pipeline.mlp import fit_mlp_configs, lasso_input_scale, lasso_skip_start, stopping_rows
+from pipeline.views import Views
 
 TIGHT = LassoSettings(0.01, 50_000, 1e-6)
 
@@ -53,19 +54,18 @@ def test_holdout_zero_stops_on_the_scored_fold_and_patience_zero_on_nothing():
     assert not stop.any()
 
 
-def test_lasso_warm_start_is_each_models_own_lasso_in_target_units():
+def test_lasso_warm_start_is_each_models_own_lasso():
     x, y = synthetic_regression(N_ROWS, 6)
     plan, params, _ = _plan(patience=10, early_stopping_holdout=0.2)
     train, _ = stopping_rows(plan, params)
     cache = {}
-    weights, intercepts = lasso_skip_start(x, y, train, TIGHT, cache)
+    weights, intercepts = lasso_skip_start(Views.coerce(x), y, train, TIGHT, cache)
     assert len(cache) == len(plan.names)  # every model has its own rows (its own holdout)
-    for model in (0, 5):
+    for model in (0, 5):  # in log price (the trainer standardises it with the model's target)
         rows = train[model]
-        mean, std = y[rows].mean(), y[rows].std()
-        start = (x @ weights[model].numpy() + intercepts[model].item()) * std + mean
+        start = x @ weights[model].numpy() + intercepts[model].item()
         np.testing.assert_allclose(start, lasso(x[rows], y[rows], 0.01).predict(x), atol=1e-5)
-    again = lasso_skip_start(x, y, train, TIGHT, cache)  # shared fits: the same start
+    again = lasso_skip_start(Views.coerce(x), y, train, TIGHT, cache)  # shared fits
     assert torch.equal(again[0], weights)
 
 
@@ -86,9 +86,9 @@ def test_configs_trained_together_keep_their_own_skip_init():
     x, y = synthetic_regression(N_ROWS, 6)
     plan, params, _ = _plan(hidden=[4], max_epochs=3, patience=2, n_seeds=1)
     configs = [dataclasses.replace(params, skip_init=init) for init in ("lasso", "zeros")]
-    together = fit_mlp_configs(x, y, plan, configs, torch.device("cpu"))
+    together = fit_mlp_configs(Views.coerce(x), y, plan, configs, torch.device("cpu"))
     for config, result in zip(configs, together, strict=True):
-        alone = fit_mlp_configs(x, y, plan, [config], torch.device("cpu"))[0]
+        alone = fit_mlp_configs(Views.coerce(x), y, plan, [config], torch.device("cpu"))[0]
         for got, want in zip(result.models.weights, alone.models.weights, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     assert together[0].models.weights[-1].abs().sum() > together[1].models.weights[-1].abs().sum()
@@ -113,11 +113,12 @@ def test_configs_trained_together_keep_their_own_input_scales():
     plan, params, _ = _plan(hidden=[4], max_epochs=3, patience=2, n_seeds=1)
     configs = [dataclasses.replace(params, lasso_input_power=power, skip_init=init)
                for power, init in ((1.5, "lasso"), (0.0, "lasso"), (2.0, "zeros"))]
-    together = fit_mlp_configs(x, y, plan, configs, torch.device("cpu"))
+    together = fit_mlp_configs(Views.coerce(x), y, plan, configs, torch.device("cpu"))
     train, _ = stopping_rows(plan, params)
-    coef = lasso_skip_start(x, y, train, TIGHT._replace(alpha=params.lasso_alpha))[0]
+    coef = lasso_skip_start(Views.coerce(x), y, train,
+                            TIGHT._replace(alpha=params.lasso_alpha))[0]
     for config, result in zip(configs, together, strict=True):
-        alone = fit_mlp_configs(x, y, plan, [config], torch.device("cpu"))[0]
+        alone = fit_mlp_configs(Views.coerce(x), y, plan, [config], torch.device("cpu"))[0]
         for got, want in zip(result.models.weights, alone.models.weights, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
         if config.lasso_input_power:
@@ -171,8 +172,8 @@ def test_a_configs_result_is_bit_identical_alone_and_inside_any_batch(ames_sampl
             for d in (0.3, 0.56) for lr in (0.00078, 0.002)]
     target = grid[2]
     plan = plan_folds(len(y), outlier, target)
-    alone = fit_mlp_configs(x, y, plan, [target], torch.device("cpu"))[0]
-    batched = fit_mlp_configs(x, y, plan, grid, torch.device("cpu"))[2]
+    alone = fit_mlp_configs(Views.coerce(x), y, plan, [target], torch.device("cpu"))[0]
+    batched = fit_mlp_configs(Views.coerce(x), y, plan, grid, torch.device("cpu"))[2]
     # early stopping had room to differ: models ran past their patience and stopped apart
     assert int(alone.epochs_run.max()) > target.patience
     assert len(set(alone.epochs_run.tolist())) > 1

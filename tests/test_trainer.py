@@ -66,7 +66,7 @@ def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip,
                          dropout=[s[3] for s in settings], max_epochs=[12, 9, 12],
                          patience=[patience] * 3, huber_delta=huber)
     on = device.split("+")[0]
-    result = train_batched(x.to(on), y.to(on), train_mask, val_mask, arch, per_model,
+    result = train_batched(x[None].to(on), y.to(on), train_mask, val_mask, arch, per_model,
                            compile_kernels=device.endswith("+compile"),
                            feature_scale=None if scales is None else torch.tensor(scales))
     assert result.epoch_mode == MODES[device]
@@ -98,7 +98,7 @@ def test_l1_on_the_skip_path_is_its_own_penalty():
     l1, l1_skip = [0.0, 1e-3, 0.0], [0.3, 0.0, 0.003]
     per_model = PerModel(seeds=[7, 8, 9], lr=[0.01] * 3, weight_decay=[0.05] * 3, l1=l1,
                          l1_skip=l1_skip, dropout=[0.0] * 3, max_epochs=[8] * 3, patience=[0] * 3)
-    result = train_batched(x, y, train_mask, val_mask, arch, per_model)
+    result = train_batched(x[None], y, train_mask, val_mask, arch, per_model)
     for m in range(3):
         ref_w, _, ref_hist, _ = train_one(
             x, y, train_mask[m], val_mask[m], seed=[7, 8, 9][m], hidden=(8,), activation="relu",
@@ -108,7 +108,7 @@ def test_l1_on_the_skip_path_is_its_own_penalty():
         for got, want in zip(result.models.weights, ref_w, strict=True):
             torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
     # The penalty bites: model 0's skip weights (l1_skip 0.3) end up smaller than without it.
-    plain = train_batched(x, y, train_mask[:1], val_mask[:1], arch, PerModel.repeat(
+    plain = train_batched(x[None], y, train_mask[:1], val_mask[:1], arch, PerModel.repeat(
         [7], lr=0.01, weight_decay=0.05, l1=0.0, dropout=0.0, max_epochs=8, patience=0))
     assert (float(result.models.weights[-1][0].abs().sum())
             < 0.8 * float(plain.models.weights[-1][0].abs().sum()))
@@ -122,9 +122,9 @@ def test_model_result_does_not_depend_on_batch_companions(device):
     arch = Architecture((16,), "relu", "adamw", batch_size=16)
     kwargs = dict(lr=0.01, weight_decay=0.01, l1=1e-4, dropout=0.3, max_epochs=8, patience=3)
     fuse = device.endswith("+compile")
-    together = train_batched(x, y, train_mask, val_mask, arch,
+    together = train_batched(x[None], y, train_mask, val_mask, arch,
                              PerModel.repeat([5, 6, 7], **kwargs), compile_kernels=fuse)
-    alone = train_batched(x, y, train_mask[1:2], val_mask[1:2], arch,
+    alone = train_batched(x[None], y, train_mask[1:2], val_mask[1:2], arch,
                           PerModel.repeat([6], **kwargs), compile_kernels=fuse)
     for got, want in zip(together.models.weights, alone.models.weights, strict=True):
         torch.testing.assert_close(got[1], want[0], rtol=1e-5, atol=1e-6)
@@ -150,7 +150,7 @@ def test_dropping_stopped_models_from_the_batch_changes_no_result(device):
                          max_epochs=[3, 30, 6, 12, 40, 9], patience=[0, 2, 1, 3, 4, 0],
                          l1_skip=[1e-3] * 6)
     seen = []
-    runs = {compact: train_batched(x.to(on), y.to(on), train_mask, val_mask, arch, per_model,
+    runs = {compact: train_batched(x[None].to(on), y.to(on), train_mask, val_mask, arch, per_model,
                                    stop_mask=stop, compact=compact,
                                    compile_kernels=device.endswith("+compile"),
                                    on_epoch=lambda e, n, b: seen.append((e, n, b)))
@@ -179,7 +179,7 @@ def test_cuda_graph_replay_gives_the_eager_result_exactly():
     per_model = PerModel(seeds=[1, 2, 3], lr=[0.01, 0.003, 0.02], weight_decay=[0.1, 0.0, 0.5],
                          l1=[1e-4, 0.0, 1e-3], dropout=[0.3, 0.0, 0.5], max_epochs=[10, 6, 10],
                          patience=[3, 0, 2])
-    runs = {graph: train_batched(x.cuda(), y.cuda(), train_mask, val_mask, arch, per_model,
+    runs = {graph: train_batched(x[None].cuda(), y.cuda(), train_mask, val_mask, arch, per_model,
                                  cuda_graph=graph) for graph in (True, False)}
     assert runs[True].epoch_mode == "cuda graph" and runs[False].epoch_mode == "eager"
     for got, want in zip(runs[True].models.weights, runs[False].models.weights, strict=True):
@@ -195,7 +195,7 @@ def test_failed_graph_capture_falls_back_to_eager_epochs(monkeypatch):
     arch = Architecture((8,), "relu", "adamw", batch_size=16)
     per_model = PerModel.repeat([4, 5, 6], lr=0.01, weight_decay=0.1, l1=1e-4, dropout=0.3,
                                 max_epochs=6, patience=0)
-    eager = train_batched(x.cuda(), y.cuda(), train_mask, val_mask, arch, per_model,
+    eager = train_batched(x[None].cuda(), y.cuda(), train_mask, val_mask, arch, per_model,
                           cuda_graph=False)
 
     def broken_capture(*args, **kwargs):
@@ -203,7 +203,7 @@ def test_failed_graph_capture_falls_back_to_eager_epochs(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "graph", broken_capture)
     with pytest.warns(UserWarning, match="CUDA graph capture failed, training eagerly"):
-        fallback = train_batched(x.cuda(), y.cuda(), train_mask, val_mask, arch, per_model)
+        fallback = train_batched(x[None].cuda(), y.cuda(), train_mask, val_mask, arch, per_model)
     assert fallback.epoch_mode == "eager (graph capture failed)"
     for got, want in zip(fallback.models.weights, eager.models.weights, strict=True):
         assert torch.equal(got, want)
@@ -215,7 +215,7 @@ def test_compile_is_a_cuda_option_and_changes_nothing_on_the_cpu():
     arch = Architecture((8,), "relu", "adamw", batch_size=16)
     per_model = PerModel.repeat([4, 5, 6], lr=0.01, weight_decay=0.1, l1=1e-4, dropout=0.3,
                                 max_epochs=5, patience=0)
-    runs = [train_batched(x, y, train_mask, val_mask, arch, per_model, compile_kernels=fuse)
+    runs = [train_batched(x[None], y, train_mask, val_mask, arch, per_model, compile_kernels=fuse)
             for fuse in (True, False)]
     assert [r.epoch_mode for r in runs] == ["eager", "eager"]
     for got, want in zip(runs[0].models.weights, runs[1].models.weights, strict=True):
@@ -228,7 +228,7 @@ def _train(**overrides):
     settings = dict(lr=0.01, weight_decay=0.0, l1=0.0, dropout=0.0, max_epochs=15, patience=0)
     settings.update(overrides)
     arch = Architecture((16,), "relu", "adam", batch_size=16)
-    return train_batched(x, y, train_mask[:1], val_mask[:1], arch,
+    return train_batched(x[None], y, train_mask[:1], val_mask[:1], arch,
                          PerModel.repeat([3], **settings))
 
 
@@ -277,8 +277,8 @@ def test_early_stopping_watches_stop_rows_not_validation_rows():
     train_rows = train_mask[:1] & ~stop_mask
     arch = Architecture((16,), "relu", "adam", batch_size=16)
     settings = dict(lr=0.05, weight_decay=0.0, l1=0.0, dropout=0.0, max_epochs=200, patience=4)
-    on_val = train_batched(x, y, train_rows, val_mask[:1], arch, PerModel.repeat([3], **settings))
-    on_stop = train_batched(x, y, train_rows, val_mask[:1], arch, PerModel.repeat([3], **settings),
+    on_val = train_batched(x[None], y, train_rows, val_mask[:1], arch, PerModel.repeat([3], **settings))
+    on_stop = train_batched(x[None], y, train_rows, val_mask[:1], arch, PerModel.repeat([3], **settings),
                             stop_mask=stop_mask)
     # Same training either way; only the rows that choose the epoch differ.
     ran = min(int(on_val.epochs_run[0]), int(on_stop.epochs_run[0]))
@@ -294,17 +294,20 @@ def test_skip_start_is_where_the_linear_path_begins():
     settings = dict(lr=1e-30, weight_decay=0.0, l1=0.0, dropout=0.0, max_epochs=1, patience=0)
     start_w = torch.arange(15, dtype=torch.float64).view(3, 5) / 10
     start_b = torch.tensor([0.5, 0.0, -1.0], dtype=torch.float64)
-    plain = train_batched(x, y, train_mask, val_mask, arch, PerModel.repeat([1, 2, 3], **settings))
-    warm = train_batched(x, y, train_mask, val_mask, arch, PerModel.repeat([1, 2, 3], **settings),
+    plain = train_batched(x[None], y, train_mask, val_mask, arch, PerModel.repeat([1, 2, 3], **settings))
+    warm = train_batched(x[None], y, train_mask, val_mask, arch, PerModel.repeat([1, 2, 3], **settings),
                          skip_start=(start_w, start_b))
     assert plain.models.weights[-1].abs().max() < 1e-20  # the default start: zeros (lr ~ 0)
-    torch.testing.assert_close(warm.models.weights[-1][:, :, 0], start_w.float())
+    # the start is a fit in log price: the model holds it in its standardised target units
+    mean, std = warm.models.y_mean, warm.models.y_std
+    torch.testing.assert_close(warm.models.weights[-1][:, :, 0],
+                               (start_w / std[:, None]).float())
     torch.testing.assert_close(warm.models.biases[-1][:, 0, 0],
-                               plain.models.biases[-1][:, 0, 0] + start_b.float())
+                               plain.models.biases[-1][:, 0, 0] + ((start_b - mean) / std).float())
     for got, want in zip(warm.models.weights[:-1], plain.models.weights[:-1], strict=True):
         torch.testing.assert_close(got, want)  # the deep part starts as it always does
     with pytest.raises(ValueError, match="linear skip path"):
-        train_batched(x, y, train_mask, val_mask, Architecture((4,), "relu", "adamw", 16),
+        train_batched(x[None], y, train_mask, val_mask, Architecture((4,), "relu", "adamw", 16),
                       PerModel.repeat([1, 2, 3], **settings), skip_start=(start_w, start_b))
 
 
@@ -322,17 +325,17 @@ def test_model_options_are_deterministic_batch_independent_and_finite(options):
     arch = Architecture((12,), "relu", "adamw", batch_size=16, linear_skip=True)
     settings = dict(lr=0.01, weight_decay=0.01, l1=1e-4, dropout=0.3, max_epochs=15, patience=4,
                     l1_skip=1e-3, **options)
-    runs = [train_batched(x, y, train_mask, val_mask, arch, PerModel.repeat([5, 6, 7], **settings),
+    runs = [train_batched(x[None], y, train_mask, val_mask, arch, PerModel.repeat([5, 6, 7], **settings),
                           feature_scale=scales)
             for _ in range(2)]
-    pair = train_batched(x, y, train_mask[1:], val_mask[1:], arch,
+    pair = train_batched(x[None], y, train_mask[1:], val_mask[1:], arch,
                          PerModel.repeat([6, 7], **settings),
                          feature_scale=None if scales is None else scales[1:])
     first, second, alone = ([*r.models.weights, *r.models.biases] for r in (*runs, pair))
     for a, b, c in zip(first, second, alone, strict=True):
         assert torch.equal(a, b)
         assert torch.equal(a[1:], c)
-    far = runs[0].models.predict_log_price(x * 100)
+    far = runs[0].models.predict_log_price(x[None] * 100)
     assert torch.isfinite(far).all() and far.shape == (3, len(y))
     if scales is not None:
         assert torch.equal(runs[0].models.feature_scale, scales)
@@ -345,7 +348,7 @@ def test_fixed_input_scales_of_the_wrong_shape_are_refused():
     per_model = PerModel.repeat([1, 2, 3], lr=0.01, weight_decay=0.0, l1=0.0, dropout=0.0,
                                 max_epochs=2, patience=0)
     with pytest.raises(ValueError, match="feature_scale"):
-        train_batched(x, y, train_mask, val_mask, Architecture((4,), "relu", "adamw", 16),
+        train_batched(x[None], y, train_mask, val_mask, Architecture((4,), "relu", "adamw", 16),
                       per_model, feature_scale=torch.ones(3, 4))
 
 

@@ -53,7 +53,7 @@ def test_views_pad_to_the_widest_and_give_each_back_unpadded():
     np.testing.assert_array_equal(views.matrix(1), x[:, :2])
     assert not views.x[1, :, 2:].any()
     assert views.model_input().shape == (2, 10, 5)
-    assert Views.coerce(x).model_input().shape == (10, 5)  # one view: the plain matrix
+    assert Views.coerce(x).model_input().shape == (1, 10, 5)  # one view: one input shape
 
 
 def test_fold_plan_gives_every_view_its_own_seeds_and_keeps_view_zero():
@@ -142,8 +142,8 @@ def test_views_are_deterministic_batch_independent_and_finite(options, device):
         assert torch.equal(a, b) and torch.equal(a[1:], c)
     far = first.models.predict_log_price(x.cpu() * 100)  # trained models come back on the CPU
     assert torch.isfinite(far).all() and far.shape == (3, 90)
-    with pytest.raises(PipelineError, match="several encodings"):
-        first.models.predict_log_price(x[0].cpu())
+    with pytest.raises(PipelineError, match="take 2 encodings of the features, the data has 1"):
+        first.models.predict_log_price(x[:1].cpu())
 
 
 def test_preprocess_writes_every_view_and_the_first_is_what_members_see(ames_sample, tmp_path):
