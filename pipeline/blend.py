@@ -77,7 +77,7 @@ def write_diagnostics(bands_path: Path, residuals_path: Path, oofs: dict[str, np
          ).to_csv(tmp, index=False, float_format="%.5f", lineterminator="\n")
 
 
-def blend(params: Params, members_dir="members", mlp_predictions="members/mlp/predictions.npz",
+def blend(params: Params, *, members_dir="members", mlp_predictions="members/mlp/predictions.npz",
           data_dir="data/processed", out="submission.csv", metrics_path="metrics/blend.json",
           table_path="metrics/blend_members.csv", folds_path=None, bands_path=None,
           residuals_path=None) -> dict:
@@ -157,8 +157,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--residuals", default="metrics/member_residuals.csv",
                         help="each pair of members' residuals (CSV, plotted)")
     args = parser.parse_args(argv)
-    run_cli(lambda: blend(load_params(args.params), args.members, args.mlp, args.data, args.out,
-                          args.metrics, args.table, args.folds, args.bands, args.residuals),
+    run_cli(lambda: blend(load_params(args.params), members_dir=args.members,
+                          mlp_predictions=args.mlp, data_dir=args.data, out=args.out,
+                          metrics_path=args.metrics, table_path=args.table,
+                          folds_path=args.folds, bands_path=args.bands,
+                          residuals_path=args.residuals),
             params_path=args.params)
 
 

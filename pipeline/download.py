@@ -180,7 +180,7 @@ def fetch_verified(role: str, spec: FileSpec, sources: list[tuple[str, Fetcher]]
         "check download.sources in params.yaml or restore data/bundled/")
 
 
-def download(params: DownloadParams, out_dir: str | os.PathLike = "data/raw",
+def download(params: DownloadParams, *, out_dir: str | os.PathLike = "data/raw",
              kaggle: KaggleParams | None = None) -> dict[str, Path]:
     """Place verified `train.csv` and `test.csv` in `out_dir`; both or neither."""
     out_dir = Path(out_dir)
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         # A failure leaves the previous files in place: both are renamed only once both verify,
         # so what is there is always a verified pair.
         params = load_params(args.params)
-        download(params.download, args.out, params.kaggle)
+        download(params.download, out_dir=args.out, kaggle=params.kaggle)
 
     run_cli(stage, params_path=args.params)
 

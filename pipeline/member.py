@@ -24,7 +24,8 @@ from pipeline.params import Params, load_params
 from pipeline.predictions import cross_fit, member_plan, save_predictions
 
 
-def run_member(name: str, params: Params, data_dir="data/processed", out_dir="members") -> dict:
+def run_member(name: str, params: Params, *, data_dir="data/processed", out_dir="members"
+               ) -> dict:
     if name not in FAMILIES:
         raise PipelineError(f"member: unknown family {name!r} (known: {', '.join(FAMILIES)})")
     train, test = load_train(data_dir), load_test(data_dir)
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default="data/processed", help="the preprocess stage's output")
     parser.add_argument("--out", default="members", help="members/NAME/ gets its predictions")
     args = parser.parse_args(argv)
-    run_cli(lambda: run_member(args.name, load_params(args.params), args.data, args.out),
+    run_cli(lambda: run_member(args.name, load_params(args.params), data_dir=args.data,
+                               out_dir=args.out),
             params_path=args.params)
 
 

@@ -266,6 +266,17 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
                 print(f"sweep: wrote {path}")
     if not rows:
         raise PipelineError(f"sweep: study '{study_name}' has no completed trial")
+    table = ranked_table(rows, folds, spec, baseline, data["outlier"].astype(bool))
+    table.attrs["baseline"] = {"config": "params.yaml", **{k: _show(getattr(params.train, k))
+                                                           for k in spec["space"]},
+                               **baseline[0]}
+    return table
+
+
+def ranked_table(rows: list[dict], folds: list[dict], spec: dict, baseline: tuple,
+                 outlier: np.ndarray) -> pd.DataFrame:
+    """The trials ranked by rank_by, with the fold-paired ties with the best and each one's
+    house-level verdict against the baseline (the blend's errors when ranked by the blend)."""
     rank_by = spec["rank_by"]
     shown = [{k: (_show(v) if k in spec["space"] else v) for k, v in row.items()} for row in rows]
     table = pd.DataFrame(shown)
@@ -276,13 +287,9 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
         mark_ties(table, [folds[i][rank_by] for i in order])
     errors = "blend_house_squared_error" if rank_by.startswith("blend_") else "house_squared_error"
     base_errors = np.array(baseline[1].get(errors, []))
-    outlier = data["outlier"].astype(bool)
     table["vs_baseline"] = [
         compare.decide(compare.houses(np.array(folds[i][errors]), base_errors, outlier))
         if errors in folds[i] and len(base_errors) else "" for i in order]
-    table.attrs["baseline"] = {"config": "params.yaml", **{k: _show(getattr(params.train, k))
-                                                           for k in spec["space"]},
-                               **baseline[0]}
     return table
 
 

@@ -95,7 +95,19 @@ def write_importance(path: str | os.PathLike, models: StackedModels, x: Views, y
             tmp, index=False, lineterminator="\n")
 
 
-def train(params: TrainParams, average: str, data_dir="data/processed", models_dir="models",
+def member_test_prices(models, x, x_test, params: TrainParams, average: str
+                       ) -> tuple[np.ndarray, int]:
+    """The fold models' mean test log price (the MLP's blend member) and how many houses were
+    clamped; refused (before anything is written) when a price is not finite."""
+    test_log, n_clipped = test_log_prices(models, x, x_test, params.clip_to_train_range, average)
+    with np.errstate(over="ignore"):
+        if not np.isfinite(np.exp(test_log)).all():
+            raise PipelineError("train: the MLP's test predictions are not finite; nothing was "
+                                "written (lower train.lr, or clip: train.clip_to_train_range=true)")
+    return test_log, n_clipped
+
+
+def train(params: TrainParams, average: str, *, data_dir="data/processed", models_dir="models",
           metrics_path="metrics/cv.json", oof_path="metrics/oof.csv", live_dir="dvclive",
           folds_path: str | os.PathLike | None = None,
           importance_path: str | os.PathLike | None = None,
@@ -126,13 +138,8 @@ def train(params: TrainParams, average: str, data_dir="data/processed", models_d
     oof = oof_predictions(models, x, plan, average)
     if member_path is not None:
         test = load_test(data_dir)
-        test_log, n_clipped = test_log_prices(models, x, mlp_inputs(test, x.widths),
-                                              params.clip_to_train_range, average)
-        with np.errstate(over="ignore"):
-            if not np.isfinite(np.exp(test_log)).all():
-                raise PipelineError("train: the MLP's test predictions are not finite; nothing "
-                                    "was written (lower train.lr, or clip: "
-                                    "train.clip_to_train_range=true)")
+        test_log, n_clipped = member_test_prices(models, x, mlp_inputs(test, x.widths), params,
+                                                 average)
     metrics, per_fold = split_per_fold(cv_metrics(oof, y, outlier, plan.fold_of_row))
     metrics["best_epoch_mean"] = float(result.best_epoch.double().mean() + 1)
 
@@ -178,9 +185,9 @@ def main(argv: list[str] | None = None) -> None:
 
     def stage() -> None:
         params = load_params(args.params)
-        train(params.train, params.ensemble.average, args.data, args.models, args.metrics,
-              args.oof, args.live, folds_path=args.folds, importance_path=args.importance,
-              member_path=args.member)
+        train(params.train, params.ensemble.average, data_dir=args.data, models_dir=args.models,
+              metrics_path=args.metrics, oof_path=args.oof, live_dir=args.live,
+              folds_path=args.folds, importance_path=args.importance, member_path=args.member)
 
     run_cli(stage, params_path=args.params)
 

@@ -182,9 +182,37 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     in the batch, drop them from it, so the rest stop paying for them (see _Models.compact).
     """
     device = x.device
-    n_models, n_rows = train_mask.shape
+    n_models = train_mask.shape[0]
     stop_on_val = stop_mask is None
     stop_mask = val_mask if stop_on_val else stop_mask
+    _check_shapes(x, y, train_mask, val_mask, stop_mask, arch, per_model, skip_start,
+                  view_widths, feature_scale)
+    models = _Models(x, y, train_mask.to(device), val_mask.to(device), stop_mask.to(device),
+                     arch=arch, per_model=per_model, fused=compile_kernels and device.type == "cuda",
+                     skip_start=skip_start, view_widths=view_widths, feature_scale=feature_scale)
+    if bool((models.m.n_train == 0).any()):
+        raise PipelineError("a model has no training rows; use fewer folds or more data")
+
+    y_mean, y_std = models.m.y_mean, models.m.y_std  # every model's (compaction drops rows)
+    hist, out, runners = _run_epochs(models, n_models, arch.batch_size, stop_on_val=stop_on_val,
+                                     on_epoch=on_epoch, compact=compact, cuda_graph=cuda_graph)
+    stacked = StackedModels(
+        weights=[w.cpu() for w in out.weights], biases=[b.cpu() for b in out.biases],
+        activation=arch.activation, y_mean=y_mean.cpu(), y_std=y_std.cpu(),
+        names=list(names) if names is not None else [f"m{i}" for i in range(n_models)],
+        linear_skip=arch.linear_skip, view=models.view.cpu(),
+        feature_scale=(None if feature_scale is None
+                       else feature_scale.to(device="cpu", dtype=out.weights[0].dtype)))
+    modes = [r.mode for r in runners]
+    mode = next((m for m in modes if "failed" in m), modes[0])
+    return TrainResult(stacked, hist[0].cpu(), hist[1].cpu(), out.best_epoch.cpu(),
+                       out.epochs_run.cpu(), mode + (" + torch.compile" if models.fused else ""),
+                       hist[2].cpu())
+
+
+def _check_shapes(x, y, train_mask, val_mask, stop_mask, arch, per_model, skip_start,
+                  view_widths, feature_scale) -> None:
+    n_models, n_rows = train_mask.shape
     if (len(per_model) != n_models or val_mask.shape != train_mask.shape
             or stop_mask.shape != train_mask.shape or y.shape != (n_rows,)):
         raise ValueError("masks, targets and per-model settings disagree in shape")
@@ -196,29 +224,6 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
         raise ValueError("view_widths must give each view's width")
     if feature_scale is not None and feature_scale.shape != (n_models, x.shape[-1]):
         raise ValueError("feature_scale must be [models, inputs]")
-    models = _Models(x, y, train_mask.to(device), val_mask.to(device), stop_mask.to(device),
-                     arch=arch, per_model=per_model, fused=compile_kernels and device.type == "cuda",
-                     skip_start=skip_start, view_widths=view_widths, feature_scale=feature_scale)
-    if bool((models.m.n_train == 0).any()):
-        raise PipelineError("a model has no training rows; use fewer folds or more data")
-
-    y_mean, y_std = models.m.y_mean, models.m.y_std  # every model's (compaction drops rows)
-    hist, out, runners = _run_epochs(models, n_models, arch.batch_size, stop_on_val=stop_on_val,
-                                     on_epoch=on_epoch, compact=compact, cuda_graph=cuda_graph)
-    names = list(names) if names is not None else [f"m{i}" for i in range(n_models)]
-    stacked = StackedModels(
-        weights=[w.cpu() for w in out.weights], biases=[b.cpu() for b in out.biases],
-        activation=arch.activation, y_mean=y_mean.cpu(), y_std=y_std.cpu(),
-        names=names, linear_skip=arch.linear_skip,
-        view=torch.tensor([0] * n_models if per_model.view is None else list(per_model.view),
-                          dtype=torch.int64),
-        feature_scale=(None if feature_scale is None
-                       else feature_scale.to(device="cpu", dtype=out.weights[0].dtype)))
-    modes = [r.mode for r in runners]
-    mode = next((m for m in modes if "failed" in m), modes[0])
-    return TrainResult(stacked, hist[0].cpu(), hist[1].cpu(), out.best_epoch.cpu(),
-                       out.epochs_run.cpu(), mode + (" + torch.compile" if models.fused else ""),
-                       hist[2].cpu())
 
 
 class _Finished:
@@ -332,6 +337,55 @@ class _PerModelState:
                 setattr(self, f.name, value[keep])
 
 
+def _initial_state(x, y64, masks, per_model: PerModel, view_widths, feature_scale
+                   ) -> _PerModelState:
+    """Every model's settings, rows, target scaling and early-stopping record at the start."""
+    device, dtype = x.device, x.dtype
+
+    def vec(values, kind=torch.float32):
+        return torch.tensor(list(values), dtype=kind, device=device)
+
+    train_mask, val_mask, stop_mask = masks
+    n_models = train_mask.shape[0]
+    m = _PerModelState()
+    m.ids = torch.arange(n_models, device=device)
+    m.view = vec([0] * n_models if per_model.view is None else per_model.view, torch.int64)
+    m.seeds = vec(per_model.seeds, torch.int64)
+    m.lr, m.wd, m.l1 = vec(per_model.lr), vec(per_model.weight_decay), vec(per_model.l1)
+    m.l1_skip = m.l1 if per_model.l1_skip is None else vec(per_model.l1_skip)
+    m.rate = vec(per_model.dropout)
+    m.max_epochs = vec(per_model.max_epochs, torch.int64)
+    m.patience = vec(per_model.patience, torch.int64)
+    m.train_mask, m.val_mask, m.stop_mask = train_mask, val_mask, stop_mask
+    m.n_train = train_mask.sum(1)
+    m.has_stop = stop_mask.any(1)
+    # Per-model target scaling from its own training rows (float64 for exact sums).
+    m.y_mean, m.y_std = target_scaling(y64, train_mask)
+    m.target = ((y64[None] - m.y_mean[:, None]) / m.y_std[:, None]).to(dtype)
+    # The Huber threshold in the standardised units the loss sees (0: squared error).
+    delta = vec([0.0] * n_models if per_model.huber_delta is None else per_model.huber_delta,
+                torch.float64)
+    m.huber = (delta / m.y_std).to(dtype)
+    m.feature_scale = (None if feature_scale is None
+                       else feature_scale.to(device=device, dtype=dtype))
+    m.best_stop = torch.full((n_models,), float("inf"), device=device)
+    m.best_epoch = torch.zeros(n_models, dtype=torch.int64, device=device)
+    m.since_best = torch.zeros(n_models, dtype=torch.int64, device=device)
+    m.active = torch.ones(n_models, dtype=torch.bool, device=device)
+    m.epochs_run = torch.zeros(n_models, dtype=torch.int64, device=device)
+    return m
+
+
+def _standardised_start(skip_start, m: _PerModelState) -> tuple[torch.Tensor, torch.Tensor]:
+    """A linear fit in log price (coef [M, d], intercept [M]) in each model's standardised
+    target units, float32 on the CPU (where init_weights made the weights); a zero row: none."""
+    coef, intercept = (t.to(device=m.y_std.device, dtype=torch.float64) for t in skip_start)
+    has = ((coef != 0).any(1) | (intercept != 0))[:, None]
+    start_w = torch.where(has, coef / m.y_std[:, None], 0).to(torch.float32).cpu()
+    start_b = torch.where(has[:, 0], (intercept - m.y_mean) / m.y_std, 0).to(torch.float32).cpu()
+    return start_w, start_b
+
+
 class _Models:
     """The models still training: their parameters, optimiser and per-model state, indexed by
     batch position.
@@ -348,46 +402,16 @@ class _Models:
         device, dtype = x.device, x.dtype
         self.x, self.arch, self.fused = x, arch, fused
         self.y = y.to(device=device, dtype=torch.float64)
-
-        def vec(values, kind=torch.float32):
-            return torch.tensor(list(values), dtype=kind, device=device)
-
-        n_models = train_mask.shape[0]
-        m = self.m = _PerModelState()
-        m.ids = torch.arange(n_models, device=device)
-        # Each model's encoding (view 0 without views), and the real width it starts as
-        view = [0] * n_models if per_model.view is None else list(per_model.view)
-        widths = [x.shape[2]] * x.shape[0] if view_widths is None else list(view_widths)
-        m.view = vec(view, torch.int64)
-        n_inputs = [widths[v] for v in view]
-        m.seeds = vec(per_model.seeds, torch.int64)
-        m.lr, m.wd, m.l1 = vec(per_model.lr), vec(per_model.weight_decay), vec(per_model.l1)
-        m.l1_skip = m.l1 if per_model.l1_skip is None else vec(per_model.l1_skip)
-        m.rate = vec(per_model.dropout)
+        m = self.m = _initial_state(x, self.y, (train_mask, val_mask, stop_mask), per_model,
+                                    view_widths, feature_scale)
+        self.view = m.view  # every model's encoding, in the caller's order
         self.use_dropout = bool((m.rate > 0).any())
-        m.max_epochs = vec(per_model.max_epochs, torch.int64)
-        m.patience = vec(per_model.patience, torch.int64)
-        m.train_mask, m.val_mask, m.stop_mask = train_mask, val_mask, stop_mask
-        m.n_train = train_mask.sum(1)
-        m.has_stop = stop_mask.any(1)
-        # Per-model target scaling from its own training rows (float64 for exact sums).
-        m.y_mean, m.y_std = target_scaling(self.y, train_mask)
-        m.target = ((self.y[None] - m.y_mean[:, None]) / m.y_std[:, None]).to(dtype)
-        # The Huber threshold in the standardised units the loss sees (0: squared error).
-        delta = vec([0.0] * n_models if per_model.huber_delta is None else per_model.huber_delta,
-                    torch.float64)
-        m.huber = (delta / m.y_std).to(dtype)
         self.use_huber = bool((m.huber > 0).any())
-        m.feature_scale = (None if feature_scale is None
-                           else feature_scale.to(device=device, dtype=dtype))
+        widths = [x.shape[2]] * x.shape[0] if view_widths is None else list(view_widths)
         weights, biases = init_weights(per_model.seeds, layer_sizes(x.shape[-1], arch.hidden),
-                                       arch.linear_skip, n_inputs)
-        if skip_start is not None:  # a linear fit in log price, in the standardised units
-            coef, intercept = (t.to(device=device, dtype=torch.float64) for t in skip_start)
-            has = ((coef != 0).any(1) | (intercept != 0))[:, None]  # a zero row: no start
-            start_w = torch.where(has, coef / m.y_std[:, None], 0).to(torch.float32).cpu()
-            start_b = torch.where(has[:, 0], (intercept - m.y_mean) / m.y_std, 0
-                                  ).to(torch.float32).cpu()
+                                       arch.linear_skip, [widths[v] for v in m.view.tolist()])
+        if skip_start is not None:
+            start_w, start_b = _standardised_start(skip_start, m)
             weights[-1] += start_w[:, :, None]
             biases[-1] += start_b[:, None, None]
         self.weights = [w.to(device=device, dtype=dtype).requires_grad_() for w in weights]
@@ -397,11 +421,6 @@ class _Models:
         self.opt = self._optimizer()
         self.best_w = [w.detach().clone() for w in self.weights]
         self.best_b = [b.detach().clone() for b in self.biases]
-        m.best_stop = torch.full((n_models,), float("inf"), device=device)
-        m.best_epoch = torch.zeros(n_models, dtype=torch.int64, device=device)
-        m.since_best = torch.zeros(n_models, dtype=torch.int64, device=device)
-        m.active = torch.ones(n_models, dtype=torch.bool, device=device)
-        m.epochs_run = torch.zeros(n_models, dtype=torch.int64, device=device)
 
     @property
     def params(self) -> list[torch.Tensor]:

@@ -140,3 +140,13 @@ def small_run(tmp_path_factory):
     finally:
         os.chdir(cwd)
     return root, reads
+
+
+def train_in(train_params, average: str, root: Path, data_dir: Path | None = None, **extra):
+    """The train stage on ROOT/processed (or data_dir), writing ROOT/models, ROOT/cv.json,
+    ROOT/oof.csv and ROOT/live, as the tests lay out a tiny run."""
+    from pipeline.train import train
+
+    return train(train_params, average, data_dir=data_dir or root / "processed",
+                 models_dir=root / "models", metrics_path=root / "cv.json",
+                 oof_path=root / "oof.csv", live_dir=root / "live", **extra)

@@ -85,14 +85,15 @@ def built_run(tmp_path_factory):
     params = parse_params(raw)
     train_frame, test_frame = ames_sample
     save(preprocess(train_frame, test_frame, params.preprocess), tmp_path / "processed")
-    train(params.train, params.ensemble.average, tmp_path / "processed", tmp_path / "models",
-          tmp_path / "cv.json", tmp_path / "oof.csv", tmp_path / "live",
+    train(params.train, params.ensemble.average, data_dir=tmp_path / "processed",
+          models_dir=tmp_path / "models", metrics_path=tmp_path / "cv.json",
+          oof_path=tmp_path / "oof.csv", live_dir=tmp_path / "live",
           member_path=tmp_path / "members/mlp/predictions.npz")
     # the saved models, reloaded: the same test prediction as the train stage's in memory
     predict(params.train, params.ensemble, tmp_path / "processed", tmp_path / "models",
             tmp_path / "mlp_alone.csv")
     for name in FAMILIES:
-        run_member(name, params, tmp_path / "processed", tmp_path / "members")
+        run_member(name, params, data_dir=tmp_path / "processed", out_dir=tmp_path / "members")
     return params, tmp_path
 
 
@@ -107,9 +108,10 @@ def pipeline_run(built_run, tmp_path):
 
 
 def run_blend(params, tmp_path, out="submission.csv"):
-    return blend(params, tmp_path / "members", tmp_path / "members/mlp/predictions.npz",
-                 tmp_path / "processed", tmp_path / out, tmp_path / "blend.json",
-                 tmp_path / "blend_members.csv")
+    return blend(params, members_dir=tmp_path / "members",
+                 mlp_predictions=tmp_path / "members/mlp/predictions.npz",
+                 data_dir=tmp_path / "processed", out=tmp_path / out,
+                 metrics_path=tmp_path / "blend.json", table_path=tmp_path / "blend_members.csv")
 
 
 def with_ensemble(params, **updates):
@@ -385,8 +387,9 @@ def test_a_blend_that_fills_the_disk_changes_no_output_and_names_the_file(
             "table_path": small_disk / "blend_members.csv"}
 
     def run():
-        blend(params, tmp_path / "members", tmp_path / "members/mlp/predictions.npz",
-              tmp_path / "processed", **outs)
+        blend(params, members_dir=tmp_path / "members",
+              mlp_predictions=tmp_path / "members/mlp/predictions.npz",
+              data_dir=tmp_path / "processed", **outs)
 
     params_file = tmp_path / "params.yaml"
     shutil.copy(__import__("conftest").ROOT / "params.yaml", params_file)
@@ -417,6 +420,7 @@ def test_more_lgbm_threads_than_cores_fit_on_the_cores_with_the_same_trees(pipel
     used = []
     real = member_mod.cross_fit
     monkeypatch.setattr(member_mod, "cross_fit", lambda *a: used.append(a[-1]) or real(*a))
-    run_member("lgbm", parse_params(raw), tmp_path / "processed", tmp_path / "many")
+    run_member("lgbm", parse_params(raw), data_dir=tmp_path / "processed",
+               out_dir=tmp_path / "many")
     assert used == [os.cpu_count()]
     assert np.array_equal(np.load(tmp_path / "many/lgbm/predictions.npz")["oof"], one)

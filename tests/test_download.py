@@ -48,14 +48,14 @@ def assert_verified(out_dir):
 
 
 def test_good_url_source(server, tmp_path):
-    dl.download(params(f"{server.url}/good/"), tmp_path / "raw")
+    dl.download(params(f"{server.url}/good/"), out_dir=tmp_path / "raw")
     assert_verified(tmp_path / "raw")
     assert server.requests == ["/good/train_data.csv", "/good/test_data.csv"]
 
 
 @pytest.mark.parametrize("mode", ["corrupt", "404", "500", "truncated"])
 def test_broken_source_falls_through_to_next(server, local_copy, tmp_path, capsys, mode):
-    dl.download(params(f"{server.url}/{mode}/", str(local_copy)), tmp_path / "raw")
+    dl.download(params(f"{server.url}/{mode}/", str(local_copy)), out_dir=tmp_path / "raw")
     assert_verified(tmp_path / "raw")
     err = capsys.readouterr().err
     assert f"/{mode}/: " in err and "trying the next source" in err
@@ -63,7 +63,7 @@ def test_broken_source_falls_through_to_next(server, local_copy, tmp_path, capsy
 
 
 def test_hash_mismatch_names_file_source_and_both_hashes(server, local_copy, tmp_path, capsys):
-    dl.download(params(f"{server.url}/corrupt/", str(local_copy)), tmp_path / "raw")
+    dl.download(params(f"{server.url}/corrupt/", str(local_copy)), out_dir=tmp_path / "raw")
     err = capsys.readouterr().err
     wrong = sha1(FILES["train_data.csv"][::-1])
     assert (f"train (train_data.csv) from {server.url}/corrupt/: SHA-1 mismatch (expected "
@@ -72,7 +72,7 @@ def test_hash_mismatch_names_file_source_and_both_hashes(server, local_copy, tmp
 
 def test_slow_server_times_out_then_next_source(server, local_copy, tmp_path, capsys):
     started = time.perf_counter()
-    dl.download(params(f"{server.url}/slow/", str(local_copy), timeout_s=0.3), tmp_path / "raw")
+    dl.download(params(f"{server.url}/slow/", str(local_copy), timeout_s=0.3), out_dir=tmp_path / "raw")
     elapsed = time.perf_counter() - started
     assert_verified(tmp_path / "raw")
     assert "timed out" in capsys.readouterr().err
@@ -83,7 +83,7 @@ def test_a_dripping_mirror_is_abandoned_at_the_deadline_then_the_next_source(
         server, local_copy, tmp_path, capsys):
     """A byte every 0.2 s never trips timeout_s (2 s of silence); deadline_s bounds the whole."""
     started = time.perf_counter()
-    dl.download(params(f"{server.url}/drip/", str(local_copy), deadline_s=1.0), tmp_path / "raw")
+    dl.download(params(f"{server.url}/drip/", str(local_copy), deadline_s=1.0), out_dir=tmp_path / "raw")
     elapsed = time.perf_counter() - started
     assert_verified(tmp_path / "raw")
     err = capsys.readouterr().err
@@ -96,7 +96,7 @@ def test_unreachable_host_costs_well_under_a_second(local_copy, tmp_path, capsys
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     started = time.perf_counter()
-    dl.download(params(f"http://127.0.0.1:{port}/", str(local_copy)), tmp_path / "raw")
+    dl.download(params(f"http://127.0.0.1:{port}/", str(local_copy)), out_dir=tmp_path / "raw")
     assert time.perf_counter() - started < 1.0
     assert_verified(tmp_path / "raw")
     assert "cannot connect" in capsys.readouterr().err
@@ -106,7 +106,7 @@ def test_all_sources_failing_is_one_clear_error_and_leaves_nothing(server, tmp_p
     out = tmp_path / "raw"
     with pytest.raises(PipelineError, match="no source supplied a verified train_data.csv"):
         dl.download(params(f"{server.url}/404/", f"{server.url}/corrupt/",
-                           str(tmp_path / "nowhere")), out)
+                           str(tmp_path / "nowhere")), out_dir=out)
     assert not out.exists() or list(out.iterdir()) == []
 
 
@@ -114,7 +114,7 @@ def test_test_file_failing_leaves_no_train_file_either(server, local_copy, tmp_p
     (local_copy / "test_data.csv").write_bytes(b"tampered")
     out = tmp_path / "raw"
     with pytest.raises(PipelineError, match="test_data.csv"):
-        dl.download(params(str(local_copy)), out)
+        dl.download(params(str(local_copy)), out_dir=out)
     assert list(out.iterdir()) == []
 
 
@@ -141,7 +141,7 @@ def test_cli_failure_is_one_line_and_exit_1(server, tmp_path, capsys, repo_root)
 def test_bundled_copy_matches_params(repo_root, tmp_path):
     raw = yaml.safe_load((repo_root / "params.yaml").read_text())["download"]
     raw["sources"] = [str(repo_root / "data/bundled")]
-    paths = dl.download(DownloadParams(**raw), tmp_path / "raw")
+    paths = dl.download(DownloadParams(**raw), out_dir=tmp_path / "raw")
     assert paths["train"].stat().st_size > 400_000
 
 
@@ -150,7 +150,7 @@ def test_a_source_that_cannot_connect_is_said_once_not_per_file(local_copy, tmp_
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}/"
-    dl.download(params(closed, str(local_copy)), tmp_path / "raw")
+    dl.download(params(closed, str(local_copy)), out_dir=tmp_path / "raw")
     assert_verified(tmp_path / "raw")
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 3 and lines[0].startswith(f"download: {closed}: cannot connect")

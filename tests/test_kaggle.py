@@ -59,7 +59,7 @@ def run_download(params, out, *sources):
     p = params.download.__class__(sources=list(sources), files=params.download.files,
                                   timeout_s=params.download.timeout_s,
                                   max_file_mb=params.download.max_file_mb)
-    return dl.download(p, out, params.kaggle)
+    return dl.download(p, out_dir=out, kaggle=params.kaggle)
 
 
 def test_download_from_kaggle(kaggle_env, competition_files, params, tmp_path, capfd, repo_root):
@@ -430,7 +430,7 @@ def test_archive_that_inflates_past_the_limit_is_refused_before_extraction(
     with FakeKaggle(bomb), pytest.raises(PipelineError, match="no source supplied"):
         p = small.download.__class__(sources=["kaggle"], files=small.download.files,
                                      timeout_s=1.0, max_file_mb=1)
-        dl.download(p, tmp_path / "raw", small.kaggle)
+        dl.download(p, out_dir=tmp_path / "raw", kaggle=small.kaggle)
     assert "would inflate to 3,000,000 bytes, over download.max_file_mb" in capfd.readouterr().err
     assert not (tmp_path / "raw").exists() or list((tmp_path / "raw").iterdir()) == []
 
@@ -577,7 +577,7 @@ def test_an_archive_stream_past_the_limit_is_cut_as_it_passes_it(
     p = params[0].download.__class__(sources=["kaggle", str(bundled)],
                                      files=params[0].download.files, timeout_s=5.0, max_file_mb=1)
     with FakeKaggle(huge):
-        dl.download(p, tmp_path / "raw", params[0].kaggle)
+        dl.download(p, out_dir=tmp_path / "raw", kaggle=params[0].kaggle)
     err = capfd.readouterr().err
     assert "the archive is larger than download.max_file_mb (1,000,000 bytes); cut off" in err
     assert sorted(x.name for x in (tmp_path / "raw").iterdir()) == ["test.csv", "train.csv"]

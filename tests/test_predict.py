@@ -5,12 +5,11 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import repo_params
+from conftest import repo_params, train_in
 
 from pipeline.matrices import preprocess
 from pipeline.predict import predict
 from pipeline.preprocess import save
-from pipeline.train import train
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +25,7 @@ def trained(tmp_path_factory):
     for col in ("LotArea", "GrLivArea", "TotalBsmtSF", "1stFlrSF", "GarageArea", "MasVnrArea"):
         test_frame.loc[0, col] = train_frame[col].max() * 50
     save(preprocess(train_frame, test_frame, params.preprocess), tmp_path / "processed")
-    train(params.train, params.ensemble.average, tmp_path / "processed", tmp_path / "models",
-          tmp_path / "cv.json", tmp_path / "oof.csv", tmp_path / "live")
+    train_in(params.train, params.ensemble.average, tmp_path)
     return params, tmp_path, train_frame
 
 
@@ -78,8 +76,7 @@ def test_saved_models_reload_and_predict_sane_prices(ames_sample, tmp_path):
     test_frame.loc[0, ["LotArea", "GrLivArea"]] = train_frame[["LotArea", "GrLivArea"]].max() * 50
     test_frame.loc[1, "LotFrontage"] = np.nan
     save(preprocess(train_frame, test_frame, params.preprocess), tmp_path / "processed")
-    train(params.train, params.ensemble.average, tmp_path / "processed", tmp_path / "models",
-          tmp_path / "cv.json", tmp_path / "oof.csv", tmp_path / "live")
+    train_in(params.train, params.ensemble.average, tmp_path)
     models = load_models(listed_model_paths(tmp_path / "models"))
     assert models.feature_scale is not None  # train.lasso_input_power's scales, saved
     data = np.load(tmp_path / "processed" / "train.npz")

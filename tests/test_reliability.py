@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, repo_params
+from conftest import ROOT, repo_params, train_in
 
 from pipeline import atomic
 from pipeline.cli_support import run_cli
@@ -23,7 +23,6 @@ from pipeline.matrices import preprocess
 from pipeline.predict import predict
 from pipeline.preprocess import save
 from pipeline.sweep import _load_space
-from pipeline.train import train
 
 TRAIN_CSV = ROOT / "data/bundled/kaggle_house_pred_train.csv"
 TEST_CSV = ROOT / "data/bundled/kaggle_house_pred_test.csv"
@@ -93,15 +92,14 @@ def test_diverged_training_fails_before_writing_anything(processed, patience):
     outputs = [processed / name for name in ("models", "cv.json", "oof.csv", "live")]
     with pytest.raises(PipelineError, match=r"9 of 9 models failed: the training loss became "
                                             r"non-finite.*train\.lr=10\): lower it"):
-        train(params.train, "log", processed / "processed", *outputs)
+        train_in(params.train, "log", processed)
     assert not any(p.exists() for p in outputs)
 
 
 def test_model_that_never_learns_is_refused(processed):
     params = repo_params(folds=3, n_seeds=1, max_epochs=10, patience=3, device="cpu", lr=1.0)
     with pytest.raises(PipelineError, match="no better than the mean price"):
-        train(params.train, "log", processed / "processed", processed / "models",
-              processed / "cv.json", processed / "oof.csv", processed / "live")
+        train_in(params.train, "log", processed)
     assert not (processed / "models").exists()
 
 
@@ -110,8 +108,7 @@ def test_model_that_never_learns_is_refused(processed):
 def test_predict_loads_exactly_the_listed_models(processed):
     params = repo_params(folds=3, n_seeds=1, max_epochs=5, patience=2, device="cpu")
     models = processed / "models"
-    train(params.train, "log", processed / "processed", models, processed / "cv.json",
-          processed / "oof.csv", processed / "live")
+    train_in(params.train, "log", processed)
     listed = json.loads((models / "models.json").read_text())["models"]
     assert listed == [f"fold{f}_view{v}_seed0.pt" for f in range(3) for v in range(3)]
     first = predict(params.train, params.ensemble, processed / "processed", models,

@@ -4,7 +4,7 @@
 import pandas as pd
 import pytest
 import yaml
-from conftest import repo_params
+from conftest import repo_params, train_in
 
 from pipeline import sweep
 from pipeline.errors import PipelineError
@@ -59,11 +59,9 @@ def test_sweep_ranks_by_cv_and_matches_train_stage(tiny):
     pd.testing.assert_frame_equal(table, again)  # same seed -> same ranking and numbers
 
     # A config scored alone by the train stage's code gives the sweep's number.
-    from pipeline.train import train
     best = sweep.best_overrides(table, SPACE)
     one = params.train.__class__(**{**params.train.__dict__, **best})
-    metrics = train(one, params.ensemble.average, tmp_path / "processed", tmp_path / "models",
-                    tmp_path / "cv.json", tmp_path / "oof.csv", tmp_path / "live")
+    metrics = train_in(one, params.ensemble.average, tmp_path)
     assert metrics["cv_rmse"] == pytest.approx(table.loc[0, "cv_rmse"], rel=1e-5)
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import DEVICES, MODES, repo_params, synthetic_regression
+from conftest import DEVICES, MODES, repo_params, synthetic_regression, train_in
 from reference_trainer import train_one
 
 from pipeline.errors import PipelineError
@@ -179,7 +179,6 @@ def test_train_and_predict_with_views_end_to_end(ames_sample, tmp_path):
     from pipeline.predict import predict
     from pipeline.preprocess import save
     from pipeline.stacked_mlp import listed_model_paths, load_models
-    from pipeline.train import train
 
     params = with_views(repo_params(folds=3, n_seeds=1, max_epochs=30, patience=5, device="cpu",
                                     lasso_input_power=1.5), KINKS_ROBUST)
@@ -190,8 +189,7 @@ def test_train_and_predict_with_views_end_to_end(ames_sample, tmp_path):
     outputs = []
     for run in ("a", "b"):
         out = tmp_path / run
-        train(params.train, params.ensemble.average, tmp_path / "processed", out / "models",
-              out / "cv.json", out / "oof.csv", out / "live")
+        train_in(params.train, params.ensemble.average, out, data_dir=tmp_path / "processed")
         predict(params.train, params.ensemble, tmp_path / "processed", out / "models",
                 out / "submission.csv")
         outputs.append([(out / name).read_bytes() for name in
