@@ -430,9 +430,12 @@ def cached_baseline(study, config: dict, score: Callable[[], tuple]) -> tuple:
     """(metrics, per-fold scores) of the baseline config (params.yaml's), scored once per
     study and config and kept in the study, so a rerun or another worker does not train it
     again."""
+    import hashlib
     import json
 
-    key = "baseline:" + json.dumps(config, sort_keys=True, default=str)
+    # a digest: a database's attribute keys are short (Optuna's RDB storage: 512 characters)
+    digest = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    key = f"baseline:{digest}"
     cached = study.user_attrs.get(key)
     if cached is None:
         _print_now("sweep: scoring the baseline (params.yaml's config) for the verdicts")

@@ -438,6 +438,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", help="table name (default: the space file's stem)")
     add_params_option(parser)
     parser.add_argument("--data", default="data/processed", help="the preprocess stage's output")
+    parser.add_argument("--members", default="members",
+                        help="the other blend members' predictions (members/NAME/predictions.npz, "
+                             "from dvc repro), which each trial is blended with")
     parser.add_argument("--out", default="sweeps/results",
                         help="directory for the ranked tables and the default study database")
     parser.add_argument("--storage",
@@ -457,7 +460,7 @@ def main(argv: list[str] | None = None) -> None:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             storage = f"sqlite:///{Path(args.out) / name}.db"
         table = run_sweep(params, spec, args.data, storage, args.study or name, args.out,
-                          args.space)
+                          args.space, members_dir=args.members)
         rank_by = spec["rank_by"]
         csv_path, md_path = write_tables(table, args.out, name, rank_by)
         print(md_path.read_text(encoding="utf-8"))

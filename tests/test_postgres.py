@@ -119,9 +119,12 @@ def test_a_server_that_goes_away_is_one_line_and_the_rerun_completes(workspace, 
     assert victim.returncode == 1
     assert "Traceback" not in err and "Exception in thread" not in err, err
     lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: sweep: lost the study storage"), err
-    assert "run the same command again" in lines[0]
-    assert "pw@" not in lines[0]  # the password is not printed
+    # progress lines (the batch it started, its epochs), then the one error line, last
+    errors = [line for line in lines if line.startswith("error:")]
+    assert errors == lines[-1:] and errors[0].startswith("error: sweep: lost the study storage"), err
+    assert all(line.startswith(("sweep: training trial(s)", "sweep batch")) for line in lines[:-1]), err
+    assert "run the same command again" in errors[0]
+    assert "pw@" not in err  # the password is not printed
 
     server.start()
     time.sleep(2.5)  # its trials' heartbeats are stale (2 x heartbeat_s)

@@ -369,3 +369,19 @@ def test_an_interrupted_grid_set_up_leaves_no_study_and_a_long_one_says_how_far(
     study = studies.open_study(storage, "grid", spec, {})
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 6
     assert "sweep: queueing the grid: 1 of 6 combinations" in capsys.readouterr().err
+
+
+def test_the_cached_baseline_has_a_key_every_storage_takes():
+    """Optuna's RDB storages (PostgreSQL enforces it) cap an attribute's key at 512 characters;
+    the baseline is keyed by a digest of its config, however long the config."""
+    import optuna
+
+    from pipeline.study import cached_baseline
+
+    study = optuna.create_study()
+    config = {f"key_{i}": "x" * 40 for i in range(40)}  # ~2,000 characters as JSON
+    calls = []
+    first = cached_baseline(study, config, lambda: calls.append(1) or ({"cv_rmse": 0.1}, {}))
+    again = cached_baseline(study, config, lambda: calls.append(1) or ({"cv_rmse": 0.2}, {}))
+    assert first == again == ({"cv_rmse": 0.1}, {}) and calls == [1]  # scored once
+    assert all(len(key) <= 512 for key in study.user_attrs)
