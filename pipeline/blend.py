@@ -17,33 +17,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline import compare
 from pipeline.atomic import atomic_path, write_json
-from pipeline.blending import Blender, nested_oof
+from pipeline.blending import Blender, fit_rows, member_matrix, nested_oof
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.ensemble import rmse
 from pipeline.errors import PipelineError
 from pipeline.folds import cv_metrics, split_per_fold
 from pipeline.inputs import read_npz
 from pipeline.params import EnsembleParams, Params, load_params
-from pipeline.predictions import check_price_range, load_member, plan_signature
+from pipeline.predictions import check_price_range, check_same_plan, load_member
 from pipeline.submission import write_submission
-
-
-def check_same_plan(members: dict[str, dict], params: Params) -> None:
-    """Every member on the same houses and the same folds as the train stage says."""
-    expected = plan_signature(params.train)
-    first = next(iter(members.values()))
-    for name, data in members.items():
-        if not np.array_equal(data["plan"], expected):
-            raise PipelineError(
-                f"member {name} was trained on another fold plan (folds, fold_seed, "
-                f"exclude_outliers = {data['plan'].tolist()}, params say {expected.tolist()}); "
-                "re-run it (dvc repro)")
-        for key in ("id_train", "id_test", "fold_of_row"):
-            if not np.array_equal(data[key], first[key]):
-                raise PipelineError(f"member {name}: its {key} differ from the other members'; "
-                                    "re-run the pipeline (dvc repro)")
-
 
 # The charts a competitor decides a blend by (metrics/, `dvc plots show`): errors by price band
 # (quintiles of the actual price) and each pair of members' out-of-fold residuals side by side.
@@ -99,12 +83,11 @@ def blend(params: Params, *, members_dir="members", mlp_predictions="members/mlp
                             "re-run the pipeline (dvc repro)")
     target, fold_of_row = y["y"], first["fold_of_row"]
     check_price_range(members, target)
-    preds = np.stack([m["oof"] for m in members.values()], axis=1)
-    fit_rows = ~outlier if params.train.exclude_outliers else np.ones(len(target), dtype=bool)
-    oof, fold_weights = nested_oof(preds, target, fit_rows, fold_of_row, ens.blend,
-                                   ens.ridge_alpha)
-    blender = Blender(ens.blend, ens.ridge_alpha).fit(preds[fit_rows], target[fit_rows])
-    test_log = blender.predict(np.stack([m["test"] for m in members.values()], axis=1))
+    preds = member_matrix(ens, {name: m["oof"] for name, m in members.items()})
+    rows = fit_rows(outlier, params.train.exclude_outliers)
+    oof, fold_weights = nested_oof(preds, target, rows, fold_of_row, ens.blend, ens.ridge_alpha)
+    blender = Blender(ens.blend, ens.ridge_alpha).fit(preds[rows], target[rows])
+    test_log = blender.predict(member_matrix(ens, {name: m["test"] for name, m in members.items()}))
 
     metrics, per_fold = split_per_fold(cv_metrics(oof, target, outlier, fold_of_row))
     metrics["weights"] = {name: round(float(w), 6)
@@ -128,7 +111,7 @@ def blend(params: Params, *, members_dir="members", mlp_predictions="members/mlp
                                                "blend": oof}, target, outlier)
     # each house's squared error and the abnormal ones, for the house-level rule of
     # `house-prices experiments` (pipeline/compare.py: a paired bootstrap over houses)
-    per_fold["house_squared_error"] = [float(f"{e:.6g}") for e in (oof - target) ** 2]
+    per_fold["house_squared_error"] = compare.stored(compare.house_errors(oof, target))
     per_fold["outlier_rows"] = np.flatnonzero(outlier).tolist()
     write_json(folds_path, per_fold)
     write_json(metrics_path, metrics)

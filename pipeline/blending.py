@@ -47,6 +47,18 @@ class Blender:
         return preds @ self.weights_ + self.intercept_
 
 
+def member_matrix(ensemble, by_member: dict[str, np.ndarray]) -> np.ndarray:
+    """The members' log prices [N, M], in ensemble.members' order (the order fixes the sums'
+    rounding: every blend of the same members stacks them this way)."""
+    return np.stack([by_member[name] for name in ensemble.members], axis=1)
+
+
+def fit_rows(outlier: np.ndarray, exclude_outliers: bool) -> np.ndarray:
+    """The rows blend weights are fitted on: without the outlier rows when no member trains on
+    them (train.exclude_outliers)."""
+    return ~outlier if exclude_outliers else np.ones(len(outlier), dtype=bool)
+
+
 def nested_oof(preds: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, fold_of_row: np.ndarray,
                method: str, ridge_alpha: float) -> tuple[np.ndarray, list[np.ndarray]]:
     """Each fold's rows blended with weights fitted on the other folds' rows (fit_rows only)."""

@@ -35,6 +35,11 @@ def house_errors(log_pred_by_seed, y) -> np.ndarray:
     return np.nanmean((pred - np.asarray(y, dtype=float)) ** 2, axis=0)
 
 
+def stored(errors) -> list[float]:
+    """Per-house errors as the metrics files and studies keep them (6 significant digits)."""
+    return [float(f"{e:.6g}") for e in errors]
+
+
 def bootstrap(err_a, err_b, rows=None) -> tuple[float, float]:
     """RMSE(a) - RMSE(b) over the houses `rows` (a mask; all by default), and the standard error of
     that difference by a paired bootstrap over those houses."""

@@ -173,7 +173,7 @@ def fit_mlp_configs(views: Views, y: np.ndarray, plan: FoldPlan,
     if any(architecture_of(c) != arch for c in configs):
         raise ValueError("configs trained together must share one architecture")
     if (plan.view_of_model is None) != (len(views) == 1):
-        raise ValueError("plan the folds with n_views=len(x) for inputs with views")
+        raise ValueError("plan the folds with n_views=len(views) for inputs with views")
     n = len(plan.names)
     per_model = per_model_settings(configs, plan.seeds, plan.view_of_model)
     # The Lasso fits first: their notes must not break into the progress bar.

@@ -50,6 +50,22 @@ def plan_signature(train: TrainParams) -> np.ndarray:
     return np.array([train.folds, train.fold_seed, int(train.exclude_outliers)])
 
 
+def check_same_plan(members: dict[str, dict], params: Params) -> None:
+    """Every member on the same houses and the same folds as the train stage says."""
+    expected = plan_signature(params.train)
+    first = next(iter(members.values()))
+    for name, data in members.items():
+        if not np.array_equal(data["plan"], expected):
+            raise PipelineError(
+                f"member {name} was trained on another fold plan (folds, fold_seed, "
+                f"exclude_outliers = {data['plan'].tolist()}, params say {expected.tolist()}); "
+                "re-run it (dvc repro)")
+        for key in ("id_train", "id_test", "fold_of_row"):
+            if not np.array_equal(data[key], first[key]):
+                raise PipelineError(f"member {name}: its {key} differ from the other members'; "
+                                    "re-run the pipeline (dvc repro)")
+
+
 def save_predictions(path: str | os.PathLike, oof: np.ndarray, test: np.ndarray,
                      id_train: np.ndarray, id_test: np.ndarray, fold_of_row: np.ndarray,
                      train: TrainParams) -> None:

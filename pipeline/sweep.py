@@ -145,7 +145,7 @@ def other_members(params: Params, members_dir: str | os.PathLike, data: dict
                   ) -> dict[str, np.ndarray] | None:
     """The out-of-fold log prices of the blend's other members (from the last `dvc repro`),
     by name; None where one is missing or the blend has no MLP to vary."""
-    from pipeline.predictions import load_member, plan_signature
+    from pipeline.predictions import check_same_plan, load_member
 
     names = list(params.ensemble.members)
     if "mlp" not in names or len(names) == 1:
@@ -154,38 +154,48 @@ def other_members(params: Params, members_dir: str | os.PathLike, data: dict
     for name in (n for n in names if n != "mlp"):
         if not (Path(members_dir) / name / "predictions.npz").is_file():
             return None
-        member = load_member(name, Path(members_dir), Path(members_dir) / "mlp/predictions.npz")
-        if not (np.array_equal(member["plan"], plan_signature(params.train))
-                and np.array_equal(member["id_train"], data["id"])):
-            print(f"sweep: note: {members_dir}/{name} is from another fold plan or other houses "
-                  "than params.yaml and the data say, so no trial is blended; run dvc repro",
-                  file=sys.stderr)
-            return None
-        found[name] = member["oof"]
-    return found
+        found[name] = load_member(name, Path(members_dir), Path(members_dir) / "mlp/predictions.npz")
+    try:
+        check_same_plan(found, params)
+        if not np.array_equal(next(iter(found.values()))["id_train"], data["id"]):
+            raise PipelineError("its training rows differ from data/processed's")
+    except PipelineError as exc:
+        print(f"sweep: note: no trial is blended: the other members are not on params.yaml's "
+              f"fold plan and houses ({exc}); run dvc repro", file=sys.stderr)
+        return None
+    return {name: member["oof"] for name, member in found.items()}
 
 
 def blend_oof(params: Params, mlp_oof: np.ndarray, others: dict, y, outlier, fold_of_row
               ) -> np.ndarray:
     """The blend stage's nested out-of-fold blend, this MLP beside the other members (stacked
     in ensemble.members' order, as the blend stage stacks them: the same number, bit for bit)."""
-    from pipeline.blending import nested_oof
+    from pipeline.blending import fit_rows, member_matrix, nested_oof
 
     ens = params.ensemble
-    preds = np.stack([mlp_oof if n == "mlp" else others[n] for n in ens.members], axis=1)
-    fit_rows = ~outlier if params.train.exclude_outliers else np.ones(len(y), dtype=bool)
-    return nested_oof(preds, y, fit_rows, fold_of_row, ens.blend, ens.ridge_alpha)[0]
+    preds = member_matrix(ens, {**others, "mlp": mlp_oof})
+    return nested_oof(preds, y, fit_rows(outlier, params.train.exclude_outliers), fold_of_row,
+                      ens.blend, ens.ridge_alpha)[0]
 
 
-def _house_errors(oof: np.ndarray, y: np.ndarray) -> list[float]:
-    return [float(f"{e:.6g}") for e in (oof - y) ** 2]
+def _scored(oof: np.ndarray, y, outlier, fold_of_row, prefix: str = "") -> tuple[dict, dict]:
+    """(CV metrics, per-fold scores and per-house errors) of out-of-fold log prices, their keys
+    prefixed (`blend_`)."""
+    from pipeline.folds import cv_metrics, split_per_fold
+
+    metrics, folds = split_per_fold(cv_metrics(oof, y, outlier, fold_of_row))
+    per_fold = {"cv_rmse": list(folds["fold_rmse"].values()),
+                "cv_rmse_no_outliers": list(folds["fold_rmse_no_outliers"].values()),
+                "house_squared_error": compare.stored(compare.house_errors(oof, y))}
+    return ({prefix + k: v for k, v in metrics.items()},
+            {prefix + k: v for k, v in per_fold.items()})
 
 
 def score_configs(params: Params, overrides: list[dict], data: dict, device,
                   others: dict | None = None) -> list[tuple]:
     """(CV metrics, per-fold scores and per-house errors) of each config, trained in batches per
     architecture; with `others` (other_members), also the blend's."""
-    from pipeline.folds import cv_metrics, plan_folds, split_per_fold
+    from pipeline.folds import plan_folds
     from pipeline.mlp import architecture_of, fit_mlp_configs, oof_predictions
 
     configs = [_as_train_params(params.train, o) for o in overrides]
@@ -200,19 +210,13 @@ def score_configs(params: Params, overrides: list[dict], data: dict, device,
                                   label=f"sweep batch, architecture {number}/{len(groups)}")
         for index, result in zip(indices, trained, strict=True):
             oof = oof_predictions(result.models, x, plan, params.ensemble.average)
-            metrics, folds = split_per_fold(cv_metrics(oof, y, outlier, plan.fold_of_row))
-            per_fold = {"cv_rmse": list(folds["fold_rmse"].values()),
-                        "cv_rmse_no_outliers": list(folds["fold_rmse_no_outliers"].values()),
-                        "house_squared_error": _house_errors(oof, y)}
+            metrics, per_fold = _scored(oof, y, outlier, plan.fold_of_row)
             if others is not None:
                 blended = blend_oof(params, oof, others, y, outlier, plan.fold_of_row)
-                scores, folds = split_per_fold(cv_metrics(blended, y, outlier, plan.fold_of_row))
-                metrics = {"blend_cv_rmse": scores["cv_rmse"],
-                           "blend_cv_rmse_no_outliers": scores["cv_rmse_no_outliers"], **metrics}
-                per_fold |= {"blend_cv_rmse": list(folds["fold_rmse"].values()),
-                             "blend_cv_rmse_no_outliers":
-                                 list(folds["fold_rmse_no_outliers"].values()),
-                             "blend_house_squared_error": _house_errors(blended, y)}
+                scores, folds = _scored(blended, y, outlier, plan.fold_of_row, "blend_")
+                metrics = {k: scores[k] for k in ("blend_cv_rmse", "blend_cv_rmse_no_outliers")
+                           } | metrics
+                per_fold |= folds
             metrics["best_epoch_mean"] = float(result.best_epoch.double().mean() + 1)
             results[index] = (metrics, per_fold)
     return results
@@ -257,8 +261,7 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
         studies.run_worker(study, store, spec,
                            lambda overrides: score_configs(params, overrides, data, device, others))
         baseline = studies.cached_baseline(
-            study, {**fixed, **{k: v for k, v in dataclasses.asdict(params.train).items()
-                                if k in spec["space"]}},
+            study, {**dataclasses.asdict(params.train), "average": params.ensemble.average},
             lambda: score_configs(params, [{}], data, device, others)[0])
         rows, folds = studies.completed_rows(study, spec)
         if plots_dir is not None:
