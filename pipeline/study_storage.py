@@ -93,7 +93,14 @@ def storage_errors():
 def lost_storage_is_one_line(url: str):
     """Turn a storage that fails mid-study into one line: nothing is lost (completed trials are
     in the storage; this worker's running ones go stale and are re-queued), so the same command
-    resumes the study once the storage is back."""
+    resumes the study once the storage is back. The RDB storage's own notes while it fails
+    ("Caught an error from sqlalchemy ... falling back") are muted for the block: the storage
+    either recovers (the note was noise) or fails for good (the one line says so)."""
+    import logging
+
+    notes = logging.getLogger(RDB_STORAGE_LOGGER)
+    level = notes.level
+    notes.setLevel(logging.ERROR)
     try:
         yield
     except storage_errors() as exc:
@@ -101,6 +108,11 @@ def lost_storage_is_one_line(url: str):
         raise PipelineError(
             f"sweep: lost the study storage {redact(url, url)} ({detail}); completed trials are "
             "kept: run the same command again once it is reachable and the study resumes") from exc
+    finally:
+        notes.setLevel(level)
+
+
+RDB_STORAGE_LOGGER = "optuna.storages._rdb.storage"  # Optuna's SQL storage logs under this name
 
 
 SECRET_KEYS = ("password", "passwd", "pwd", "secret", "token", "key")

@@ -385,3 +385,28 @@ def test_the_cached_baseline_has_a_key_every_storage_takes():
     again = cached_baseline(study, config, lambda: calls.append(1) or ({"cv_rmse": 0.2}, {}))
     assert first == again == ({"cv_rmse": 0.1}, {}) and calls == [1]  # scored once
     assert all(len(key) <= 512 for key in study.user_attrs)
+
+
+def test_a_failing_storage_s_own_notes_do_not_add_lines_to_the_one_line():
+    """Optuna's SQL storage notes each failed query on stderr ("Caught an error from sqlalchemy
+    ... falling back"); while a sweep runs they are muted, so a lost server is one line."""
+    import logging
+
+    import optuna
+
+    from pipeline.study_storage import RDB_STORAGE_LOGGER, lost_storage_is_one_line
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    notes = optuna.logging.get_logger(RDB_STORAGE_LOGGER)
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    notes.addHandler(handler)
+    try:
+        with lost_storage_is_one_line("sqlite:///x.db"):
+            notes.warning("Caught an error from sqlalchemy: gone. Falling back")
+        assert seen == []
+        notes.warning("Caught an error from sqlalchemy: outside a sweep")  # restored afterwards
+        assert seen == ["Caught an error from sqlalchemy: outside a sweep"]
+    finally:
+        notes.removeHandler(handler)
