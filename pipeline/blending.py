@@ -5,8 +5,6 @@ library for the blend stage, the sweep (which scores each trial's blend) and ben
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import nnls
-from sklearn.linear_model import Ridge
 
 # Weight of the sum-to-one row in the constrained least squares; large enough that the weights
 # sum to one to ~1e-9, after which they are renormalised exactly.
@@ -15,6 +13,8 @@ SUM_TO_ONE_WEIGHT = 1e4
 
 def fit_weights(preds: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Non-negative weights summing to one minimising ||preds @ w - y|| ([N, M] -> [M])."""
+    from scipy.optimize import nnls  # here: the default equal blend starts without SciPy's solvers
+
     n, m = preds.shape
     if m == 1:
         return np.ones(1)
@@ -37,6 +37,8 @@ class Blender:
         elif self.method == "weights" or preds.shape[1] == 1:
             self.weights_, self.intercept_ = fit_weights(preds, y), 0.0
         else:
+            from sklearn.linear_model import Ridge
+
             ridge = Ridge(alpha=self.ridge_alpha).fit(preds, y)
             self.weights_, self.intercept_ = ridge.coef_, float(ridge.intercept_)
         return self

@@ -1,7 +1,8 @@
 """The fold plan every model family trains on, and how out-of-fold predictions are scored.
 
-Shared by the train stage, the blend members and the blend; free of torch, so the member and
-blend stages start in a second instead of paying for the MLP's imports.
+Shared by the train stage, the blend members and the blend; free of torch (and scikit-learn
+until a split is made), so the member and blend stages start in a second instead of paying for
+the MLP's imports.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import KFold
 
 from pipeline.ensemble import rmse
 from pipeline.errors import PipelineError
@@ -40,6 +40,8 @@ def kfold_rows(n_rows: int, outlier: np.ndarray, folds: int, fold_seed: int,
     KFold shuffle every family shares, the outlier rows out of training when excluded."""
     if folds > n_rows:
         raise PipelineError(f"train.folds={folds} exceeds the {n_rows} training rows")
+    from sklearn.model_selection import KFold
+
     splitter = KFold(n_splits=folds, shuffle=True, random_state=fold_seed)
     fold_of_row = np.empty(n_rows, dtype=np.int64)
     train_rows = np.zeros((folds, n_rows), dtype=bool)

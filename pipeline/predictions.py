@@ -13,7 +13,7 @@ from pipeline.errors import PipelineError
 from pipeline.folds import FoldPlan, kfold_rows
 from pipeline.inputs import read_npz
 from pipeline.params import Params, TrainParams
-from pipeline.threads import in_threads
+from pipeline.threads import fit_then_use
 
 
 def member_plan(n_rows: int, outlier: np.ndarray, params: Params) -> FoldPlan:
@@ -30,18 +30,26 @@ def cross_fit(estimator, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, plan:
               threads_each: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(out-of-fold log prices [N], test log prices [N_test], the mean of the fold models).
 
-    Each fold fits its own `clone` of the unfitted scikit-learn estimator; the folds fit at once
-    where the cores allow (a model using `threads_each` of them)."""
+    Each fold fits its own `clone` of the unfitted scikit-learn estimator; the folds fit, then
+    predict, at once where the cores allow (a model using `threads_each` of them). The test
+    mean is summed in fold order, so the bits do not depend on which fold finished first."""
     from sklearn.base import clone
+
+    held = [plan.fold_of_row == fold for fold in range(len(plan.train_mask))]
+
+    def fit(fold: int):
+        return fold, clone(estimator).fit(x[plan.train_mask[fold]], y[plan.train_mask[fold]])
+
+    def predict(fitted) -> tuple[np.ndarray, np.ndarray]:
+        fold, model = fitted
+        return model.predict(x[held[fold]]), model.predict(x_test)
 
     oof = np.full(len(y), np.nan)
     test = np.zeros(len(x_test))
-    models = in_threads(lambda rows: clone(estimator).fit(x[rows], y[rows]), plan.train_mask,
-                        threads_each)
-    for fold, model in enumerate(models):
-        held = plan.fold_of_row == fold
-        oof[held] = model.predict(x[held])
-        test += model.predict(x_test) / len(plan.train_mask)
+    for rows, (oof_pred, test_pred) in zip(
+            held, fit_then_use(fit, predict, range(len(held)), threads_each), strict=True):
+        oof[rows] = oof_pred
+        test += test_pred / len(held)
     return oof, test
 
 
