@@ -2,7 +2,8 @@
 again inside every outer training part, and the outer folds score what was chosen.
 
     python bench/nested_cv.py run --out DIR [--fold-seeds 1000 ... 1004] [--mlp-configs 24]
-                                  [--parts mlp lgbm lasso_svr krr enet gboost]
+                                  [--parts mlp lgbm lasso_svr krr enet gboost catboost
+                                           lasso svr]
                                   [--workers 8] [--quick]
     python bench/nested_cv.py report DIR [--stacked DIR]
 
@@ -64,6 +65,20 @@ RECIPE_FAMILIES = ("krr", "enet", "gboost")
 # Candidate members on the raw columns with their library's published defaults (the `catboost`
 # extra): CatBoost's ordered target statistics on the categorical columns instead of one-hot.
 RAW_FAMILIES = ("catboost",)
+# The previous default's two members that were removed since (tags lasso-member-2026-11,
+# svr-member-2026-11), with the settings they had there, so the previous default (these two
+# beside mlp, lgbm and lasso_svr, fitted weights) is a row of the same tables.
+PREVIOUS_FAMILIES = ("lasso", "svr")
+
+
+def previous_member(name: str, train):
+    """The removed Lasso member (train.lasso_*, the settings it had) or the plain RBF SVR."""
+    from sklearn.linear_model import Lasso
+    from sklearn.svm import SVR
+
+    if name == "lasso":
+        return Lasso(alpha=train.lasso_alpha, max_iter=train.lasso_max_iter, tol=train.lasso_tol)
+    return SVR(kernel="rbf", C=50.0, epsilon=0.008, gamma=0.0002)
 
 
 # --- run -----------------------------------------------------------------------------------------
@@ -219,6 +234,11 @@ def run_family(name: str, seed: int, fold: int, out: str, quick: bool, defaults_
     data = outer_data(seed, fold)
     x, y = data["x_train"].astype(np.float64), data["y_train"]
     x_outer = data["x_test"].astype(np.float64)
+    if name in PREVIOUS_FAMILIES:
+        plan = member_plan(len(y), data["outlier"], params)
+        preds = {"default": cross_fit(previous_member(name, params.train), x, y, x_outer, plan)}
+        save_part(Path(out), seed, fold, name, preds, data, plan)
+        return f"s{seed}_f{fold}_{name}"
     settings = getattr(params.members, name)
     candidates = {k: (v, True) for k, v in grid(settings, (QUICK_GRIDS if quick else GRIDS)[name]
                                                   ).items()}
@@ -495,7 +515,7 @@ def command_report(args) -> None:
     members = [m for m in params.ensemble.members if m in have]
     if members != list(params.ensemble.members):
         raise SystemExit(f"{args.dir}: has no {set(params.ensemble.members) - have} parts")
-    others = sorted(have - set(members))
+    others = sorted(have - set(members) - set(PREVIOUS_FAMILIES))  # those: the previous default
     method = params.ensemble.blend
     recipes: dict[str, dict] = {}
 
@@ -634,7 +654,8 @@ def main() -> None:
     run.add_argument("--out", required=True)
     run.add_argument("--fold-seeds", type=int, nargs="+", default=FRESH_SEEDS)
     run.add_argument("--parts", nargs="+", default=["mlp", *FAMILIES],
-                     choices=["mlp", *FAMILIES, *RECIPE_FAMILIES, *RAW_FAMILIES])
+                     choices=["mlp", *FAMILIES, *RECIPE_FAMILIES, *RAW_FAMILIES,
+                              *PREVIOUS_FAMILIES])
     run.add_argument("--mlp-configs", type=int, default=24,
                      help="random configs around the MLP's default (plus the default)")
     run.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))

@@ -108,6 +108,9 @@ def test_nested_cv_runs_and_reports_with_its_peers(tiny_repo, monkeypatch):
     bench(tiny_repo, "nested_cv.py", "run", "--out", out, "--fold-seeds", 1000, "--limit", 1,
           "--quick", "--mlp-configs", 1, "--workers", 1, "--device", "cpu")
     assert len(list(out.glob("s1000_f0_*.npz"))) == 3  # mlp, lgbm, lasso_svr
+    bench(tiny_repo, "nested_cv.py", "run", "--out", out, "--fold-seeds", 1000, "--limit", 1,
+          "--parts", "lasso", "svr", "--workers", 1)  # the previous default's removed members
+    assert len(list(out.glob("s1000_f0_*.npz"))) == 5
     peer = tiny_repo / "peer"
     peer.mkdir()
     y = np.log(np.loadtxt(ROOT / "data/bundled/kaggle_house_pred_train.csv", delimiter=",",
@@ -118,6 +121,9 @@ def test_nested_cv_runs_and_reports_with_its_peers(tiny_repo, monkeypatch):
     row = next(line for line in report.splitlines() if "AutoGluon" in line)
     assert "published defaults" in row and "0.1000" in row  # RMSE of a constant 0.1 error
     assert "decides nothing" in report  # the fixed defaults: chosen on these houses
+    previous = next(line for line in report.splitlines() if "previous default" in line)
+    assert "mlp + lasso + lgbm + svr + lasso_svr, fitted weights" in previous
+    assert "optimistic" in previous and "with lasso" not in report  # a row, not a candidate
 
 
 def test_autogluon_peer_uses_nested_cv_outer_folds_and_writes_one_prediction_per_house(
