@@ -116,7 +116,8 @@ def test_nested_cv_runs_and_reports_with_its_peers(tiny_repo, monkeypatch):
     y = np.log(np.loadtxt(ROOT / "data/bundled/kaggle_house_pred_train.csv", delimiter=",",
                           skiprows=1, usecols=[-1]))
     np.save(peer / "autogluon_oof_fs1000.npy", y + 0.1)  # a stand-in peer, off by 0.1 everywhere
-    report = bench(tiny_repo, "nested_cv.py", "report", out, "--peer", f"t60={peer}")
+    report = bench(tiny_repo, "nested_cv.py", "report", out, "--peer", f"t60={peer}",
+                   "--against", "AutoGluon best_quality (t60)")
     assert "every setting searched inside" in report and "AutoGluon best_quality (t60)" in report
     row = next(line for line in report.splitlines() if "AutoGluon" in line)
     assert "published defaults" in row and "0.1000" in row  # RMSE of a constant 0.1 error
@@ -124,6 +125,12 @@ def test_nested_cv_runs_and_reports_with_its_peers(tiny_repo, monkeypatch):
     previous = next(line for line in report.splitlines() if "previous default" in line)
     assert "mlp + lasso + lgbm + svr + lasso_svr, fitted weights" in previous
     assert "optimistic" in previous and "with lasso" not in report  # a row, not a candidate
+    first = report.split("\n## ")[0].splitlines()
+    gates = [line for line in first if line.startswith("| a gate: houses above 4000 sq ft")]
+    assert len(gates) == 2 and all("decides nothing" in g for g in gates)
+    against = report.split("## The same rows against AutoGluon best_quality (t60)")[1]
+    assert "| AutoGluon best_quality (t60) | published defaults | 0.1000 |" in against
+    assert "(baseline)" in against.split("\n## ")[0]
 
 
 def test_autogluon_peer_uses_nested_cv_outer_folds_and_writes_one_prediction_per_house(
