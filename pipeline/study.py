@@ -212,8 +212,9 @@ def _join_study(storage, name: str, sampler, signature: str):
                 f"--study-name {name} --storage URL) or use another --study name")
         time.sleep(0.2)
     if stored != signature:
-        raise PipelineError(f"sweep: study '{name}' was created with another space, rank_by or "
-                            "params; use another --study name (or the original space)")
+        raise PipelineError(f"sweep: study '{name}' was created with another space, rank_by, "
+                            "params or inputs (data/processed, the other members' predictions); "
+                            "use another --study name (or the original space and inputs)")
     return study
 
 

@@ -166,6 +166,22 @@ def other_members(params: Params, members_dir: str | os.PathLike, data: dict
     return {name: member["oof"] for name, member in found.items()}
 
 
+def inputs_digest(params: Params, data: dict, others: dict | None) -> str:
+    """What a trial's score depends on besides its train.* config: the houses as preprocess
+    left them (data/processed), the other members' out-of-fold predictions and how the blend
+    combines them. Part of the study's signature, so a study resumed after `dvc repro` changed
+    any of them is refused instead of ranking old trials beside new ones."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for name, values in [*sorted(data.items()), *sorted((others or {}).items())]:
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(values).tobytes())
+    ensemble = params.ensemble
+    digest.update(repr((list(ensemble.members), ensemble.blend, ensemble.ridge_alpha)).encode())
+    return digest.hexdigest()
+
+
 def blend_oof(params: Params, mlp_oof: np.ndarray, others: dict, y, outlier, fold_of_row
               ) -> np.ndarray:
     """The blend stage's nested out-of-fold blend, this MLP beside the other members (stacked
@@ -256,6 +272,7 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
              else optuna.storages.InMemoryStorage())
     fixed = {k: v for k, v in dataclasses.asdict(params.train).items() if k not in spec["space"]}
     fixed["average"] = params.ensemble.average
+    fixed["inputs"] = inputs_digest(params, data, others)
     with study_storage.lost_storage_is_one_line(storage or "in memory"):
         study = studies.open_study(store, study_name, spec, fixed)
         studies.run_worker(study, store, spec,

@@ -1,6 +1,7 @@
 """Sweep on a tiny space and tiny data: ranking, tables, --apply keeping params.yaml's comments."""
 
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -165,6 +166,29 @@ def test_sweep_scores_the_blend_dvc_repro_submits_with_the_baseline(small_run):
     assert table["blend_cv_rmse"].is_monotonic_increasing
     with pytest.raises(PipelineError, match="needs the other members' predictions"):
         sweep.run_sweep(params, spec, root / "data/processed", members_dir=root / "nowhere")
+
+
+def test_a_study_resumed_after_a_member_changed_is_refused(small_run, tmp_path):
+    """The blend scores of a study's trials hold the other members' predictions of the time:
+    after `dvc repro` changed one (a new members.lgbm setting), resuming would rank old blends
+    beside new ones, so the study is refused and left as it was."""
+    import shutil
+
+    root, _ = small_run
+    params = load_params(root / "params.yaml")
+    members = tmp_path / "members"
+    shutil.copytree(root / "members", members)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    spec = {"sampler": "grid", "trials": 1, "space": {"lr": [params.train.lr]}}
+    sweep.run_sweep(params, spec, root / "data/processed", storage, "s", members_dir=members)
+    lgbm = dict(np.load(members / "lgbm/predictions.npz"))
+    np.savez(members / "lgbm/predictions.npz", **{**lgbm, "oof": lgbm["oof"] + 0.01})
+    with pytest.raises(PipelineError, match="another space, rank_by, params or inputs"):
+        sweep.run_sweep(params, spec, root / "data/processed", storage, "s", members_dir=members)
+    import optuna
+
+    assert [t.state.name for t in optuna.load_study(study_name="s", storage=storage).trials] \
+        == ["COMPLETE"]
 
 
 def test_a_sweep_says_when_a_batch_starts_and_how_it_trains(tiny, monkeypatch, capsys):
