@@ -495,9 +495,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"sweep: wrote the best config into {args.params}: {best}; run dvc repro")
             verdict = str(table.loc[table["rank"] == 1, "vs_baseline"].iloc[0])
             if not verdict.startswith("better"):
-                print(f"sweep: note: it is no win over the baseline (params.yaml's config before "
-                      f"--apply) by the house-level rule: {verdict}; a tie keeps the simpler "
-                      "option, so 'git checkout params.yaml' undoes it")
+                print(f"sweep: note: it is no win over the baseline ({args.params}'s config "
+                      f"before --apply) by the house-level rule: {verdict}; a tie keeps the "
+                      f"simpler option: undo it with git checkout -- "
+                      f"{shlex.quote(str(args.params))}")
         if args.queue:
             queue_experiments(table, spec, args.queue, name=name)
             print("sweep: next: 'dvc exp run --run-all' runs them; 'house-prices experiments' "

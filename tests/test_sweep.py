@@ -203,3 +203,20 @@ def test_a_sweep_says_when_a_batch_starts_and_how_it_trains(tiny, monkeypatch, c
     assert "sweep: training trial(s) 0, 1 as one batch (0/4 done in the study)" in said
     assert "sweep: training trial(s) 2, 3 as one batch (2/4 done in the study)" in said
     assert "epoch 1/4, " in said and " models still training" in said and "min left" in said
+
+
+def test_apply_says_how_to_undo_it_in_the_params_file_it_wrote(tiny, capsys):
+    """--apply of a config that is no win names the file it edited (--params), not params.yaml."""
+    _, tmp_path, params_file = tiny
+    raw = yaml.safe_load(params_file.read_text())
+    raw["train"].update(folds=3, n_seeds=1, max_epochs=4, patience=2, device="cpu")
+    mine = tmp_path / "my params.yaml"
+    mine.write_text(yaml.safe_dump(raw))
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"sampler": "grid", "rank_by": "cv_rmse",
+                                     "space": {"lr": [raw["train"]["lr"]]}}))
+    sweep.main([str(space), "--params", str(mine), "--data", str(tmp_path / "processed"),
+                "--out", str(tmp_path / "results"), "--members", str(tmp_path / "none"), "--apply"])
+    out = capsys.readouterr().out
+    assert f"wrote the best config into {mine}" in out
+    assert out.rstrip().endswith(f"undo it with git checkout -- '{mine}'")  # quoted: a space
