@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,9 +59,11 @@ TINY = {"train": {"max_epochs": 3, "patience": 0, "lasso_max_iter": 2000},
 
 @pytest.fixture
 def tiny_repo(tmp_path):
-    """bench/, the bundled data and a shrunk params.yaml: the scripts' ROOT is this copy."""
+    """bench/, the bundled data, the sweep spaces and a shrunk params.yaml: the scripts' ROOT is
+    this copy."""
     shutil.copytree(BENCH, tmp_path / "bench", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "data/bundled", tmp_path / "data/bundled")
+    shutil.copytree(ROOT / "sweeps", tmp_path / "sweeps", ignore=shutil.ignore_patterns("results"))
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section, values in TINY.items():
         for key, value in values.items():
@@ -91,7 +94,20 @@ RUNS = {
     "blend_quality.py": ["--fold-seeds", 0, "--device", "cpu"],
     "member_grid.py": ["lasso_svr", "power=1", "--fold-seeds", 400],
     "model_quality.py": ["--repeats", 1, "--device", "cpu"],
+    "study_overhead.py": ["--trials", 4, "--batch", 2, "--storages", "memory", "sqlite"],
 }
+# scripts run end to end by a test of their own below
+OWN_TESTS = {"nested_cv.py", "autogluon_peer.py", "stacked_regressions.py"}
+
+
+def test_every_bench_script_runs_in_a_test():
+    """A new script gets a tiny setting in RUNS (or a test of its own), so a broken one fails CI."""
+    scripts = {p.name for p in SCRIPTS} - {"common.py"}  # common.py: the scripts' shared helpers
+    assert scripts - set(RUNS) - OWN_TESTS == set()
+    assert scripts >= OWN_TESTS
+    source = Path(__file__).read_text()
+    for name in OWN_TESTS:
+        assert source.count(Path(name).stem) > 1, f"{name} has no test of its own"
 
 
 @pytest.mark.slow
