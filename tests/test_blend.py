@@ -424,3 +424,26 @@ def test_more_lgbm_threads_than_cores_fit_on_the_cores_with_the_same_trees(pipel
                out_dir=tmp_path / "many")
     assert used == [os.cpu_count()]
     assert np.array_equal(np.load(tmp_path / "many/lgbm/predictions.npz")["oof"], one)
+
+
+def test_fits_then_uses_come_back_in_order_and_a_failed_fit_is_raised():
+    """fit_then_use (how cross_fit runs a member's folds): each use gets its own fit's result,
+    the results come back in the items' order whatever finishes first, and a fit that fails
+    raises in the caller instead of leaving a use waiting."""
+    import time
+
+    from pipeline.threads import fit_then_use
+
+    def fit(i):
+        time.sleep(0.02 * (4 - i))  # the first fits finish last
+        return i * 10
+
+    assert fit_then_use(fit, lambda r: r + 1, range(5)) == [1, 11, 21, 31, 41]
+
+    def broken(i):
+        if i == 3:
+            raise ValueError("fold 3 failed")
+        return i
+
+    with pytest.raises(ValueError, match="fold 3 failed"):
+        fit_then_use(broken, lambda r: r, range(5))
