@@ -19,6 +19,10 @@ AutoGluon needs pandas < 2.4 and this project pins pandas 3, so it lives in its 
 
 from __future__ import annotations
 
+import pipeline  # noqa: F401  first: its CPU kernel pins must precede numpy and torch
+
+# isort: split
+
 import argparse
 import dataclasses
 import json

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pipeline  # noqa: F401  first: its CPU kernel pins must precede numpy and torch
+
+# isort: split
+
 import platform
 from pathlib import Path
 

@@ -12,6 +12,10 @@ no confirmation run uses (the default 400-402), then confirm on the 9 shuffles w
 
 from __future__ import annotations
 
+import pipeline  # noqa: F401  first: its CPU kernel pins must precede numpy and torch
+
+# isort: split
+
 import argparse
 import dataclasses
 import itertools

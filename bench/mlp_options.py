@@ -18,6 +18,10 @@ prices (an ensemble of MLPs that see differently encoded inputs), scored the sam
 
 from __future__ import annotations
 
+import pipeline  # noqa: F401  first: its CPU kernel pins must precede numpy and torch
+
+# isort: split
+
 import argparse
 import dataclasses
 import datetime

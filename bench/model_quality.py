@@ -11,6 +11,10 @@ Nothing here is tuned on anything but these cross-validation numbers.
 
 from __future__ import annotations
 
+import pipeline  # noqa: F401  first: its CPU kernel pins must precede numpy and torch
+
+# isort: split
+
 import argparse
 import dataclasses
 import datetime

@@ -28,6 +28,10 @@ paired standard errors and it does not lose without the outlier rows. --stacked 
 
 from __future__ import annotations
 
+import pipeline  # noqa: F401  first: its CPU kernel pins must precede numpy and torch
+
+# isort: split
+
 import argparse
 import dataclasses
 import itertools

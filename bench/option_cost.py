@@ -9,6 +9,10 @@ epochs its models ran, and model-epochs per second.
 
 from __future__ import annotations
 
+import pipeline  # noqa: F401  first: its CPU kernel pins must precede numpy and torch
+
+# isort: split
+
 import dataclasses
 import datetime
 import time

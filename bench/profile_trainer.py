@@ -7,6 +7,10 @@ Prints the profiler's table (device time on CUDA, CPU time on the CPU), sorted b
 
 from __future__ import annotations
 
+import pipeline  # noqa: F401  first: its CPU kernel pins must precede numpy and torch
+
+# isort: split
+
 import argparse
 import dataclasses
 

@@ -20,6 +20,10 @@ rows only, so its score is honest cross-validation. Needs the `stacked` extra (x
 
 from __future__ import annotations
 
+import pipeline  # noqa: F401  first: its CPU kernel pins must precede numpy and torch
+
+# isort: split
+
 import argparse
 import datetime
 import time

@@ -9,6 +9,10 @@ train in one batched group, as `python -m pipeline.sweep` would run them.
 
 from __future__ import annotations
 
+import pipeline  # noqa: F401  first: its CPU kernel pins must precede numpy and torch
+
+# isort: split
+
 import argparse
 import dataclasses
 import datetime

@@ -15,6 +15,10 @@ with that many other configs, as a sweep or bench/mlp_options.py trains it, agai
 
 from __future__ import annotations
 
+import pipeline  # noqa: F401  first: its CPU kernel pins must precede numpy and torch
+
+# isort: split
+
 import argparse
 import dataclasses
 import datetime

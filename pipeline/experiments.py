@@ -165,7 +165,8 @@ def table(rows: list[dict], width: int = WIDTH) -> str:
 
 def stale_stages() -> list[str]:
     """The stages whose outputs are out of date in the workspace (params or code changed since
-    its last `dvc repro`); the parameter check is always listed by DVC (always_changed)."""
+    its last `dvc repro`). The parameter check is left out: it is listed after any edit of
+    params.yaml's bytes (a comment too) and changes no output."""
     proc = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], capture_output=True,
                           text=True)
     try:

@@ -1,3 +1,6 @@
+import pipeline  # noqa: F401  first: its CPU kernel pins must precede numpy and torch
+
+# isort: split
 import sys
 from pathlib import Path
 
@@ -150,3 +153,14 @@ def train_in(train_params, average: str, root: Path, data_dir: Path | None = Non
     return train(train_params, average, data_dir=data_dir or root / "processed",
                  models_dir=root / "models", metrics_path=root / "cv.json",
                  oof_path=root / "oof.csv", live_dir=root / "live", **extra)
+
+
+def trained_tolerance(optimizer: str, lr: float) -> dict:
+    """Tolerance for a weight that two float32 implementations trained, adding in other orders
+    (the batched trainer against tests/reference_trainer.py, on any x86-64 CPU). rtol 1e-4:
+    float32's 1.2e-7 per rounding, compounded over the few hundred steps these tests train.
+    atol: where a weight's summed gradient cancels to its rounding noise, the rounding decides
+    its sign; Adam(W) divides by the gradient's own scale, so that step moves the weight by up to
+    lr either way (seen: 3e-5 on one weight of 32,896 on an AMD EPYC, lr 7.8e-4). SGD's step is
+    the gradient times lr, so there the noise stays at rounding level (1e-5)."""
+    return {"rtol": 1e-4, "atol": lr if optimizer in ("adam", "adamw") else 1e-5}

@@ -39,17 +39,16 @@ def imported_modules(path: Path) -> set[str]:
 
 def closure(module: str) -> set[str]:
     """The module and every pipeline module it imports, transitively, as repository paths."""
-    seen, todo = set(), [module]
+    seen, todo = set(), [module, "pipeline"]  # any pipeline module runs pipeline/__init__.py
     while todo:
         name = todo.pop()
         if name in seen:
             continue
         seen.add(name)
         parent = name.rsplit(".", 1)[0]
-        if parent != name and parent != "pipeline":
+        if parent != name:
             todo.append(parent)  # importing pipeline.members.x runs pipeline/members/__init__.py
         todo += sorted(imported_modules(module_path(name)))
-    seen.discard("pipeline")  # pipeline/__init__.py: a docstring
     return {str(module_path(n).relative_to(ROOT)) for n in seen if module_path(n).is_file()}
 
 

@@ -124,11 +124,13 @@ def test_repro_writes_valid_submission_then_does_nothing(project):
 
     lock = (project / "dvc.lock").read_bytes()
     again = run([sys.executable, "-m", "dvc", "repro"], project)
-    # only the parameter check runs (always_changed: it must see values DVC deems unchanged);
-    # its output is the same, so nothing after it runs and dvc.lock stays as it was
+    # nothing changed, so nothing runs, dvc.lock stays as it was and `dvc status -q` says so
     ran = [line for line in again.stdout.splitlines() if line.startswith("Running stage")]
-    assert ran == ["Running stage 'check_params':"], again.stdout
+    assert ran == [], again.stdout
     assert (project / "dvc.lock").read_bytes() == lock
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "-q"], cwd=project,
+                            env=stage_env(project))
+    assert status.returncode == 0
 
 
 def test_submit_dry_run_on_repro_output(project):
@@ -273,7 +275,7 @@ def test_editing_a_module_a_stage_imports_reruns_that_stage(project):
     status = run([sys.executable, "-m", "dvc", "status", "--json"], project).stdout
     stale = set(__import__("json").loads(status))
     assert {"train", "member_lgbm", "member_lasso_svr"} <= stale
-    assert not stale & {"download", "preprocess"}  # check_params is always listed (always_changed)
+    assert not stale & {"check_params", "download", "preprocess"}
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (apt-get install chromium; .ci/run "

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import DEVICES, MODES, NO_GPU, synthetic_regression
+from conftest import DEVICES, MODES, NO_GPU, synthetic_regression, trained_tolerance
 from reference_trainer import train_one
 
 from pipeline.trainer import Architecture, PerModel, train_batched
@@ -83,12 +83,13 @@ def test_batched_matches_one_by_one(optimizer, hidden, settings, patience, skip,
                                    rtol=1e-4, atol=1e-5)
         assert torch.isnan(result.val_rmse[len(ref_hist):, m]).all()
         assert len(result.models.weights) == len(ref_w) == len(hidden) + 1 + skip
+        close = trained_tolerance(optimizer, lr)
         for got, want in zip(result.models.weights, ref_w, strict=True):
-            torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(got[m], want, **close)
         if scales is not None:
             assert result.models.feature_scale[m].tolist() == scales[m]
         for got, want in zip(result.models.biases, ref_b, strict=True):
-            torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(got[m], want, **close)
 
 
 def test_l1_on_the_skip_path_is_its_own_penalty():
@@ -106,7 +107,7 @@ def test_l1_on_the_skip_path_is_its_own_penalty():
             max_epochs=8, patience=0, linear_skip=True, l1_skip=l1_skip[m])
         np.testing.assert_allclose(result.val_rmse[:, m].numpy(), ref_hist, rtol=1e-4, atol=1e-5)
         for got, want in zip(result.models.weights, ref_w, strict=True):
-            torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(got[m], want, **trained_tolerance("adamw", 0.01))
     # The penalty bites: model 0's skip weights (l1_skip 0.3) end up smaller than without it.
     plain = train_batched(x[None], y, train_mask[:1], val_mask[:1], arch, PerModel.repeat(
         [7], lr=0.01, weight_decay=0.05, l1=0.0, dropout=0.0, max_epochs=8, patience=0))
@@ -383,11 +384,12 @@ def test_the_train_stage_trains_the_default_model_the_reference_specifies(ames_s
         assert int(result.best_epoch[m]) == ref_best
         np.testing.assert_allclose(result.val_rmse[:len(ref_hist), m].numpy(), ref_hist,
                                    rtol=1e-4, atol=1e-5)
+        close = trained_tolerance(config.optimizer, config.lr)
         first, *rest = result.models.weights
-        torch.testing.assert_close(first[m, :width], ref_w[0], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(first[m, :width], ref_w[0], **close)
         assert not first[m, width:].any()  # the view's padding never moves
-        torch.testing.assert_close(rest[-1][m, :width], ref_w[-1], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(rest[-1][m, :width], ref_w[-1], **close)
         for got, want in zip(rest[:-1], ref_w[1:-1], strict=True):
-            torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(got[m], want, **close)
         for got, want in zip(result.models.biases, ref_b, strict=True):
-            torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(got[m], want, **close)

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import DEVICES, MODES, repo_params, synthetic_regression, train_in
+from conftest import DEVICES, MODES, repo_params, synthetic_regression, train_in, trained_tolerance
 from reference_trainer import train_one
 
 from pipeline.errors import PipelineError
@@ -103,9 +103,9 @@ def test_each_model_is_the_model_trained_on_its_own_view_alone(optimizer, skip, 
             if got.shape[1] == 5:  # a layer that reads the inputs: real rows, then padding
                 assert not got[m, width:].any()
                 got = got[:, :width]
-            torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(got[m], want, **trained_tolerance(optimizer, settings["lr"]))
         for got, want in zip(result.models.biases, ref_b, strict=True):
-            torch.testing.assert_close(got[m], want, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(got[m], want, **trained_tolerance(optimizer, settings["lr"]))
 
 
 @pytest.mark.parametrize("device", DEVICES)
