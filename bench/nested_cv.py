@@ -566,6 +566,7 @@ def command_report(args) -> None:
     if searched:
         add("every member trained with the outlier rows", force="default" + WITH_OUTLIERS)
         recipes.update(gated_rows(results, members, method, recipes[baseline]))
+        recipes.update(region_rows(results, baseline, recipes[baseline]))
         for member in members:
             recipes[f"{member} trained with the outlier rows"] = score_recipe(
                 results, members, "default", method, force_member=(member, "default" + WITH_OUTLIERS))
@@ -590,6 +591,8 @@ def command_report(args) -> None:
             raise SystemExit(f"--against {against!r}: no such row (rows: {', '.join(recipes)})")
         print(f"\n## The same rows against {against}\n")
         print(recipe_table(results, recipes, against))
+    print("\n## The houses above the region's living area: held-out log price by recipe\n")
+    print(region_table(recipes))
     print("\n## The same rows by outer fold (the paired SE over folds the old rule used)\n")
     print(fold_table(recipes, baseline))
     searched_parts = [m for m in ("mlp", *sorted(have - {"mlp"}))
@@ -682,6 +685,58 @@ def gated_rows(results: list[dict], members: list[str], method: str, base: dict)
         label = f"a gate: houses above {limit:g} sq ft priced by {name} trained on every row"
         rows[label] = {**outer_scores(results, pred), "honest": False}
     return rows
+
+
+def region_rows(results: list[dict], base_label: str, base: dict) -> dict:
+    """The region-limited change (ensemble.rare_sales): the houses of the region fixed on
+    features alone (GrLivArea above ensemble.rare_sale_min_gr_liv_area, SaleCondition one of
+    ensemble.rare_sale_conditions) priced from the outer training part's houses in it -- by their
+    mean log price (comparable sales, the default), or by LightGBM trained on every row -- and
+    every other house by `base`, unchanged (checked). No setting is fitted on these houses."""
+    from pipeline.rare_sales import in_region
+
+    params = load_params(ROOT / "params.yaml")
+    train, _ = competition_frames()
+    region = in_region(train, params.ensemble)
+    y = np.log(train["SalePrice"].to_numpy(dtype=np.float64))
+    seeds = sorted({e["seed"] for e in results})
+    comparable = base["pred"].copy()
+    lgbm_all = base["pred"].copy()
+    kept = "default" + WITH_OUTLIERS
+    for entry in results:
+        s, rows = seeds.index(entry["seed"]), entry["outer_rows"]
+        training = np.ones(len(train), dtype=bool)
+        training[rows] = False
+        here = rows[region[rows]]
+        if (region & training).any():
+            comparable[s, here] = y[region & training].mean()
+        if kept in entry["parts"].get("lgbm", {}):
+            lgbm_all[s, here] = entry["parts"]["lgbm"][kept][1][region[rows]]
+    out = {}
+    for label, pred in ((f"{base_label} + rare sales priced by comparable sales "
+                         "(ensemble.rare_sales: comparable)", comparable),
+                        (f"{base_label} + rare sales priced by LightGBM trained on every row",
+                         lgbm_all)):
+        outside = ~region[None, :] & ~np.isnan(base["pred"])
+        assert np.array_equal(pred[outside], base["pred"][outside]), "a house outside moved"
+        out[label] = {**outer_scores(results, pred), "honest": base["honest"],
+                      "kind": base.get("kind")}
+    return out
+
+
+def region_table(recipes: dict[str, dict]) -> str:
+    """Each house of the region and the two normal houses above the same living area: its
+    true log price and the outer log price each recipe gave it (mean over the fold seeds)."""
+    params = load_params(ROOT / "params.yaml")
+    train, _ = competition_frames()
+    big = train["GrLivArea"].to_numpy(dtype=float) > params.ensemble.rare_sale_min_gr_liv_area
+    y = np.log(train["SalePrice"].to_numpy(dtype=np.float64))
+    idx = np.flatnonzero(big)
+    header = ["recipe", *(f"Id {train['Id'][i]} ({train['SaleCondition'][i]}, true "
+                          f"{y[i]:.2f})" for i in idx)]
+    rows = [[label, *(f"{np.nanmean(r['pred'][:, i]):.2f} (err {abs(np.nanmean(r['pred'][:, i]) - y[i]):.2f})"
+                      for i in idx)] for label, r in recipes.items()]
+    return markdown_table(header, rows)
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from pipeline.folds import cv_metrics, split_per_fold
 from pipeline.inputs import read_npz
 from pipeline.params import EnsembleParams, Params, load_params
 from pipeline.predictions import check_price_range, check_same_plan, load_member
+from pipeline.rare_sales import price_region, rare_sales_line, region_of
 from pipeline.submission import write_submission
 
 # The charts a competitor decides a blend by (metrics/, `dvc plots show`): errors by price band
@@ -62,7 +63,8 @@ def write_diagnostics(bands_path: Path, residuals_path: Path, oofs: dict[str, np
 
 
 def blend(params: Params, *, members_dir="members", mlp_predictions="members/mlp/predictions.npz",
-          data_dir="data/processed", out="submission.csv", metrics_path="metrics/blend.json",
+          data_dir="data/processed", raw_dir="data/raw", out="submission.csv",
+          metrics_path="metrics/blend.json",
           table_path="metrics/blend_members.csv", folds_path=None, bands_path=None,
           residuals_path=None) -> dict:
     """Fit the blend, score it by nested CV, write the submission and the blend's metrics (the
@@ -88,11 +90,21 @@ def blend(params: Params, *, members_dir="members", mlp_predictions="members/mlp
     oof, fold_weights = nested_oof(preds, target, rows, fold_of_row, ens.blend, ens.ridge_alpha)
     blender = Blender(ens.blend, ens.ridge_alpha).fit(preds[rows], target[rows])
     test_log = blender.predict(member_matrix(ens, {name: m["test"] for name, m in members.items()}))
+    rare = None
+    if ens.rare_sales == "comparable":
+        region = [region_of(first[f"id_{part}"], Path(raw_dir) / f"{part}.csv", ens)
+                  for part in ("train", "test")]
+        oof, test_log = price_region(oof, test_log, target, *region, fold_of_row)
+        rare = {"train_ids": first["id_train"][region[0]].tolist(),
+                "test_ids": first["id_test"][region[1]].tolist(),
+                "test_prices": np.round(np.exp(test_log[region[1]]), 2).tolist()}
 
     metrics, per_fold = split_per_fold(cv_metrics(oof, target, outlier, fold_of_row))
     metrics["weights"] = {name: round(float(w), 6)
                           for name, w in zip(members, blender.weights_, strict=True)}
     metrics["weights_spread"] = round(float(np.ptp(np.stack(fold_weights), axis=0).max()), 6)
+    if rare is not None:  # the region's houses (ensemble.rare_sales) and the test ones' prices
+        metrics["rare_sales"] = rare
     members_cv = {name: cv_metrics(m["oof"], target, outlier, fold_of_row)
                   for name, m in members.items()}
     metrics["members"] = {name: {"cv_rmse": m["cv_rmse"],
@@ -119,6 +131,8 @@ def blend(params: Params, *, members_dir="members", mlp_predictions="members/mlp
     print(f"blend: {len(members)} member(s) ({weights}); nested CV log-RMSE "
           f"{metrics['cv_rmse']:.4f} +- {metrics['cv_rmse_std']:.4f} (without outlier rows "
           f"{metrics['cv_rmse_no_outliers']:.4f}); wrote {path}")
+    if rare is not None:
+        print(rare_sales_line(rare))
     return metrics
 
 
@@ -129,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mlp", default="members/mlp/predictions.npz",
                         help="the MLP's predictions (written by the train stage)")
     parser.add_argument("--data", default="data/processed", help="the preprocess stage's output")
+    parser.add_argument("--raw", default="data/raw",
+                        help="the raw CSVs (ensemble.rare_sales reads GrLivArea, SaleCondition)")
     parser.add_argument("--out", default="submission.csv", help="the submission file to write")
     parser.add_argument("--metrics", default="metrics/blend.json", help="the blend's CV (JSON)")
     parser.add_argument("--table", default="metrics/blend_members.csv",
@@ -141,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="each pair of members' residuals (CSV, plotted)")
     args = parser.parse_args(argv)
     run_cli(lambda: blend(load_params(args.params), members_dir=args.members,
-                          mlp_predictions=args.mlp, data_dir=args.data, out=args.out,
+                          mlp_predictions=args.mlp, data_dir=args.data, raw_dir=args.raw,
+                          out=args.out,
                           metrics_path=args.metrics, table_path=args.table,
                           folds_path=args.folds, bands_path=args.bands,
                           residuals_path=args.residuals),

@@ -207,9 +207,24 @@ def main(argv: list[str] | None = None) -> None:
             print(textwrap.fill(f"workspace: its outputs are stale ({', '.join(stale)} changed "
                                 "since the last dvc repro): its scores are not those of its "
                                 "params; run dvc repro", WIDTH))
+        rare = rare_sales_in_workspace()
+        if rare:
+            print(textwrap.fill(rare, WIDTH))
         print(textwrap.fill(NEXT_STEP, WIDTH))
 
     run_cli(stage)
+
+
+def rare_sales_in_workspace(path: str = "metrics/blend.json") -> str | None:
+    """The test houses ensemble.rare_sales priced, and from which training houses (the
+    workspace's blend metrics), or None when it is off or there are no metrics yet."""
+    from pipeline.rare_sales import rare_sales_line
+
+    try:
+        rare = json.loads(Path(path).read_text()).get("rare_sales")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return f"workspace: {rare_sales_line(rare)}" if isinstance(rare, dict) else None
 
 
 if __name__ == "__main__":

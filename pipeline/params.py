@@ -324,6 +324,8 @@ class MembersParams:
 
 MEMBER_NAMES = ("mlp", *FAMILIES)  # the train stage's MLP, and the families of MembersParams
 BLEND_METHODS = ("equal", "weights", "ridge")
+RARE_SALES = ("comparable", "none")
+SALE_CONDITIONS = ("Normal", "Abnorml", "AdjLand", "Alloca", "Family", "Partial")  # data_description
 
 
 @dataclass(frozen=True)
@@ -336,6 +338,9 @@ class EnsembleParams:
     members: tuple[str, ...] = ("mlp",)
     blend: str = "equal"
     ridge_alpha: float = 1.0
+    rare_sales: str = "none"
+    rare_sale_min_gr_liv_area: float = 4000
+    rare_sale_conditions: tuple[str, ...] = ("Partial",)
 
     def __post_init__(self):
         _choice("ensemble.average", self.average, ("price", "log"))
@@ -351,6 +356,12 @@ class EnsembleParams:
         object.__setattr__(self, "members", members)
         _choice("ensemble.blend", self.blend, BLEND_METHODS)
         _number("ensemble.ridge_alpha", self.ridge_alpha, low=0, low_open=True)
+        _choice("ensemble.rare_sales", self.rare_sales, RARE_SALES)
+        _number("ensemble.rare_sale_min_gr_liv_area", self.rare_sale_min_gr_liv_area, low=0)
+        conditions = _str_list("ensemble.rare_sale_conditions", self.rare_sale_conditions)
+        for name in conditions:
+            _choice("ensemble.rare_sale_conditions[]", name, SALE_CONDITIONS)
+        object.__setattr__(self, "rare_sale_conditions", conditions)
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,9 @@ def test_nested_cv_runs_and_reports_with_its_peers(tiny_repo, monkeypatch):
     first = report.split("\n## ")[0].splitlines()
     gates = [line for line in first if line.startswith("| a gate: houses above 4000 sq ft")]
     assert len(gates) == 2 and all("decides nothing" in g for g in gates)
+    region = [line for line in first if "+ rare sales priced by" in line]
+    assert len(region) == 2 and all("searched inside" in r for r in region)  # honest rows
+    assert "## The houses above the region's living area" in report  # each one's price
     against = report.split("## The same rows against AutoGluon best_quality (t60)")[1]
     assert "| AutoGluon best_quality (t60) | published defaults | 0.1000 |" in against
     assert "(baseline)" in against.split("\n## ")[0]

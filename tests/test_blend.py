@@ -84,6 +84,9 @@ def built_run(tmp_path_factory):
                     "device": "cpu"}
     params = parse_params(raw)
     train_frame, test_frame = ames_sample
+    (tmp_path / "raw").mkdir()
+    train_frame.to_csv(tmp_path / "raw/train.csv", index=False)
+    test_frame.to_csv(tmp_path / "raw/test.csv", index=False)
     save(preprocess(train_frame, test_frame, params.preprocess), tmp_path / "processed")
     train(params.train, params.ensemble.average, data_dir=tmp_path / "processed",
           models_dir=tmp_path / "models", metrics_path=tmp_path / "cv.json",
@@ -110,7 +113,7 @@ def pipeline_run(built_run, tmp_path):
 def run_blend(params, tmp_path, out="submission.csv"):
     return blend(params, members_dir=tmp_path / "members",
                  mlp_predictions=tmp_path / "members/mlp/predictions.npz",
-                 data_dir=tmp_path / "processed", out=tmp_path / out,
+                 data_dir=tmp_path / "processed", raw_dir=tmp_path / "raw", out=tmp_path / out,
                  metrics_path=tmp_path / "blend.json", table_path=tmp_path / "blend_members.csv")
 
 
@@ -389,7 +392,7 @@ def test_a_blend_that_fills_the_disk_changes_no_output_and_names_the_file(
     def run():
         blend(params, members_dir=tmp_path / "members",
               mlp_predictions=tmp_path / "members/mlp/predictions.npz",
-              data_dir=tmp_path / "processed", **outs)
+              data_dir=tmp_path / "processed", raw_dir=tmp_path / "raw", **outs)
 
     params_file = tmp_path / "params.yaml"
     shutil.copy(__import__("conftest").ROOT / "params.yaml", params_file)
@@ -447,3 +450,39 @@ def test_fits_then_uses_come_back_in_order_and_a_failed_fit_is_raised():
 
     with pytest.raises(ValueError, match="fold 3 failed"):
         fit_then_use(broken, lambda r: r, range(5))
+
+
+def test_the_blend_moves_only_the_region_houses(pipeline_run):
+    """Two training houses and one test house of the tiny run made huge partial sales in the raw
+    files: with rare_sales comparable, the test one is priced at their mean log price, each held
+    out one at the other's, and every other row of submission.csv and of the per-house errors is
+    the blend's, byte for byte."""
+    import json
+
+    import pandas as pd
+
+    params, tmp_path = pipeline_run
+    train = pd.read_csv(tmp_path / "raw/train.csv")
+    test = pd.read_csv(tmp_path / "raw/test.csv")
+    fold = np.load(tmp_path / "members/mlp/predictions.npz")["fold_of_row"]
+    picked = [0, int(np.flatnonzero(fold != fold[0])[0])]
+    train.loc[picked, ["GrLivArea", "SaleCondition"]] = [5000, "Partial"]
+    test.loc[[4], ["GrLivArea", "SaleCondition"]] = [5000, "Partial"]
+    train.to_csv(tmp_path / "raw/train.csv", index=False)
+    test.to_csv(tmp_path / "raw/test.csv", index=False)
+
+    run_blend(with_ensemble(params, rare_sales="none"), tmp_path, out="plain.csv")
+    plain = json.loads((tmp_path / "blend_folds.json").read_text())["house_squared_error"]
+    metrics = run_blend(with_ensemble(params, rare_sales="comparable"), tmp_path)
+    priced = json.loads((tmp_path / "blend_folds.json").read_text())["house_squared_error"]
+    ids = train["Id"].to_numpy()
+    assert metrics["rare_sales"]["train_ids"] == ids[picked].tolist()
+    assert metrics["rare_sales"]["test_ids"] == [int(test["Id"][4])]
+    a, b = (pd.read_csv(tmp_path / name) for name in ("plain.csv", "submission.csv"))
+    outside = a.index != 4
+    assert a[outside].equals(b[outside])
+    log_y = np.log(train["SalePrice"].to_numpy(dtype=float))
+    assert np.log(b["SalePrice"][4]) == pytest.approx(log_y[picked].mean(), abs=1e-6)
+    assert [p for i, p in enumerate(priced) if i not in picked] == \
+        [p for i, p in enumerate(plain) if i not in picked]
+    assert priced[picked[0]] == pytest.approx((log_y[picked[1]] - log_y[picked[0]]) ** 2, rel=1e-4)
