@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 import os
 import shutil
 import stat
@@ -76,20 +77,59 @@ def _prefix(target: Path) -> str:
     return f".{target.name}.{os.getpid()}.{MARK}"
 
 
-def refuse_special(target: Path, directory: bool = False) -> None:
-    """Only a regular file (a directory, for `replace_dir`) is ever replaced: an output path that
-    names a device, a FIFO or a socket (`--out /dev/full`) is refused, not overwritten."""
+def _in_dvc_cache(path: Path) -> bool:
+    """Whether `path` lies in a DVC cache (a `dvc config cache.type symlink` workspace links its
+    outputs there; DVC itself replaces such a link, never the cached file)."""
+    return any(pair == (".dvc", "cache") for pair in itertools.pairwise(path.parts))
+
+
+def output_target(target: str | os.PathLike, directory: bool = False) -> Path:
+    """The path an output is written to, checked before any work: a regular file (a directory,
+    for `replace_dir`) or nothing yet. A symlink is written through to what it names when that
+    is a regular file (or directory) in a writable folder, and kept; a link into DVC's cache is
+    replaced, as DVC replaces it. Anything else -- a device, a FIFO, a socket, a dangling link, a
+    link to one of those (`--out /dev/stdout`) -- is refused in one line, and nothing replaced."""
     from pipeline.errors import PipelineError
 
+    target = Path(target)
+    want = "a directory" if directory else "a regular file"
     try:
         mode = os.lstat(target).st_mode
     except FileNotFoundError:
-        return
-    if stat.S_ISLNK(mode) or (stat.S_ISDIR(mode) if directory else stat.S_ISREG(mode)):
-        return
-    kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
-    raise PipelineError(f"{target}: {kind}; refusing to replace it with an output; choose "
-                        "another path")
+        return target
+    if stat.S_ISLNK(mode):
+        real = Path(os.path.realpath(target))
+        if _in_dvc_cache(real):
+            return target
+        try:
+            real_mode = os.stat(real).st_mode
+        except OSError:
+            raise PipelineError(f"{target}: a symlink to {real}, which does not exist; refusing "
+                                "to write through it; remove the link or choose another "
+                                "path") from None
+        ok = stat.S_ISDIR(real_mode) if directory else stat.S_ISREG(real_mode)
+        if not ok or not os.access(real.parent, os.W_OK):
+            raise PipelineError(f"{target}: a symlink to {real}, not {want} in a writable "
+                                "folder; refusing to write through it or replace it; choose "
+                                "another path")
+        return real
+    if stat.S_ISDIR(mode) if directory else stat.S_ISREG(mode):
+        return target
+    kind = ("a directory" if stat.S_ISDIR(mode) else
+            "a regular file" if stat.S_ISREG(mode) else "a device, FIFO or socket")
+    raise PipelineError(f"{target}: {kind}, not {want}; refusing to replace it with an output; "
+                        "choose another path")
+
+
+def check_outputs(*targets: str | os.PathLike, directories: tuple = ()) -> None:
+    """Refuse, before a stage's work starts, every output path that could not be written (a
+    device, a link to one, a file where a folder goes): one line, nothing changed."""
+    for target in targets:
+        if target is not None:
+            output_target(target)
+    for target in directories:
+        if target is not None:
+            output_target(target, directory=True)
 
 
 def _raise_named(exc: BaseException, target: Path) -> None:
@@ -133,8 +173,7 @@ def together(check: Callable[[], object] | None = None) -> Iterator[None]:
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
-    target = Path(target)
-    refuse_special(target)
+    target = output_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)
     fd, tmp = tempfile.mkstemp(prefix=_prefix(target), suffix=TMP_SUFFIX, dir=target.parent)
@@ -173,8 +212,7 @@ def write_json(target: str | os.PathLike, data) -> None:
 
 def replace_dir(target: str | os.PathLike, fill: Callable[[Path], object]) -> None:
     """Fill a fresh sibling directory, then swap it in: no mix of old and new files."""
-    target = Path(target)
-    refuse_special(target, directory=True)
+    target = output_target(target, directory=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)
     tmp = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=TMP_SUFFIX, dir=target.parent))

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import compare
-from pipeline.atomic import atomic_path, write_json
+from pipeline.atomic import atomic_path, check_outputs, write_json
 from pipeline.blending import Blender, fit_rows, member_matrix, nested_oof
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.ensemble import rmse
@@ -73,6 +73,7 @@ def blend(params: Params, *, members_dir="members", mlp_predictions="members/mlp
     folds_path = folds_path or Path(metrics_path).with_name("blend_folds.json")
     bands_path = bands_path or Path(table_path).with_name("blend_bands.csv")
     residuals_path = residuals_path or Path(table_path).with_name("member_residuals.csv")
+    check_outputs(out, metrics_path, table_path, folds_path, bands_path, residuals_path)
     ens: EnsembleParams = params.ensemble
     members = {name: load_member(name, Path(members_dir), Path(mlp_predictions))
                for name in ens.members}

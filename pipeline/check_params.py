@@ -44,19 +44,19 @@ def check_features(params: Params, bundled: Path) -> None:
     import pandas as pd
 
     from pipeline.expressions import parse
-    from pipeline.features import ENGINEERED, build_transform
-    from pipeline.schema import FEATURES, NUMERIC
+    from pipeline.matrices import encode
+    from pipeline.schema import ENGINEERED, FEATURES, NUMERIC, pin_kinds
 
     paths = [bundled / params.download.files[role].name for role in ("train", "test")]
-    frames = [pd.read_csv(p).loc[:, list(FEATURES)] for p in paths if p.is_file()]
+    frames = [pin_kinds(pd.read_csv(p), p.name).loc[:, list(FEATURES)] for p in paths
+              if p.is_file()]
     for encoding in pre.encodings():
         parse(pre.features, {*NUMERIC, *(ENGINEERED if encoding.engineered_features else ())})
-        if frames:
-            engineer = build_transform(encoding).steps[0][1].fit(frames[0])  # evaluates them
-            for frame in frames[1:]:
-                engineer.transform(frame)
+        if frames:  # evaluated, imputed and scaled as preprocess does: finite where models look
+            fit = frames[0] if pre.fit_on == "train" else pd.concat(frames, ignore_index=True)
+            encode(frames[0], frames[-1], fit, encoding)
     print(f"check-params: preprocess.features ({', '.join(n for n, _ in pre.features)}) finite "
-          f"on every house of {len(frames)} file(s) of data/bundled")
+          f"on every house of {len(frames)} file(s) of data/bundled, as the models see them")
 
 
 def mlp_state_bytes(params: Params) -> tuple[int, int]:

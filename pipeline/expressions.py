@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 from pipeline.errors import PipelineError
 
+MAX_FEATURES = 100  # features in all (each a column of every encoding; checked in about a second)
 MAX_LENGTH = 300  # characters of one expression
 MAX_NODES = 60    # its parse tree's nodes
 MAX_POWER = 4     # ** takes a constant exponent within +-4
@@ -39,10 +40,14 @@ def _fail(name: str, message: str) -> None:
 def _names(node: ast.AST, name: str) -> set[str]:
     """The column names an expression reads; refuses any construct it does not allow."""
     used = set()
+    called = {id(sub.func) for sub in ast.walk(node) if isinstance(sub, ast.Call)}
     for sub in ast.walk(node):
         if isinstance(sub, ast.Name):
             if sub.id not in FUNCTIONS and sub.id not in PAIRS:
                 used.add(sub.id)
+            elif id(sub) not in called:
+                _fail(name, f"uses the function {sub.id} without calling it; write "
+                      f"{sub.id}({'a, b' if sub.id in PAIRS else 'x'})")
         elif isinstance(sub, ast.Call):
             func = sub.func.id if isinstance(sub.func, ast.Name) else None
             wanted = 1 if func in FUNCTIONS else 2 if func in PAIRS else None
@@ -78,14 +83,20 @@ def parse(features, known: set[str] | None) -> tuple[tuple[str, str], ...]:
     if not isinstance(features, dict | tuple | list):
         raise PipelineError("params.yaml: preprocess.features must be a mapping of NAME: "
                             "expression, e.g. {LotPerRoom: LotArea / TotRmsAbvGrd}")
+    from pipeline.schema import RESERVED
+
     pairs = list(features.items()) if isinstance(features, dict) else [tuple(p) for p in features]
+    if len(pairs) > MAX_FEATURES:
+        raise PipelineError(f"params.yaml: preprocess.features has {len(pairs)} features, more "
+                            f"than the {MAX_FEATURES} allowed; keep the ones that help "
+                            "(docs/features.md)")
     defined = set(known or ())
     out = []
     for name, text in pairs:
         name = str(name)
         if not NAME.match(name):
             _fail(name, "is not a column name (letters, digits and _, starting with a letter)")
-        if name in defined or name in {n for n, _ in out}:
+        if name in RESERVED or name in defined or name in {n for n, _ in out}:
             _fail(name, "names a column that already exists; choose a new name")
         if not isinstance(text, str | int | float) or isinstance(text, bool):
             _fail(name, f"must be an expression (text), got {text!r}")
@@ -131,10 +142,12 @@ def _evaluate(node: ast.AST, columns) -> np.ndarray | float:
     return (FUNCTIONS[func] if func in FUNCTIONS else PAIRS[func])(*args)
 
 
-def evaluate(name: str, text: str, columns: pd.DataFrame, ids=None) -> np.ndarray:
+def evaluate(name: str, text: str, columns: pd.DataFrame, ids=None, n: int | None = None
+             ) -> np.ndarray:
     """The feature's values for every house (float, NaN where an input is blank); one line if
-    any house gets an infinite or undefined value (a division by zero, log1p of -1 or less)."""
-    n = len(columns)  # a frame's rows
+    any house gets an infinite or undefined value (a division by zero, log1p of -1 or less).
+    `columns` is a frame or any mapping of column name to values (then `n` gives the rows)."""
+    n = len(columns) if n is None else n  # a frame's rows
     tree = ast.parse(text, mode="eval")
     with np.errstate(all="ignore"):
         values = np.broadcast_to(np.asarray(_evaluate(tree, columns), dtype=np.float64),

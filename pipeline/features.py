@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from pipeline.params import PreprocessParams
+from pipeline.schema import AGES, PRESENCE, TOTALS
 
 QUALITY = {"Po": 1, "Fa": 2, "TA": 3, "Gd": 4, "Ex": 5}
 # Ordered levels of the data description; a missing value means "none" (no basement, ...) -> 0.
@@ -28,16 +29,6 @@ ORDINAL_SCALES = {
     "GarageFinish": {"Unf": 1, "RFn": 2, "Fin": 3},
 }
 MISSING_LEVEL = "missing"
-# Sums the classic Kaggle kernels add (a missing part counts as none), and whether a part exists.
-TOTALS = {
-    "TotalSF": {"TotalBsmtSF": 1.0, "1stFlrSF": 1.0, "2ndFlrSF": 1.0},
-    "TotalBath": {"FullBath": 1.0, "HalfBath": 0.5, "BsmtFullBath": 1.0, "BsmtHalfBath": 0.5},
-    "TotalPorchSF": {"OpenPorchSF": 1.0, "EnclosedPorch": 1.0, "3SsnPorch": 1.0,
-                     "ScreenPorch": 1.0, "WoodDeckSF": 1.0},
-}
-AGES = {"HouseAge": "YearBuilt", "RemodAge": "YearRemodAdd"}  # years before the sale
-PRESENCE = ("PoolArea", "2ndFlrSF", "GarageArea", "TotalBsmtSF", "Fireplaces")
-ENGINEERED = (*TOTALS, *AGES, *(f"Has{col}" for col in PRESENCE))
 # Domain fills: a blank measurement of a part the house lacks (no basement, garage, veneer) is 0.
 ABSENT_IS_ZERO = ("MasVnrArea", "BsmtFinSF1", "BsmtFinSF2", "BsmtUnfSF", "TotalBsmtSF",
                   "BsmtFullBath", "BsmtHalfBath", "GarageCars", "GarageArea")
@@ -75,10 +66,14 @@ class FeatureEngineer(TransformerMixin, BaseEstimator):
         if self.engineered_features:
             frame = add_engineered_features(frame)
         if self.features:  # the user's own (preprocess.features), in order
+            from collections import ChainMap
+
             from pipeline.expressions import evaluate
 
-            for name, text in self.features:
-                frame[name] = evaluate(name, text, frame)
+            added: dict = {}
+            for name, text in self.features:  # a feature may read those defined before it
+                added[name] = evaluate(name, text, ChainMap(added, frame), ids=None, n=len(frame))
+            frame = pd.concat([frame, pd.DataFrame(added, index=frame.index)], axis=1)
         for col in self.numeric_as_category:
             values = frame[col]
             frame[col] = values.map(lambda v: MISSING_LEVEL if pd.isna(v) else str(v)).astype("str")

@@ -168,12 +168,18 @@ def call(action: str, fn: Callable[[], T], params: KaggleParams,
                 delay *= 2
                 continue
             raise KaggleError(describe_status(action, status, params)) from exc
+        except requests.TooManyRedirects as exc:
+            raise KaggleError(f"{action}: the Kaggle API sent redirect after redirect (a loop: a "
+                              "proxy or a misconfigured endpoint?); try again later") from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise KaggleError(f"{action}: cannot reach the Kaggle API (network down?); check the "
                               "connection and try again") from exc
         except ValueError as exc:  # JSONDecodeError: a 200 answer that is an HTML page
             raise KaggleError(f"{action}: the Kaggle API answered with something that is not "
                               "JSON (a login page, a proxy or an outage?); try again later") from exc
+        except RecursionError as exc:  # JSON nested deeper than the decoder's stack
+            raise KaggleError(f"{action}: the Kaggle API answered with JSON nested too deep to "
+                              "be an answer of its (a broken proxy?); try again later") from exc
     raise AssertionError("unreachable")
 
 

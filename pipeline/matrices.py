@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline.errors import PipelineError
 from pipeline.features import build_transform
 from pipeline.params import PreprocessParams
 from pipeline.schema import FEATURES, ID, TARGET, check_columns, check_target, pin_kinds
@@ -22,10 +23,22 @@ def outlier_mask(train: pd.DataFrame, params: PreprocessParams) -> np.ndarray:
 def encode(features_train: pd.DataFrame, features_test: pd.DataFrame, fit_frame: pd.DataFrame,
            params: PreprocessParams) -> tuple[np.ndarray, np.ndarray, list[str], object]:
     """(train matrix, test matrix, feature names, fitted transform) of one encoding."""
-    transform = build_transform(params).fit(fit_frame)
-    return (transform.transform(features_train).astype(np.float32),
-            transform.transform(features_test).astype(np.float32),
-            [str(n) for n in transform[-1].get_feature_names_out()], transform)
+    with np.errstate(all="ignore"):  # an overflow is reported below, by column
+        transform = build_transform(params).fit(fit_frame)
+        x_train = transform.transform(features_train).astype(np.float32)
+        x_test = transform.transform(features_test).astype(np.float32)
+    names = [str(n) for n in transform[-1].get_feature_names_out()]
+    for matrix, part in ((x_train, "train.csv"), (x_test, "test.csv")):
+        bad = [n for n, ok in zip(names, np.isfinite(matrix).all(axis=0), strict=True) if not ok]
+        if bad:
+            own = [f"preprocess.features.{n}" for n, _ in params.features
+                   if any(b.endswith(f"__{n}") for b in bad)]
+            raise PipelineError(
+                f"{', '.join(own) or 'preprocess'}: {len(bad)} column(s) of {part} are not "
+                f"finite once imputed and scaled as the models see them ({', '.join(bad[:5])}): "
+                "values too large for the scaling (LotArea * 1e300?); keep a feature within "
+                "about +-1e15 (docs/features.md)")
+    return x_train, x_test, names, transform
 
 
 def preprocess(train: pd.DataFrame, test: pd.DataFrame, params: PreprocessParams) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.atomic import check_outputs
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.data import load_test, load_train, mlp_inputs
 from pipeline.mlp import test_log_prices
@@ -24,6 +25,7 @@ from pipeline.submission import write_submission
 def predict(params: TrainParams, ensemble: EnsembleParams, data_dir="data/processed",
             models_dir="models", out: str | os.PathLike = "mlp_submission.csv") -> Path:
     """The saved fold models' mean test prediction, written as a submission file to `out`."""
+    check_outputs(out)
     test, train = load_test(data_dir), load_train(data_dir)
     train_x = mlp_inputs(train)
     paths = listed_model_paths(models_dir)

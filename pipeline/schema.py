@@ -40,6 +40,19 @@ NUMERIC = (
     "3SsnPorch", "ScreenPorch", "PoolArea", "MiscVal", "MoSold", "YrSold",
 )
 
+# Sums the classic Kaggle kernels add (a missing part counts as none), and whether a part exists.
+TOTALS = {
+    "TotalSF": {"TotalBsmtSF": 1.0, "1stFlrSF": 1.0, "2ndFlrSF": 1.0},
+    "TotalBath": {"FullBath": 1.0, "HalfBath": 0.5, "BsmtFullBath": 1.0, "BsmtHalfBath": 0.5},
+    "TotalPorchSF": {"OpenPorchSF": 1.0, "EnclosedPorch": 1.0, "3SsnPorch": 1.0,
+                     "ScreenPorch": 1.0, "WoodDeckSF": 1.0},
+}
+AGES = {"HouseAge": "YearBuilt", "RemodAge": "YearRemodAdd"}  # years before the sale
+PRESENCE = ("PoolArea", "2ndFlrSF", "GarageArea", "TotalBsmtSF", "Fireplaces")
+ENGINEERED = (*TOTALS, *AGES, *(f"Has{col}" for col in PRESENCE))
+# Names a user's feature (preprocess.features) may not take: every column a house already has.
+RESERVED = frozenset({ID, TARGET, *FEATURES, *ENGINEERED})
+
 
 def pin_kinds(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     """Each competition column read as its kind: a stray word in a numeric column is an error

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.atomic import atomic_path, replace_dir, write_json
+from pipeline.atomic import atomic_path, check_outputs, replace_dir, write_json
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.data import load_test, load_train, mlp_inputs, read_feature_names
 from pipeline.errors import PipelineError
@@ -121,6 +121,8 @@ def train(params: TrainParams, average: str, *, data_dir="data/processed", model
     """
     folds_path = folds_path or Path(metrics_path).with_name("cv_folds.json")
     importance_path = importance_path or Path(metrics_path).with_name("importance.csv")
+    check_outputs(metrics_path, oof_path, folds_path, importance_path, member_path,
+                  directories=(models_dir, live_dir))  # before minutes of training, not after
     data = load_train(data_dir)
     y, outlier = data["y"], data["outlier"].astype(bool)
     x = mlp_inputs(data)

@@ -36,6 +36,8 @@ class FakeKaggle:
         self.fail: dict[str, list[int]] = {}
         self.hang: set[str] = set()  # calls accepted and then never answered (until exit)
         self.html: set[str] = set()  # calls answered 200 with an HTML page (a login wall, a proxy)
+        self.nested: set[str] = set()  # calls answered 200 with JSON nested 200,000 deep
+        self.loop: set[str] = set()  # calls answered with a redirect to themselves, forever
         self.released = threading.Event()
         self.calls: list[str] = []
         self.uploads: list[bytes] = []
@@ -72,6 +74,20 @@ class FakeKaggle:
                     return
                 if call in fake.hang:
                     fake.released.wait(30)  # bounded: the test's deadline is far shorter
+                    return
+                if call in fake.loop:
+                    self.send_response(307)  # keeps the POST: the client follows it again
+                    self.send_header("Location", self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if call in fake.nested:
+                    page = b"[" * 200_000 + b"]" * 200_000
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
                     return
                 if call in fake.html:
                     page = b"<html><body>Please sign in</body></html>"

@@ -30,6 +30,13 @@ KNOWN = {"LotArea", "TotRmsAbvGrd", "GrLivArea", "FullBath"}
     ({"X": "LotArea +"}, "is not an expression"),
     ({"X": "+".join(["LotArea"] * 80)}, "more than 60 parts|longer than 300"),
     ({"1x": "LotArea"}, "is not a column name"),
+    ({"Neighborhood": "LotArea"}, "already exists"),  # a categorical column: once replaced
+    ({"SalePrice": "LotArea"}, "already exists"),
+    ({"Id": "LotArea"}, "already exists"),
+    ({"TotalSF": "LotArea"}, "already exists"),  # engineered, whether or not switched on
+    ({"X": "log1p + 1"}, "uses the function log1p without calling it; write log1p"),
+    ({"X": "max"}, r"uses the function max without calling it; write max\(a, b\)"),
+    ({f"F{i}": "LotArea" for i in range(101)}, "has 101 features, more than the 100"),
 ])
 def test_a_bad_expression_is_one_clear_line(features, message):
     with pytest.raises(PipelineError, match=message):
@@ -65,6 +72,7 @@ def test_a_feature_is_a_column_of_every_encoding(ames_sample):
 
 @pytest.mark.parametrize(("expression", "message"), [
     ("LotArea / (FullBath - FullBath)", "infinite or undefined for"),
+    ("LotArea * 1e300", "not finite once imputed and scaled"),  # finite raw, NaN once scaled
     ("LotArea * Neighborhood", "reads Neighborhood, not a numeric column"),
 ])
 def test_the_parameter_check_refuses_a_bad_feature_before_any_stage_runs(tmp_path, expression,
@@ -81,3 +89,37 @@ def test_the_parameter_check_refuses_a_bad_feature_before_any_stage_runs(tmp_pat
     assert proc.returncode == 1 and not stamp.exists()
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "preprocess.features.X" in lines[0]
+
+
+def test_preprocess_itself_refuses_a_feature_that_scales_to_nan():
+    """The stage's own check (a params file edited past the parameter check): nothing written."""
+    from conftest import ames_slice
+
+    train, test = ames_slice()
+    raw = dict(repo_params().raw)
+    raw["preprocess"] = {**raw["preprocess"], "features": {"X": "LotArea * 1e300"}}
+    from pipeline.params import parse_params
+
+    with pytest.raises(PipelineError, match=r"not finite once imputed and scaled .*num__X"):
+        preprocess(train, test, parse_params(raw).preprocess)
+
+
+def test_a_hundred_features_build_one_frame_at_once():
+    """At the stated limit (expressions.MAX_FEATURES) the features join the frame at once, not
+    by a column insert each (pandas' fragmented-frame warnings and the hang at 10,000)."""
+    import warnings
+
+    from conftest import ames_slice
+
+    train, test = ames_slice()
+    raw = dict(repo_params().raw)
+    raw["preprocess"] = {**raw["preprocess"], "mlp_views": [],
+                         "features": {f"F{i}": f"LotArea * {i + 1}" for i in range(100)}}
+    from pipeline.params import parse_params
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.PerformanceWarning)
+        result = preprocess(train, test, parse_params(raw).preprocess)
+    import re
+
+    assert sum(bool(re.fullmatch(r"num__F\d+", n)) for n in result["feature_names"]) == 100

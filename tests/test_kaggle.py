@@ -496,6 +496,24 @@ def test_an_html_page_for_json_is_one_line(kaggle_env, project, capfd):
     assert err[-1].startswith("error: ") and "not JSON" in err[-1] and "Traceback" not in "".join(err)
 
 
+@pytest.mark.parametrize(("answer", "message"), [
+    ("nested", "JSON nested too deep"), ("loop", "redirect after redirect")])
+def test_a_hostile_answer_is_one_line(kaggle_env, project, capfd, answer, message):
+    """JSON nested 200,000 deep (once a RecursionError traceback) and a redirect loop (once
+    reported as HTTP 404): one line each, and nothing logged."""
+    from pipeline.submit import main as submit_main
+
+    with FakeKaggle(b"") as fake:
+        getattr(fake, answer).add("StartSubmissionUpload")
+        with pytest.raises(SystemExit) as exit_info:
+            submit_main([])
+    assert exit_info.value.code == 1
+    err = capfd.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message in err[-1]
+    assert "Traceback" not in "".join(err)
+    assert not (project / "leaderboard.csv").exists()
+
+
 def test_submit_of_another_file_never_echoes_its_content(kaggle_env, project, capfd):
     from pipeline.submit import main as submit_main
 

@@ -5,6 +5,7 @@ refuses), and only regular files are ever replaced."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -60,7 +61,7 @@ def test_an_output_path_that_is_not_a_regular_file_is_refused_and_left_as_it_was
         if subprocess.run(["mknod", str(target), "c", "1", "7"], capture_output=True).returncode:
             pytest.skip("cannot make a device node here")  # /dev/full's numbers
     mode = os.lstat(target).st_mode
-    with pytest.raises(PipelineError, match="not a regular file.*refusing to replace it"):
+    with pytest.raises(PipelineError, match="a device, FIFO or socket, not a regular file; refusing"):
         atomic.write_text(target, "Id,SalePrice\n")
     assert os.lstat(target).st_mode == mode
     assert [p.name for p in tmp_path.iterdir()] == [target.name]
@@ -74,7 +75,7 @@ def test_a_cli_output_onto_a_device_is_one_line(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        f"error: {fifo}: not a regular file (a device, FIFO or socket); refusing to replace it "
+        f"error: {fifo}: a device, FIFO or socket, not a regular file; refusing to replace it "
         "with an output; choose another path"]
 
 
@@ -196,3 +197,62 @@ def test_plot_templates_have_one_revision_legend_and_tell_revisions_apart(repo_r
                    for c in legends), path.name
     dots = (repo_root / ".dvc/plots/dots.json").read_text()
     assert '"fold": ["cv_rmse", "cv_rmse_no_outliers"]' in dots
+
+
+def test_a_symlinked_output_is_written_through_to_its_regular_file_and_the_link_kept(tmp_path):
+    real = tmp_path / "real" / "submission.csv"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    link = tmp_path / "submission.csv"
+    link.symlink_to(real)
+    atomic.write_text(link, "Id,SalePrice\n")
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert real.read_text() == "Id,SalePrice\n"
+
+
+@pytest.mark.parametrize("where", ["device", "dangling", "directory"])
+def test_a_symlink_to_anything_but_a_regular_file_is_refused_and_kept(tmp_path, where):
+    """`house-prices predict --out /dev/stdout` (a link to /proc/self/fd/1) once replaced the
+    system's link with a CSV; a link to a device, to nothing or to a folder is refused."""
+    target = {"device": Path("/dev/null"), "dangling": tmp_path / "gone.csv",
+              "directory": tmp_path}[where]
+    link = tmp_path / "out.csv"
+    link.symlink_to(target)
+    with pytest.raises(PipelineError, match=f"{link}: a symlink to .*refusing"):
+        atomic.write_text(link, "Id,SalePrice\n")
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+
+
+def test_a_link_into_dvcs_cache_is_replaced_as_dvc_replaces_it(tmp_path):
+    cached = tmp_path / ".dvc/cache/files/md5/ab/cdef"
+    cached.parent.mkdir(parents=True)
+    cached.write_text("cached\n")
+    link = tmp_path / "submission.csv"
+    link.symlink_to(cached)
+    atomic.write_text(link, "new\n")
+    assert not link.is_symlink() and link.read_text() == "new\n"
+    assert cached.read_text() == "cached\n"
+
+
+def test_predict_refuses_a_bad_output_before_loading_any_model(tmp_path):
+    """Checked before the work: no models or data are needed to hear about the output."""
+    link = tmp_path / "out.csv"
+    link.symlink_to("/dev/null")
+    proc = subprocess.run([sys.executable, "-m", "pipeline.predict", "--params",
+                           str(ROOT / "params.yaml"), "--data", str(tmp_path / "none"),
+                           "--models", str(tmp_path / "none"), "--out", str(link)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1 and link.is_symlink()
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {link}: a symlink to /dev/null, not a regular file in a writable folder; "
+        "refusing to write through it or replace it; choose another path"]
+
+
+def test_the_train_stage_refuses_a_file_where_its_models_folder_goes(tmp_path):
+    from pipeline.train import train
+
+    (tmp_path / "models").write_text("not a folder\n")
+    with pytest.raises(PipelineError, match="models: a regular file, not a directory"):
+        train(None, "log", data_dir=tmp_path / "none", models_dir=tmp_path / "models",
+              metrics_path=tmp_path / "cv.json")
