@@ -62,18 +62,33 @@ def write_diagnostics(bands_path: Path, residuals_path: Path, oofs: dict[str, np
          ).to_csv(tmp, index=False, float_format="%.5f", lineterminator="\n")
 
 
+def write_houses(path: Path, ids: np.ndarray, fold_of_row: np.ndarray, target: np.ndarray,
+                 oof: np.ndarray, member_oofs: dict[str, np.ndarray], region: np.ndarray,
+                 outlier: np.ndarray) -> None:
+    """houses.csv: every training house's out-of-fold price by the blend and by each member,
+    with its Id, fold and error, for `house-prices houses` (the houses the blend gets wrong)."""
+    frame = pd.DataFrame({"Id": ids, "fold": fold_of_row, "price": np.exp(target),
+                          "blend_price": np.exp(oof), "log_error": oof - target,
+                          **{f"{n}_price": np.exp(p) for n, p in member_oofs.items()},
+                          "rare_sale_region": region, "outlier_rule": outlier})
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
+
+
 def blend(params: Params, *, members_dir="members", mlp_predictions="members/mlp/predictions.npz",
           data_dir="data/processed", raw_dir="data/raw", out="submission.csv",
           metrics_path="metrics/blend.json",
           table_path="metrics/blend_members.csv", folds_path=None, bands_path=None,
-          residuals_path=None) -> dict:
+          residuals_path=None, houses_path=None) -> dict:
     """Fit the blend, score it by nested CV, write the submission and the blend's metrics (the
     per-fold scores, which `house-prices experiments` pairs by the tie rule, to folds_path:
     by default blend_folds.json beside metrics_path)."""
     folds_path = folds_path or Path(metrics_path).with_name("blend_folds.json")
     bands_path = bands_path or Path(table_path).with_name("blend_bands.csv")
     residuals_path = residuals_path or Path(table_path).with_name("member_residuals.csv")
-    check_outputs(out, metrics_path, table_path, folds_path, bands_path, residuals_path)
+    houses_path = houses_path or Path(table_path).with_name("houses.csv")
+    check_outputs(out, metrics_path, table_path, folds_path, bands_path, residuals_path,
+                  houses_path)
     ens: EnsembleParams = params.ensemble
     members = {name: load_member(name, Path(members_dir), Path(mlp_predictions))
                for name in ens.members}
@@ -91,7 +106,7 @@ def blend(params: Params, *, members_dir="members", mlp_predictions="members/mlp
     oof, fold_weights = nested_oof(preds, target, rows, fold_of_row, ens.blend, ens.ridge_alpha)
     blender = Blender(ens.blend, ens.ridge_alpha).fit(preds[rows], target[rows])
     test_log = blender.predict(member_matrix(ens, {name: m["test"] for name, m in members.items()}))
-    rare = None
+    rare, region = None, [np.zeros(len(target), dtype=bool)]
     if ens.rare_sales == "comparable":
         region = [region_of(first[f"id_{part}"], Path(raw_dir) / f"{part}.csv", ens)
                   for part in ("train", "test")]
@@ -122,6 +137,8 @@ def blend(params: Params, *, members_dir="members", mlp_predictions="members/mlp
         pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
     write_diagnostics(bands_path, residuals_path, {**{n: m["oof"] for n, m in members.items()},
                                                "blend": oof}, target, outlier)
+    write_houses(houses_path, first["id_train"], fold_of_row, target, oof,
+                 {n: m["oof"] for n, m in members.items()}, region[0], outlier)
     # each house's squared error and the abnormal ones, for the house-level rule of
     # `house-prices experiments` (pipeline/compare.py: a paired bootstrap over houses)
     per_fold["house_squared_error"] = compare.stored(compare.house_errors(oof, target))
@@ -132,7 +149,7 @@ def blend(params: Params, *, members_dir="members", mlp_predictions="members/mlp
     print(f"blend: {len(members)} member(s) ({weights}); nested CV log-RMSE "
           f"{metrics['cv_rmse']:.4f} +- {metrics['cv_rmse_std']:.4f} (without outlier rows "
           f"{metrics['cv_rmse_no_outliers']:.4f}); wrote {path}")
-    if rare is not None:
+    if rare is not None and (rare["train_ids"] or rare["test_ids"]):
         print(rare_sales_line(rare))
     return metrics
 
@@ -156,13 +173,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="each model's CV by price band (CSV, plotted)")
     parser.add_argument("--residuals", default="metrics/member_residuals.csv",
                         help="each pair of members' residuals (CSV, plotted)")
+    parser.add_argument("--houses", default="metrics/houses.csv",
+                        help="each training house's out-of-fold prices and error (CSV)")
     args = parser.parse_args(argv)
     run_cli(lambda: blend(load_params(args.params), members_dir=args.members,
                           mlp_predictions=args.mlp, data_dir=args.data, raw_dir=args.raw,
                           out=args.out,
                           metrics_path=args.metrics, table_path=args.table,
                           folds_path=args.folds, bands_path=args.bands,
-                          residuals_path=args.residuals),
+                          residuals_path=args.residuals, houses_path=args.houses),
             params_path=args.params)
 
 

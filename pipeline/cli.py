@@ -21,6 +21,7 @@ COMMANDS = {
     "submit": ("pipeline.submit", "validate and send submission.csv to Kaggle, log the score"),
     "experiments": ("pipeline.experiments", "DVC experiments ranked by CV, judged by the tie rule, "
                     "with public scores"),
+    "houses": ("pipeline.houses", "the training houses the blend prices worst, with their features"),
     "check-params": ("pipeline.check_params", "validate params.yaml (DVC runs this before any stage)"),
 }
 HELP = ("-h", "--help", "help")

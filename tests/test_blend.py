@@ -398,7 +398,7 @@ def test_a_blend_that_fills_the_disk_changes_no_output_and_names_the_file(
     shutil.copy(__import__("conftest").ROOT / "params.yaml", params_file)
     run_cli(run, params_path=str(params_file))  # the first blend: its outputs are the old ones
     before = {p.name: p.read_bytes() for p in small_disk.iterdir()}
-    assert len(before) == 6  # submission, metrics, members, bands, residuals, folds
+    assert len(before) == 7  # submission, metrics, members, bands, residuals, folds, houses
     fill_but_one_page(small_disk)  # room for the first new file, not for the others
     params = with_ensemble(params, blend="ridge")  # new values in every file
     with pytest.raises(SystemExit) as exit_info:
@@ -486,3 +486,27 @@ def test_the_blend_moves_only_the_region_houses(pipeline_run):
     assert [p for i, p in enumerate(priced) if i not in picked] == \
         [p for i, p in enumerate(plain) if i not in picked]
     assert priced[picked[0]] == pytest.approx((log_y[picked[1]] - log_y[picked[0]]) ** 2, rel=1e-4)
+
+
+def test_houses_lists_every_training_house_and_the_worst_first(pipeline_run, capsys):
+    """metrics/houses.csv: each house's out-of-fold prices by the blend and each member, with
+    its Id; `house-prices houses` prints the worst, with their features, within 120 columns."""
+    import pandas as pd
+
+    from pipeline.houses import main as houses_main
+
+    params, tmp_path = pipeline_run
+    run_blend(params, tmp_path)
+    capsys.readouterr()
+    houses = pd.read_csv(tmp_path / "houses.csv")
+    train = pd.read_csv(tmp_path / "raw/train.csv")
+    assert houses["Id"].tolist() == train["Id"].tolist()
+    assert {f"{m}_price" for m in params.ensemble.members} <= set(houses)
+    expected = np.log(houses["blend_price"] / houses["price"])
+    np.testing.assert_allclose(houses["log_error"], expected, atol=1e-4)
+    houses_main(["-n", "3", "--houses", str(tmp_path / "houses.csv"),
+                 "--raw", str(tmp_path / "raw/train.csv")])
+    out = capsys.readouterr().out.splitlines()
+    worst = houses.loc[houses["log_error"].abs().idxmax(), "Id"]
+    assert out[2].split()[0] == str(worst) and len(out) == 5
+    assert all(len(line) <= 120 for line in out[1:])
