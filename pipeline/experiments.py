@@ -113,28 +113,91 @@ def fold_scores(rev: str, path: str = FOLDS_FILE) -> dict | None:
         return None
 
 
-def against(row: dict, base: dict) -> str:
-    """The tie rule (pipeline/compare.py) for a row against the baseline, on the same folds."""
+SEED = "train.fold_seed"
+PLAN = ("train.folds", "train.exclude_outliers")  # a fold plan a baseline must share
+
+
+def changes(row: dict, base: dict, skip: tuple[str, ...] = (SEED,)) -> tuple:
+    """What a row changed from `base`'s params, fold seed aside: rows with the same changes
+    are one experiment run on several fold seeds."""
+    keys = (set(row["params"]) | set(base["params"])) - set(skip)
+    return tuple(sorted((k, json.dumps(row["params"].get(k))) for k in keys
+                        if row["params"].get(k) != base["params"].get(k)))
+
+
+def _houses(row: dict):
+    folds = row.get("folds") or {}
+    return folds.get("houses")
+
+
+def house_rmse(row: dict, normal: bool = False) -> float | None:
+    """The blend's out-of-fold RMSE pooled over houses (what the rule compares and the table
+    ranks by), on all rows or on the normal houses; None where the row has no per-house errors."""
+    import numpy as np
+
+    houses = _houses(row)
+    if not houses:
+        return None
+    err = np.asarray(houses, dtype=float)
+    if normal:
+        err = np.delete(err, row["folds"].get("outlier_rows", []))
+    return float(np.sqrt(err.mean()))
+
+
+def seed_baselines(rows: list[dict], base: dict) -> dict:
+    """fold seed -> the row that is `base` run on that fold seed (params equal but the seed)."""
+    found = {}
+    for r in rows:
+        if not changes(r, base) and _houses(r) and r.get("rev") != "workspace":
+            found.setdefault(r["params"].get(SEED), r)
+    if _houses(base):
+        found[base["params"].get(SEED)] = base
+    return found
+
+
+def against(row: dict, base: dict, rows: list[dict] | None = None) -> str:
+    """The tie rule (pipeline/compare.py) for a row against `base`, like with like: on each fold
+    seed the row was run on, against `base` run on that seed (found among `rows`), each house's
+    squared error averaged over those seeds; by folds for commits older than per-house errors."""
+    rows = rows if rows is not None else [row, base]
     if row is base:
         return "(baseline)"
-    mine, theirs = row.get("folds"), base.get("folds")
-    if not mine or not theirs:
+    if not row.get("folds") or not base.get("folds"):
         return "no fold scores"
+    if any(row["params"].get(k) != base["params"].get(k) for k in PLAN):
+        return "other folds"
+    key, seed = changes(row, base), row["params"].get(SEED)
+    if not key and seed != base["params"].get(SEED):
+        return f"(baseline, fold seed {seed})"
+    if not _houses(row) or not _houses(base):
+        return _by_folds(row, base)
+    baselines = seed_baselines(rows, base)
+    runs = ({seed: row} if not key else  # same params: a change of code, on this seed
+            {r["params"].get(SEED): r for r in rows if changes(r, base) == key and _houses(r)})
+    pairs = [(r, baselines[s]) for s, r in sorted(runs.items(), key=lambda kv: str(kv[0]))
+             if s in baselines and len(_houses(r)) == len(_houses(baselines[s]))]
+    if not pairs:
+        return f"no baseline at fold seed {seed} (run it: -S {SEED}={seed})"
+    import numpy as np
+
+    mine = np.mean([_houses(r) for r, _ in pairs], axis=0)
+    theirs = np.mean([_houses(b) for _, b in pairs], axis=0)
+    abnormal = np.zeros(len(mine), dtype=bool)
+    abnormal[row["folds"].get("outlier_rows", [])] = True
+    diffs = compare.houses(mine, theirs, abnormal)
+    diff, se = diffs["all rows"]
+    seeds = f", {len(pairs)} seeds" if len(pairs) > 1 else ""
+    return f"{compare.decide(diffs)} ({diff:+.4f} ± {se:.4f}{seeds})"
+
+
+def _by_folds(row: dict, base: dict) -> str:
+    """The old instrument, for commits without per-house errors: paired over the folds."""
     all_rows, clean = FOLD_KEYS
-    plan = ("train.folds", "train.fold_seed", "train.exclude_outliers")
-    if any(row["params"].get(k) != base["params"].get(k) for k in plan) or len(
-            mine[all_rows]) != len(theirs[all_rows]):
+    mine, theirs = row["folds"], base["folds"]
+    if row["params"].get(SEED) != base["params"].get(SEED) or len(mine[all_rows]) != len(
+            theirs[all_rows]):
         return "other folds"
     diff, _ = compare.paired(mine[all_rows], theirs[all_rows])
-    if mine.get("houses") and len(mine["houses"]) == len(theirs.get("houses") or []):
-        import numpy as np
-
-        abnormal = np.zeros(len(mine["houses"]), dtype=bool)
-        abnormal[mine["outlier_rows"]] = True
-        diffs = compare.houses(mine["houses"], theirs["houses"], abnormal)
-        verdict = compare.decide(diffs)
-        diff, se = diffs["all rows"]
-        return f"{verdict} ({diff:+.4f} ± {se:.4f})"
     verdict = compare.verdict(mine[all_rows], theirs[all_rows], mine[clean], theirs[clean])
     return f"{verdict} ({diff:+.4f}, by folds)"
 
@@ -143,15 +206,26 @@ def _number(value) -> str:
     return f"{value:.5f}" if isinstance(value, float) else "-"
 
 
-def table(rows: list[dict], width: int = WIDTH) -> str:
-    """A text table, best CV on all rows first (experiments with no metrics last), each row
-    judged against the baseline (the commit the experiments start from) by the tie rule; under
-    each row, wrapped to `width` columns, the params it changed from the baseline."""
-    base = next((r for r in rows if r.get("baseline")), rows[0] if rows else None)
-    ordered = sorted(rows, key=lambda r: (not isinstance(r["cv_rmse"], float), r["cv_rmse"] or 0.0))
-    cells = [[r["name"], _number(r["cv_rmse"]), _number(r["cv_rmse_no_outliers"]),
-              against(r, base), safe_text(r["public_score"], 20) or "-"] for r in ordered]
-    header = ["experiment", "CV all rows", "no outliers", "vs baseline (tie rule)", "public"]
+def _score(row: dict, normal: bool = False) -> float | None:
+    """The figure a row is shown and ranked by: pooled over houses where it has them (the
+    figure the rule's difference is of), else its mean fold CV (older commits)."""
+    pooled = house_rmse(row, normal)
+    if pooled is not None:
+        return pooled
+    value = row["cv_rmse_no_outliers" if normal else "cv_rmse"]
+    return value if isinstance(value, float) else None
+
+
+def table(rows: list[dict], width: int = WIDTH, base: dict | None = None) -> str:
+    """A text table, best out-of-fold RMSE over houses first (experiments with no metrics last),
+    each row judged against `base` (default: the commit the experiments start from) by the tie
+    rule, like with like across fold seeds; under each row, wrapped to `width` columns, the
+    params it changed from the baseline."""
+    base = base or next((r for r in rows if r.get("baseline")), rows[0] if rows else None)
+    ordered = sorted(rows, key=lambda r: (_score(r) is None, _score(r) or 0.0))
+    cells = [[r["name"], _number(_score(r)), _number(_score(r, normal=True)),
+              against(r, base, rows), safe_text(r["public_score"], 20) or "-"] for r in ordered]
+    header = ["experiment", "RMSE all rows", "normal houses", "vs baseline (tie rule)", "public"]
     sizes = [max(len(c[i]) for c in [header, *cells]) for i in range(len(header))]
     lines = ["  ".join(h.ljust(n) for h, n in zip(header, sizes, strict=True)).rstrip()]
     for r, row_cells in zip(ordered, cells, strict=True):
@@ -161,6 +235,18 @@ def table(rows: list[dict], width: int = WIDTH) -> str:
         lines += textwrap.wrap(", ".join(params), width, initial_indent="    ",
                                subsequent_indent="    ", break_on_hyphens=False)
     return "\n".join(lines)
+
+
+def drop_idle_workspace(rows: list[dict], stale: list[str]) -> list[dict]:
+    """The workspace row only where it differs from the commit it sits on (params or scores),
+    or is stale; otherwise it repeats that commit's row."""
+    commit = next((r for r in rows if r.get("baseline")), None)
+    workspace = next((r for r in rows if r["rev"] == "workspace"), None)
+    if (commit is None or workspace is None or stale or workspace["params"] != commit["params"]
+            or workspace.get("folds") != commit.get("folds")
+            or workspace["cv_rmse"] != commit["cv_rmse"]):
+        return rows
+    return [r for r in rows if r is not workspace]
 
 
 def stale_stages() -> list[str]:
@@ -176,9 +262,10 @@ def stale_stages() -> list[str]:
     return sorted(name for name in status if name != "check_params")
 
 
-NEXT_STEP = ("next: confirm a gain on other fold seeds (dvc exp run -S train.fold_seed=1, 2, ...) "
-             "or with bench/nested_cv.py; then dvc exp apply NAME, commit, and house-prices submit "
-             "--experiment NAME")
+NEXT_STEP = ("next: confirm a gain on other fold seeds: run the baseline and the experiment "
+             "with -S train.fold_seed=1 (and 2, ...); this table then pools each experiment's "
+             "seeds against the baseline's on the same seeds; or bench/nested_cv.py; then dvc exp "
+             "apply NAME, commit, and house-prices submit --experiment NAME")
 
 
 def mark_stale(rows: list[dict], stale: list[str]) -> list[dict]:
@@ -192,6 +279,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = stage_parser("experiments", __doc__)
     parser.add_argument("--leaderboard", default="leaderboard.csv",
                         help="the submissions log that house-prices submit writes")
+    parser.add_argument("--against", metavar="NAME",
+                        help="judge every row against this experiment or commit instead of the "
+                             "baseline commit (its runs on other fold seeds are found too)")
     args = parser.parse_args(argv)
 
     def stage() -> None:
@@ -202,7 +292,16 @@ def main(argv: list[str] | None = None) -> None:
         rows = join_scores(flatten_exp_show(json.loads(proc.stdout)),
                            read_log(Path(args.leaderboard)))
         stale = stale_stages()
-        print(table(mark_stale([{**r, "folds": fold_scores(r["rev"])} for r in rows], stale)))
+        rows = drop_idle_workspace([{**r, "folds": fold_scores(r["rev"])} for r in rows], stale)
+        rows = mark_stale(rows, stale)
+        base = None
+        if args.against:
+            base = next((r for r in rows if args.against in (r["name"], r["rev"])), None)
+            if base is None:
+                raise PipelineError(f"experiments: --against {safe_text(args.against, 60)}: no "
+                                    "such experiment or commit (names: "
+                                    f"{', '.join(r['name'] for r in rows)})")
+        print(table(rows, base=base))
         if stale:
             print(textwrap.fill(f"workspace: its outputs are stale ({', '.join(stale)} changed "
                                 "since the last dvc repro): its scores are not those of its "

@@ -120,7 +120,7 @@ def test_repro_writes_valid_submission_then_does_nothing(project):
     assert "(baseline)" in rows["main"]
     assert set(json.loads((project / "metrics/blend_folds.json").read_text())) == {
         "fold_rmse", "fold_rmse_no_outliers", "house_squared_error", "outlier_rows"}  # the rule's
-    assert rows["workspace"].split()[1] == f"{blended['cv_rmse']:.5f}"
+    assert rows["workspace"].split()[1] == f"{blended['oof_rmse']:.5f}"  # pooled over houses
 
     lock = (project / "dvc.lock").read_bytes()
     again = run([sys.executable, "-m", "dvc", "repro"], project)

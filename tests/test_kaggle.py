@@ -308,15 +308,18 @@ def test_experiments_table_joins_scores_applies_the_tie_rule_and_fits_120_column
              "other-shuffle": [0.12] * 5}
     for name, scores in folds.items():
         rows[name]["folds"] = {"fold_rmse": scores, "fold_rmse_no_outliers": scores}
-    lines = table(list(rows.values())).splitlines()
-    assert lines[0].split() == ["experiment", "CV", "all", "rows", "no", "outliers", "vs",
+    from pipeline.experiments import drop_idle_workspace
+
+    lines = table(drop_idle_workspace(list(rows.values()), [])).splitlines()
+    assert lines[0].split() == ["experiment", "RMSE", "all", "rows", "normal", "houses", "vs",
                                 "baseline", "(tie", "rule)", "public"]
     assert all(len(line) <= 120 for line in lines)
     by_name = {line.split()[0]: line for line in lines[1:] if not line.startswith(" ")}
     assert "better by" in by_name["lucid-fawn"] and "(-0.0066, by folds)" in by_name["lucid-fawn"]
     assert "tie" in by_name["tiny-gain"]
-    assert "other folds" in by_name["other-shuffle"]
-    assert "(baseline)" in by_name["main"] and "workspace" in by_name  # not cut to "workspac"
+    assert "(baseline, fold seed 7)" in by_name["other-shuffle"]  # main's params on seed 7
+    assert "(baseline)" in by_name["main"]
+    assert "workspace" not in by_name  # the same params and scores as main: not listed twice
     assert lines[1].startswith("lucid-fawn")  # best CV on all rows first
     # under each row, what it changed from the baseline (and nothing under the baseline)
     assert lines[2].strip() == "train.lr=0.003"
@@ -537,6 +540,45 @@ def test_a_leaderboard_that_is_not_one_is_one_line(kaggle_env, project, capfd, c
     assert exit_info.value.code == 1
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "leaderboard.csv: not a" in err[0] and "git checkout" in err[0]
+
+
+def test_experiments_judge_each_fold_seed_against_the_baseline_on_that_seed_and_pool_them():
+    """An experiment run on fold seeds 0 and 1 is judged against the baseline run on 0 and 1,
+    each house's error averaged over both (like with like); an experiment on a seed without a
+    baseline run says which run to make; rank and difference come from the same figure."""
+    import numpy as np
+
+    from pipeline.experiments import against, house_rmse, table
+
+    rng = np.random.default_rng(3)
+    n = 400
+
+    def row(name, seed, errors, baseline=False, **params):
+        return {"name": name, "rev": name, "baseline": baseline, "cv_rmse": 0.2,
+                "cv_rmse_no_outliers": 0.2, "public_score": "",
+                "params": {"train.fold_seed": seed, "train.folds": 5, **params},
+                "folds": {"fold_rmse": [0.1] * 5, "fold_rmse_no_outliers": [0.1] * 5,
+                          "houses": list(errors), "outlier_rows": [0, 1]}}
+
+    base0 = rng.gamma(2.0, 0.006, n)
+    base1 = base0 * rng.uniform(0.8, 1.2, n)
+    main = row("main", 0, base0, baseline=True, **{"train.lr": 1})
+    rows = [main, row("main-s1", 1, base1, **{"train.lr": 1}),
+            row("x-s0", 0, base0 * 0.9, **{"train.lr": 2}),
+            row("x-s1", 1, base1 * 0.9, **{"train.lr": 2}),
+            row("y-s7", 7, base0 * 0.5, **{"train.lr": 3})]
+    verdicts = {r["name"]: against(r, main, rows) for r in rows}
+    assert verdicts["main-s1"] == "(baseline, fold seed 1)"
+    assert verdicts["x-s0"] == verdicts["x-s1"]  # one pooled verdict for the experiment
+    assert verdicts["x-s0"].startswith("better by") and verdicts["x-s0"].endswith(", 2 seeds)")
+    assert verdicts["y-s7"] == "no baseline at fold seed 7 (run it: -S train.fold_seed=7)"
+    # the table's figure is the RMSE over houses, the one the difference is of
+    lines = table(rows).splitlines()
+    assert lines[0].split()[1:3] == ["RMSE", "all"]
+    shown = {line.split()[0]: float(line.split()[1]) for line in lines[1:] if line[0] != " "}
+    assert shown["x-s0"] == pytest.approx(house_rmse(rows[2]), abs=1e-5)
+    ranked = [line.split()[0] for line in lines[1:] if line[0] != " "]
+    assert ranked == sorted(ranked, key=lambda k: house_rmse(next(r for r in rows if r["name"] == k)))
 
 
 def test_experiments_on_a_binary_fold_file_says_no_fold_scores(tmp_path):
