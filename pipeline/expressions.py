@@ -57,10 +57,13 @@ def _names(node: ast.AST, name: str) -> set[str]:
         elif isinstance(sub, ast.BinOp):
             if isinstance(sub.op, ast.Pow):
                 exponent = sub.right
+                if isinstance(exponent, ast.UnaryOp) and isinstance(exponent.op,
+                                                                   ast.USub | ast.UAdd):
+                    exponent = exponent.operand  # x ** -1: the sign is the number's
                 if not (isinstance(exponent, ast.Constant) and type(exponent.value) in (int, float)
                         and abs(exponent.value) <= MAX_POWER):
-                    _fail(name, f"raises to {ast.unparse(exponent)}; ** takes a number within "
-                          f"+-{MAX_POWER}")
+                    _fail(name, f"raises to {ast.unparse(sub.right)}; ** takes a number "
+                          f"within +-{MAX_POWER} (not a column or an expression)")
             elif type(sub.op) not in OPERATORS:
                 _fail(name, f"uses {ast.unparse(sub)}; only + - * / ** are allowed")
         elif isinstance(sub, ast.Compare):

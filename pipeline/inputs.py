@@ -108,5 +108,7 @@ def read_npz(path: str | os.PathLike, hint: str) -> dict[str, np.ndarray]:
             return {k: data[k] for k in data.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
         detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        if "pickle" in str(exc):  # numpy's own advice (load it unsafely) is not ours to give
+            detail = "it holds pickled Python objects, which are never loaded"
         raise PipelineError(f"{path}: not a readable .npz archive (truncated or corrupt: "
                             f"{detail}); {hint}") from exc

@@ -11,6 +11,7 @@ nothing.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import hashlib
@@ -227,28 +228,56 @@ def read_log(path: Path) -> list[dict]:
     return rows
 
 
+def _cell(value) -> str:
+    """A log cell a spreadsheet opens as text: a number as it is, anything else formula-safe."""
+    text = "" if value is None else str(value)
+    try:
+        float(text)
+        return text
+    except ValueError:
+        return safe_cell(text, 500) if text else text
+
+
 def write_log(path: Path, rows: list[dict]) -> None:
-    """Rewrite the whole log atomically (a crash leaves the old file, never half a row)."""
+    """Rewrite the whole log atomically (a crash leaves the old file, never half a row); every
+    cell formula-safe (an experiment named `=HYPERLINK(...)` is stored as text)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=LEADERBOARD_COLUMNS, lineterminator="\n",
                             extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows([{k: _cell(r.get(k)) for k in LEADERBOARD_COLUMNS} for r in rows])
     write_text(path, out.getvalue())
 
 
+@contextlib.contextmanager
+def log_lock(path: Path):
+    """One writer of the log at a time: concurrent submits each read and rewrite it under an
+    exclusive lock on a file beside it, so no row is lost between a read and a rewrite."""
+    import fcntl
+
+    lock = path.with_name(f".{path.name}.lock")
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def append_leaderboard(path: Path, row: dict) -> None:
-    """Append one row (header on first use)."""
-    write_log(path, [*read_log(path), row])
+    """Append one row (header on first use), under the log's lock."""
+    with log_lock(path):
+        write_log(path, [*read_log(path), row])
 
 
 def update_logged(path: Path, row: dict, **changes: str) -> None:
     """Change fields of the logged row equal to `row` (and `row` itself), in one rewrite."""
-    rows = read_log(path)
-    for logged in rows:
-        if all(logged.get(key) == value for key, value in row.items()):
-            logged.update(changes)
-    write_log(path, rows)
+    with log_lock(path):
+        rows = read_log(path)
+        for logged in rows:
+            if all(logged.get(key) == _cell(value) for key, value in row.items()):
+                logged.update(changes)
+        write_log(path, rows)
     row.update(changes)
 
 
@@ -268,6 +297,7 @@ def submit(params_path="params.yaml", file="submission.csv", raw_test="data/raw/
     prov = provenance(Path(params_path), Path(metrics), experiment, Path(file))
     dirty = (f"uncommitted changes to {', '.join(prov.dirty)}; commit them (so the score can be "
              "traced to code) or pass --allow-dirty")
+    note = safe_text(note, 500)  # no escape sequence reaches a terminal or Kaggle's page
     message = f"{note} | {prov.message()}" if note else prov.message()
     plan = {"competition": params.kaggle.competition, "file": str(file), "message": message}
     if dry_run:
@@ -350,8 +380,14 @@ def fetch_scores(params_path="params.yaml", leaderboard="leaderboard.csv") -> li
         filled.append(row)
         print(f"submit: ref {row['submission_ref']} (commit {row['commit'][:12]}): "
               f"public score {row['public_score']}")
-    if filled:
-        write_log(log, rows)
+    if filled:  # re-read under the lock: a submit that logged meanwhile keeps its row
+        scores = {r["submission_ref"]: r["public_score"] for r in filled}
+        with log_lock(log):
+            current = read_log(log)
+            for logged in current:
+                if logged.get("submission_ref") in scores and not logged.get("public_score"):
+                    logged["public_score"] = scores[logged["submission_ref"]]
+            write_log(log, current)
     still = len(waiting) - len(filled)
     print(f"submit: {len(filled)} score(s) filled in {leaderboard}; {still} still pending")
     return filled

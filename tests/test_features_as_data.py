@@ -43,6 +43,15 @@ def test_a_bad_expression_is_one_clear_line(features, message):
         parse(features, KNOWN)
 
 
+def test_a_negative_power_within_the_limit_is_a_power():
+    """`LotArea ** -1` was refused as "raises to -1; ** takes a number within +-4"."""
+    pairs = parse({"Inv": "LotArea ** -1", "Sq": "LotArea ** +2"}, KNOWN)
+    frame = pd.DataFrame({"LotArea": [4.0, 0.5]})
+    assert evaluate(*pairs[0], frame).tolist() == [0.25, 2.0]
+    with pytest.raises(PipelineError, match=r"raises to -5; \*\* takes a number within \+-4"):
+        parse({"X": "LotArea ** -5"}, KNOWN)
+
+
 def test_features_read_earlier_features_and_evaluate_as_numpy():
     pairs = parse({"PerRoom": "LotArea / max(TotRmsAbvGrd, 1)", "Big": "PerRoom > 1000",
                    "Root": "sqrt(abs(-GrLivArea)) + log1p(FullBath) ** 2"}, KNOWN)

@@ -240,6 +240,15 @@ def test_submit_dry_run_sends_nothing(kaggle_env, project, capfd, monkeypatch):
     assert "a real submit would stop: no Kaggle credentials" in capfd.readouterr().out
 
 
+def test_a_note_with_control_characters_reaches_neither_terminal_nor_kaggle(kaggle_env, project,
+                                                                            capfd):
+    with FakeKaggle(b""):
+        plan = submit(dry_run=True, note="\x1b[2J\x1b]0;owned\x07 lasso\r warm")
+    out = capfd.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out
+    assert plan["message"].startswith("[2J") is False and "lasso warm" in plan["message"]
+
+
 def test_submit_validates_first(kaggle_env, project):
     lines = (project / "submission.csv").read_text().splitlines()
     lines[5] = lines[5].split(",")[0] + ",-1"

@@ -66,3 +66,44 @@ def test_clip_to_train_range_counts_rows():
     clipped, n = clip_to_range(test, train)
     assert n == 2
     np.testing.assert_array_equal(clipped, [[1, 2], [2, 2], [0, 3]])
+
+
+def test_the_leaderboard_log_stores_every_text_cell_formula_safe_and_numbers_as_they_are(tmp_path):
+    """`submit --experiment '=HYPERLINK(...)'` once wrote a live formula into leaderboard.csv."""
+    from pipeline.submit import append_leaderboard, read_log
+
+    log = tmp_path / "leaderboard.csv"
+    row = {"utc_time": "2026-12-06T00:00:00Z", "commit": "abc", "experiment": "=HYPERLINK(\"x\")",
+           "params_sha1": "ff", "cv_rmse": "0.118000", "cv_rmse_std": "0.020000",
+           "cv_rmse_no_outliers": "-0.5", "public_score": "", "submission_ref": "+1"}
+    append_leaderboard(log, row)
+    logged = read_log(log)[0]
+    assert logged["experiment"] == "'=HYPERLINK(\"x\")" and logged["submission_ref"] == "+1"
+    assert logged["cv_rmse"] == "0.118000" and logged["cv_rmse_no_outliers"] == "-0.5"
+
+
+def test_concurrent_appends_to_the_leaderboard_lose_no_row(tmp_path):
+    """Each submit reads and rewrites the log; under the lock, eight at once keep all eight."""
+    import multiprocessing
+
+    log = tmp_path / "leaderboard.csv"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_one, args=(str(log), i)) for i in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    from pipeline.submit import read_log
+
+    assert sorted(r["commit"] for r in read_log(log)) == sorted(f"c{i}" for i in range(8))
+
+
+def _append_one(path: str, i: int) -> None:
+    from pathlib import Path
+
+    from pipeline.submit import append_leaderboard
+
+    append_leaderboard(Path(path), {"utc_time": "t", "commit": f"c{i}", "experiment": "",
+                                    "params_sha1": "", "cv_rmse": "0.1", "cv_rmse_std": "0.1",
+                                    "cv_rmse_no_outliers": "0.1", "public_score": "",
+                                    "submission_ref": str(i)})
