@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +45,50 @@ def _params_unchanged(path: str, before: bytes | None) -> None:
                             "written; run it again (dvc repro)")
 
 
+STAGE_MARKER = "house-prices-stage.lock"  # in .dvc/tmp: held (shared) while a stage runs
+
+
+def stage_marker(params_path: str | os.PathLike) -> Path | None:
+    """The file a running stage holds a shared lock on, beside DVC's own lock (None outside a
+    DVC repository). DVC releases its repository lock while a stage's command runs, so this is
+    what `sweep --apply` checks before it edits params.yaml."""
+    folder = Path(params_path).resolve().parent / ".dvc" / "tmp"
+    return folder / STAGE_MARKER if folder.is_dir() else None
+
+
+@contextlib.contextmanager
+def running_stage(params_path: str | os.PathLike):
+    """Hold the stage marker (shared: stages may run side by side) for the block."""
+    import fcntl
+
+    marker = stage_marker(params_path)
+    if marker is None:
+        yield
+        return
+    with open(marker, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def stage_running(params_path: str | os.PathLike) -> bool:
+    """Whether a stage holds the marker now (an exclusive lock cannot be had at once)."""
+    import fcntl
+
+    marker = stage_marker(params_path)
+    if marker is None or not marker.exists():
+        return False
+    with open(marker, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
 def run_cli(stage: Callable[[], object], params_path: str | None = None) -> None:
     """Run a stage; report a user-fixable failure as one line instead of a traceback.
 
@@ -59,7 +105,8 @@ def run_cli(stage: Callable[[], object], params_path: str | None = None) -> None
             stage()
         else:
             before = _contents(params_path)
-            with together(check=lambda: _params_unchanged(params_path, before)):
+            with running_stage(params_path), together(
+                    check=lambda: _params_unchanged(params_path, before)):
                 stage()
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from pipeline.atomic import atomic_path
 from pipeline.cli_support import add_params_option, run_cli, stage_parser
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, safe_text
 from pipeline.params import DownloadParams, FileSpec, KaggleParams, load_params
 
 CHUNK_BYTES = 1 << 16
@@ -97,10 +97,13 @@ def fetch_url(url: str, dest: Path, timeout_s: float, max_bytes: int,
 def fetch_dir(directory: Path, name: str, dest: Path, max_bytes: int) -> str:
     """Copy `directory/name` into `dest`; return its SHA-1."""
     src = directory / name
-    if not src.is_file():
-        raise SourceFailed(f"{src} does not exist")
-    with open(src, "rb") as reader:
-        return _copy_hashing(reader, dest, src.stat().st_size, str(src), max_bytes)
+    try:
+        if not src.is_file():
+            raise SourceFailed(f"{safe_text(src, 120)} does not exist")
+        with open(src, "rb") as reader:
+            return _copy_hashing(reader, dest, src.stat().st_size, str(src), max_bytes)
+    except OSError as exc:  # a path too long, a folder not readable: the next source is tried
+        raise SourceFailed(f"cannot read {safe_text(src, 120)} ({exc.strerror or exc})") from exc
 
 
 Fetcher = Callable[[FileSpec, Path], str]
@@ -155,25 +158,26 @@ def fetch_verified(role: str, spec: FileSpec, sources: list[tuple[str, Fetcher]]
     `unusable` (source -> why) grows with the sources that cannot supply any file."""
     reasons = []
     for source, fetcher in sources:
+        label = safe_text(source, 80)  # a huge entry must not make a huge line
         if source in unusable:
-            reasons.append(f"{source}: {unusable[source]}")
+            reasons.append(f"{label}: {unusable[source]}")
             continue
         try:
             actual = fetcher(spec, dest)
         except SourceUnusable as exc:
             unusable[source] = str(exc)
-            reasons.append(f"{source}: {exc}")
-            _log(f"{source}: {exc}; trying the next source")
+            reasons.append(f"{label}: {exc}")
+            _log(f"{label}: {exc}; trying the next source")
             continue
         except SourceFailed as exc:
-            reasons.append(f"{source}: {exc}")
-            _log(f"{role} ({spec.name}) from {source}: {exc}; trying the next source")
+            reasons.append(f"{label}: {exc}")
+            _log(f"{role} ({spec.name}) from {label}: {exc}; trying the next source")
             continue
         if actual == spec.sha1:
-            _log(f"{role} ({spec.name}) from {source}: SHA-1 {actual} verified")
+            _log(f"{role} ({spec.name}) from {label}: SHA-1 {actual} verified")
             return source
-        reasons.append(f"{source}: SHA-1 mismatch")
-        _log(f"{role} ({spec.name}) from {source}: SHA-1 mismatch (expected {spec.sha1}, "
+        reasons.append(f"{label}: SHA-1 mismatch")
+        _log(f"{role} ({spec.name}) from {label}: SHA-1 mismatch (expected {spec.sha1}, "
              f"got {actual}); trying the next source")
     raise PipelineError(
         f"download: no source supplied a verified {spec.name} ({'; '.join(reasons)}); "

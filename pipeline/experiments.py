@@ -285,6 +285,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     def stage() -> None:
+        if subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"],
+                          capture_output=True).returncode != 0:
+            raise PipelineError("experiments: this repository has no commit yet, so no baseline "
+                                "to judge experiments against; commit first (git add -A && git "
+                                "commit), then dvc repro")
         proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"],
                               capture_output=True, text=True)
         if proc.returncode != 0:
@@ -301,7 +306,11 @@ def main(argv: list[str] | None = None) -> None:
                 raise PipelineError(f"experiments: --against {safe_text(args.against, 60)}: no "
                                     "such experiment or commit (names: "
                                     f"{', '.join(r['name'] for r in rows)})")
-        print(table(rows, base=base))
+        import warnings
+
+        with warnings.catch_warnings():  # one fold's SE is undefined: "no verdict", no warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            print(table(rows, base=base))
         if stale:
             print(textwrap.fill(f"workspace: its outputs are stale ({', '.join(stale)} changed "
                                 "since the last dvc repro): its scores are not those of its "

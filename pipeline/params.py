@@ -28,6 +28,7 @@ MAX_BATCH_SIZE = 65_536    # rows per optimiser step (more than the data is one 
 MAX_BINS = 64              # piecewise-linear bins per numeric column
 MAX_VIEWS = 8              # encodings the MLP trains on
 MAX_LR = 1.0               # Adam/SGD steps beyond this only diverge (the default is 0.00078)
+MAX_SOURCE_LENGTH = 2048  # characters of one download source (URL prefix or folder)
 MAX_LASSO_ALPHA = 0.1      # on standardized columns and log price, far less empties every Lasso
 
 
@@ -104,6 +105,11 @@ class DownloadParams:
         object.__setattr__(self, "sources", _str_list("download.sources", self.sources))
         if not self.sources:
             _fail("download.sources", "must list at least one source")
+        for i, source in enumerate(self.sources):
+            if len(source) > MAX_SOURCE_LENGTH:
+                _fail(f"download.sources[{i}]", f"is {len(source):,} characters long (at most "
+                      f"{MAX_SOURCE_LENGTH:,}: a URL prefix or a folder), starting "
+                      f"{source[:40]!r}")
         _number("download.timeout_s", self.timeout_s, low=0, low_open=True, high=3600)
         _number("download.deadline_s", self.deadline_s, low=0, low_open=True, high=86_400)
         _number("download.max_file_mb", self.max_file_mb, low=0, low_open=True, high=10_000)

@@ -64,6 +64,11 @@ def _git(*args: str) -> str:
     try:
         proc = subprocess.run(["git", *args], capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError) as exc:
+        inside = subprocess.run(["git", "rev-parse", "--git-dir"], capture_output=True).returncode
+        if inside == 0:
+            raise PipelineError("submit: this repository has no commit yet; the leaderboard log "
+                                "needs the commit that produced the submission: commit first "
+                                "(git add -A && git commit)") from exc
         raise PipelineError("submit: not inside a git repository; the leaderboard log needs the "
                             "commit that produced the submission") from exc
     return proc.stdout

@@ -95,6 +95,9 @@ def check_space(spec: dict, path="sweep space") -> dict:
                 raise PipelineError(f"{path}: the grid sampler needs a list of choices for {key}")
         every_combination = math.prod(len(c) for c in spec["space"].values())
     spec["trials"] = spec.get("trials", every_combination)
+    if spec["trials"] is None:
+        raise PipelineError(f"{path}: trials is missing: say how many completed trials the study "
+                            "aims at, e.g. trials: 24 (only the grid sampler counts its own)")
     for key, default in (("batch", 8), ("heartbeat_s", 30), ("seed", 0)):
         spec[key] = spec.get(key, default)
     for key, most in MAXIMA.items():
@@ -391,12 +394,17 @@ def dvc_lock(params_path: str | os.PathLike):
     if not lock_dir.is_dir():  # not a DVC repository: nothing to wait for
         yield
         return
+    from pipeline.cli_support import stage_running
+
+    busy = (f"sweep: a DVC command (dvc repro?) is running in {lock_dir.parent.parent}%s; "
+            "--apply changed nothing: apply again when it has finished")
     try:
         lock = zc.lockfile.LockFile(str(lock_dir / "lock"))
     except zc.lockfile.LockError:
-        raise PipelineError(f"sweep: a DVC command (dvc repro?) is running in "
-                            f"{lock_dir.parent.parent} and holds its lock; --apply changed "
-                            "nothing: apply again when it has finished") from None
+        raise PipelineError(busy % " and holds its lock") from None
+    if stage_running(params_path):  # DVC lets its lock go while a stage's command runs
+        lock.close()
+        raise PipelineError(busy % " and one of its stages is running")
     try:
         yield
     finally:
@@ -414,7 +422,9 @@ def apply_to_params(params_path: str | os.PathLike, overrides: dict) -> None:
     yaml_rt.indent(mapping=2, sequence=4, offset=2)  # params.yaml's own layout
     yaml_rt.width = 4096  # never re-wrap long lines
     params_path = Path(params_path)
-    doc = yaml_rt.load(params_path.read_text(encoding="utf-8"))
+    text = params_path.read_text(encoding="utf-8")
+    newline = "\r\n" if "\r\n" in params_path.read_bytes().decode("utf-8") else "\n"
+    doc = yaml_rt.load(text)
     for key, value in overrides.items():
         if isinstance(value, list):
             seq = CommentedSeq(value)
@@ -422,7 +432,7 @@ def apply_to_params(params_path: str | os.PathLike, overrides: dict) -> None:
             value = seq
         doc["train"][key] = value
     with dvc_lock(params_path), atomic_path(params_path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with open(tmp, "w", encoding="utf-8", newline=newline) as fh:  # CRLF kept as CRLF
             yaml_rt.dump(doc, fh)
         load_params(tmp)  # the result must still be valid, else params.yaml stays as it was
 

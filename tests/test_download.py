@@ -155,3 +155,20 @@ def test_a_source_that_cannot_connect_is_said_once_not_per_file(local_copy, tmp_
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 3 and lines[0].startswith(f"download: {closed}: cannot connect")
     assert all("verified" in line for line in lines[1:])
+
+
+def test_a_huge_source_entry_is_refused_in_a_short_line():
+    with pytest.raises(PipelineError, match=r"download.sources\[0\] is 100,000 characters long") \
+            as info:
+        params("x" * 100_000)
+    assert len(str(info.value)) < 400
+
+
+def test_an_unreadable_folder_source_falls_through_to_the_next(local_copy, tmp_path, capsys):
+    """A folder whose path the OS refuses (a name over 255 bytes) is one short log line, and the
+    next source is tried (it once stopped the stage with the whole path as its error)."""
+    out = tmp_path / "raw"
+    dl.download(params(str(tmp_path / ("n" * 300)), str(local_copy)), out_dir=out)
+    assert_verified(out)
+    err = capsys.readouterr().err
+    assert "trying the next source" in err and all(len(line) < 400 for line in err.splitlines())

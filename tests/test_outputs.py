@@ -99,6 +99,48 @@ def test_sweep_apply_refuses_while_dvc_holds_the_repository(tmp_path):
     assert "dropout: 0.5" in params.read_text()
 
 
+def test_sweep_apply_refuses_while_a_stage_runs_though_dvc_let_its_lock_go(tmp_path):
+    """DVC releases its repository lock while a stage's command runs; the stage itself holds a
+    marker in .dvc/tmp, and --apply refuses while it is held."""
+    import threading
+
+    from pipeline.cli_support import run_cli
+    from pipeline.sweep import apply_to_params
+
+    (tmp_path / ".dvc/tmp").mkdir(parents=True)
+    params = tmp_path / "params.yaml"
+    original = (ROOT / "params.yaml").read_text()
+    params.write_text(original)
+    started, finish = threading.Event(), threading.Event()
+
+    def stage():
+        started.set()
+        finish.wait(30)
+
+    runner = threading.Thread(target=run_cli, args=(stage,), kwargs={"params_path": str(params)})
+    runner.start()
+    try:
+        assert started.wait(30)
+        with pytest.raises(PipelineError, match="one of its stages is running; --apply changed"):
+            apply_to_params(params, {"dropout": 0.5})
+        assert params.read_text() == original
+    finally:
+        finish.set()
+        runner.join(30)
+    apply_to_params(params, {"dropout": 0.5})
+    assert "dropout: 0.5" in params.read_text()
+
+
+def test_sweep_apply_keeps_a_crlf_params_file_crlf(tmp_path):
+    from pipeline.sweep import apply_to_params
+
+    params = tmp_path / "params.yaml"
+    params.write_bytes((ROOT / "params.yaml").read_bytes().replace(b"\n", b"\r\n"))
+    apply_to_params(params, {"dropout": 0.5})
+    data = params.read_bytes()
+    assert b"dropout: 0.5" in data and data.count(b"\r\n") == data.count(b"\n")
+
+
 def test_sweep_apply_writes_nothing_when_the_result_would_be_invalid(tmp_path):
     from pipeline.sweep import apply_to_params
 

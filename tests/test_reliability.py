@@ -207,6 +207,36 @@ def test_malformed_sweep_ranges_are_one_line(tmp_path, choice, message):
         _load_space(path)
 
 
+def test_a_space_without_trials_says_what_is_missing(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(json.dumps({"sampler": "tpe", "space": {"dropout": [0.1, 0.2]}}))
+    with pytest.raises(PipelineError, match="trials is missing: say how many completed trials"):
+        _load_space(path)
+
+
+def test_a_repository_without_commits_is_told_to_commit(tmp_path, monkeypatch):
+    """`experiments` once printed an empty table (exit 0); `submit`'s provenance said "not
+    inside a git repository" in one."""
+    import subprocess
+    import sys
+
+    from pipeline.submit import _git
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    proc = subprocess.run([sys.executable, "-m", "pipeline.experiments"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: experiments: this repository has no commit yet, so no baseline to judge "
+        "experiments against; commit first (git add -A && git commit), then dvc repro"]
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PipelineError, match="submit: this repository has no commit yet"):
+        _git("rev-parse", "HEAD")
+    monkeypatch.chdir(tmp_path.parent)  # not a repository at all: said so
+    with pytest.raises(PipelineError, match="submit: not inside a git repository"):
+        _git("-C", str(tmp_path / "none"), "rev-parse", "HEAD")
+
+
 # --- the CLI, end to end --------------------------------------------------------------------------
 
 def test_preprocess_cli_bad_cell_exits_1_with_one_line(tmp_path):
