@@ -143,13 +143,15 @@ def per_model_settings(configs: list[TrainParams], seeds: list[int],
 
 class EpochLines:
     """Progress where no bar shows (output to a file or a pipe, as in a sweep's log): a flushed
-    line every PROGRESS_EVERY_S seconds with the epoch, the models still training and an upper
-    bound of the time left (every model to max_epochs; early stopping ends sooner)."""
+    line every PROGRESS_EVERY_S seconds with the epoch, the models still training, the likely
+    time left (each model stops `patience` epochs after its last gain if it gains no more: the
+    usual end) and the most it can take (every model to max_epochs)."""
 
     PROGRESS_EVERY_S = 30.0
 
-    def __init__(self, label: str, total: int, n_models: int):
+    def __init__(self, label: str, total: int, n_models: int, patience: int = 0):
         self.label, self.total, self.n_models = label, total, n_models
+        self.patience = patience
         self.started = self.last = time.monotonic()
 
     def __call__(self, epoch: int, n_active: int, best_mean: float) -> None:
@@ -157,10 +159,13 @@ class EpochLines:
         if now - self.last < self.PROGRESS_EVERY_S or n_active == 0:
             return
         self.last = now
-        left = (now - self.started) / (epoch + 1) * (self.total - epoch - 1)
+        per_epoch = (now - self.started) / (epoch + 1)
+        most = self.total - epoch - 1
+        likely = min(most, self.patience) if self.patience > 0 else most
         print(f"{self.label}: epoch {epoch + 1}/{self.total}, {n_active} of {self.n_models} "
-              f"models still training, best early-stopping RMSE {best_mean:.4f}; at most "
-              f"~{left / 60:.1f} min left", file=sys.stderr, flush=True)
+              f"models still training, best early-stopping RMSE {best_mean:.4f}; likely "
+              f"~{per_epoch * likely / 60:.1f} min left if no model gains again, at most "
+              f"~{per_epoch * most / 60:.1f}", file=sys.stderr, flush=True)
 
 
 def fit_mlp_configs(views: Views, y: np.ndarray, plan: FoldPlan,
@@ -184,7 +189,8 @@ def fit_mlp_configs(views: Views, y: np.ndarray, plan: FoldPlan,
     total = max(per_model.max_epochs)
     bar = tqdm(total=total, desc=f"{label}: {n * len(configs)} models on {device}",
                unit="epoch", disable=None, file=sys.stderr)
-    lines = EpochLines(label, total, n * len(configs)) if bar.disable else None
+    lines = (EpochLines(label, total, n * len(configs), max(per_model.patience))
+             if bar.disable else None)
 
     def on_epoch(epoch: int, n_active: int, best_mean: float) -> None:
         bar.update(1)

@@ -327,7 +327,8 @@ def mark_ties(table: pd.DataFrame, folds: list[list[float]]) -> None:
         behind.append(mean)
         ties.append(mean <= compare.SE_MULTIPLE * se)
     table["behind_best"] = behind
-    table["tie_with_best"] = np.where(ties, "tie", "")
+    table["tie_with_best"] = np.where(ties, "tie", "no")
+    table.loc[0, "tie_with_best"] = "best"
 
 
 def _show(value):
@@ -337,11 +338,35 @@ def _show(value):
     return value
 
 
-def _cell(value) -> str:
-    """A table cell: numbers to 4 significant digits (lr 0.0006975 stays 0.0006975)."""
+def _cell(value, column: str = "") -> str:
+    """A table cell: numbers to 4 significant digits (lr 0.0006975 stays 0.0006975); a gap
+    behind the best in plain decimals (+0.00012, never 1.2e-04)."""
+    if column == "behind_best" and isinstance(value, float | np.floating):
+        return f"{value:+.5f}"
     if isinstance(value, float | np.floating):
         return f"{value:.4g}"
     return str(value)
+
+
+def terminal_table(shown: pd.DataFrame, spec: dict, width: int = 120) -> str:
+    """The ranked table for the terminal, within `width` columns: rank, score, the gap and tie
+    with the best, the verdict against the baseline; under each row, the config's values
+    (every column is in the .csv and .md files)."""
+    import textwrap
+
+    rank_by = spec["rank_by"]
+    fixed = [c for c in ("rank", rank_by, "behind_best", "tie_with_best", "vs_baseline")
+             if c in shown]
+    cells = [[_cell(row[c], c) for c in fixed] for _, row in shown.iterrows()]
+    header = ["tie" if c == "tie_with_best" else c for c in fixed]
+    sizes = [max(len(r[i]) for r in [header, *cells]) for i in range(len(fixed))]
+    lines = ["  ".join(h.ljust(n) for h, n in zip(header, sizes, strict=True)).rstrip()]
+    for (_, row), row_cells in zip(shown.iterrows(), cells, strict=True):
+        lines.append("  ".join(c.ljust(n) for c, n in zip(row_cells, sizes, strict=True))
+                     .rstrip()[:width])
+        values = ", ".join(f"{k}={_cell(row[k])}" for k in spec["space"] if k in shown)
+        lines += textwrap.wrap(values, width, initial_indent="    ", subsequent_indent="    ")
+    return "\n".join(lines)
 
 
 def with_baseline(table: pd.DataFrame) -> pd.DataFrame:
@@ -366,8 +391,8 @@ def write_tables(table: pd.DataFrame, out_dir: str | os.PathLike, name: str, ran
              "better); rank 0 is the baseline, params.yaml's config, and vs_baseline each "
              "config's verdict against it on houses (pipeline/compare.py).", "", header,
              "|" + "---|" * len(shown.columns)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |"
-              for row in shown.itertuples(index=False)]
+    lines += ["| " + " | ".join(_cell(v, c) for c, v in zip(shown.columns, row, strict=True))
+              + " |" for row in shown.itertuples(index=False)]
     write_text(md_path, "\n".join(lines) + "\n")
     return csv_path, md_path
 
@@ -493,10 +518,12 @@ def main(argv: list[str] | None = None) -> None:
                           args.space, members_dir=args.members)
         rank_by = spec["rank_by"]
         csv_path, md_path = write_tables(table, args.out, name, rank_by)
-        print(md_path.read_text(encoding="utf-8"))
-        print(f"sweep: wrote {csv_path} and {md_path}")
-        if "tie_with_best" in table and (table["tie_with_best"] == "tie").sum() > 1:
-            tied = table.loc[table["tie_with_best"] == "tie", "rank"].tolist()[1:]
+        print(f"Sweep {name}: {len(table)} configs ranked by {rank_by} (lower is better); rank "
+              "0 is params.yaml's config, vs_baseline each one's verdict against it on houses")
+        print(terminal_table(with_baseline(table), spec))
+        print(f"sweep: wrote {csv_path} and {md_path} (every column)")
+        if "tie_with_best" in table and (table["tie_with_best"] == "tie").any():
+            tied = table.loc[table["tie_with_best"] == "tie", "rank"].tolist()
             print(f"sweep: note: rank(s) {', '.join(map(str, tied))} tie with rank 1 (within "
                   "noise); re-score them on other fold seeds before trusting the order")
         if args.apply:

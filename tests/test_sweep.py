@@ -83,6 +83,7 @@ def test_tables_written(tiny):
 def test_tables_keep_four_significant_digits():
     assert sweep._cell(0.0006975) == "0.0006975" and sweep._cell(0.118687) == "0.1187"
     assert sweep._cell(3000.0) == "3000" and sweep._cell("[256, 128]") == "[256, 128]"
+    assert sweep._cell(0.000012, "behind_best") == "+0.00001"
 
 
 def test_apply_edits_only_intended_keys_and_keeps_comments(tiny):
@@ -124,7 +125,7 @@ def test_ties_with_the_best_are_marked_paired_over_folds():
              [0.1015, 0.1195, 0.1103, 0.1299, 0.0910],    # 0.0004 behind, but noisy: a tie
              [v + 0.002 for v in best]]                   # consistently behind: no tie
     sweep.mark_ties(table, folds)
-    assert table["tie_with_best"].tolist() == ["tie", "", "tie", ""]
+    assert table["tie_with_best"].tolist() == ["best", "no", "tie", "no"]
     assert table["behind_best"].tolist()[0] == 0.0
     assert table["behind_best"].tolist()[3] == pytest.approx(0.002)
 
@@ -133,9 +134,13 @@ def test_sweep_table_says_which_configs_tie(tiny):
     params, tmp_path, _ = tiny
     spec = {**SPACE, "rank_by": "cv_rmse_no_outliers"}
     table = sweep.run_sweep(params, spec, tmp_path / "processed")
-    assert table.loc[0, "tie_with_best"] == "tie" and table.loc[0, "behind_best"] == 0.0
+    assert table.loc[0, "tie_with_best"] == "best" and table.loc[0, "behind_best"] == 0.0
     assert (table["behind_best"].diff().dropna() >= -1e-12).all()  # ranked by the same mean
-    assert set(table["tie_with_best"]) <= {"tie", ""}
+    assert set(table.loc[1:, "tie_with_best"]) <= {"tie", "no"}
+    lines = sweep.terminal_table(sweep.with_baseline(table), spec).splitlines()
+    assert all(len(line) <= 120 for line in lines)
+    assert lines[0].split() == ["rank", "cv_rmse_no_outliers", "behind_best", "tie", "vs_baseline"]
+    assert lines[2].startswith("    lr=") and "e-0" not in "".join(lines)  # no scientific gaps
 
 
 def test_the_tie_rule_is_the_projects_one_not_a_space_setting(tmp_path):
@@ -203,6 +208,7 @@ def test_a_sweep_says_when_a_batch_starts_and_how_it_trains(tiny, monkeypatch, c
     assert "sweep: training trial(s) 0, 1 as one batch (0/4 done in the study)" in said
     assert "sweep: training trial(s) 2, 3 as one batch (2/4 done in the study)" in said
     assert "epoch 1/4, " in said and " models still training" in said and "min left" in said
+    assert "likely ~" in said and "if no model gains again, at most ~" in said
 
 
 def test_apply_says_how_to_undo_it_in_the_params_file_it_wrote(tiny, capsys):
