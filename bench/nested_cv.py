@@ -73,6 +73,11 @@ RAW_FAMILIES = ("catboost",)
 # svr-member-2026-11), with the settings they had there, so the previous default (these two
 # beside mlp, lgbm and lasso_svr, fitted weights) is a row of the same tables.
 PREVIOUS_FAMILIES = ("lasso", "svr")
+# New information for the normal houses (bench/candidates.py): comparable sales by nearest
+# neighbours (its k and power searched inside each outer part; k = 5 is scikit-learn's default)
+# and LightGBM with the neighbourhood's in-fold target statistic (published defaults).
+CANDIDATE_FAMILIES = ("knn", "lgbm_te")
+KNN_GRID = {"n_neighbors": [5, 10, 20], "power": [1.0, 2.0]}
 
 
 def previous_member(name: str, train):
@@ -225,6 +230,39 @@ def run_raw_family(name: str, seed: int, fold: int, out: str) -> str:
     return f"s{seed}_f{fold}_{name}"
 
 
+def run_candidate(name: str, seed: int, fold: int, out: str) -> str:
+    """A candidate of bench/candidates.py on one outer fold, on the member plan's folds (the
+    outlier rows out, as the members train): knn's grid (its default first), or lgbm_te."""
+    from candidates import LassoScaledKNN, NeighbourhoodTargetLGBM
+
+    from pipeline.lasso_fit import lasso_settings
+    from pipeline.predictions import cross_fit, member_plan
+
+    params = load_params(ROOT / "params.yaml")
+    data = outer_data(seed, fold)
+    x, y = data["x_train"].astype(np.float64), data["y_train"]
+    x_outer = data["x_test"].astype(np.float64)
+    plan = member_plan(len(y), data["outlier"], params)
+    preds = {}
+    if name == "knn":
+        lasso = lasso_settings(params.train)
+        for k, power in itertools.product(*KNN_GRID.values()):
+            label = "default" if (k, power) == (5, 2.0) else f"n_neighbors={k},power={power:g}"
+            preds[label] = cross_fit(LassoScaledKNN(k, power, lasso.alpha, lasso.max_iter,
+                                                    lasso.tol), x, y, x_outer, plan)
+    else:
+        train, _ = competition_frames()
+        held = np.zeros(len(train), dtype=bool)
+        held[data["outer_rows"]] = True
+        levels = {n: i for i, n in enumerate(sorted(train["Neighborhood"].unique()))}
+        code = train["Neighborhood"].map(levels).to_numpy(dtype=np.float64)[:, None]
+        lgbm = family("lgbm").make_model(params.members.lgbm, params.train)
+        preds["default"] = cross_fit(NeighbourhoodTargetLGBM(lgbm), np.hstack([x, code[~held]]),
+                                     y, np.hstack([x_outer, code[held]]), plan)
+    save_part(Path(out), seed, fold, name, preds, data, plan)
+    return f"s{seed}_f{fold}_{name}"
+
+
 def run_family(name: str, seed: int, fold: int, out: str, quick: bool, defaults_only: bool = False
                ) -> str:
     """Every candidate of one family on one outer fold: (inner out-of-fold, outer) predictions."""
@@ -234,6 +272,8 @@ def run_family(name: str, seed: int, fold: int, out: str, quick: bool, defaults_
         return run_recipe_family(name, seed, fold, out)
     if name in RAW_FAMILIES:
         return run_raw_family(name, seed, fold, out)
+    if name in CANDIDATE_FAMILIES:
+        return run_candidate(name, seed, fold, out)
     params = load_params(ROOT / "params.yaml")
     data = outer_data(seed, fold)
     x, y = data["x_train"].astype(np.float64), data["y_train"]
@@ -519,7 +559,7 @@ def command_report(args) -> None:
     members = [m for m in params.ensemble.members if m in have]
     if members != list(params.ensemble.members):
         raise SystemExit(f"{args.dir}: has no {set(params.ensemble.members) - have} parts")
-    others = sorted(have - set(members) - set(PREVIOUS_FAMILIES))  # those: the previous default
+    others = sorted(have - set(members) - set(PREVIOUS_FAMILIES) - {"lgbm_te"})
     method = params.ensemble.blend
     recipes: dict[str, dict] = {}
 
@@ -563,6 +603,10 @@ def command_report(args) -> None:
             recipes[f"with {other} trained on every row"] = score_recipe(
                 results, [*members, other], rule, method,
                 force_member=(other, "default" + WITH_OUTLIERS))
+    if "lgbm_te" in have and "lgbm" in members:  # a replacement, not a fourth member
+        rule = "search" if searched else "default"
+        add("lgbm given the neighbourhood's in-fold target statistic (lgbm_te)",
+            [("lgbm_te" if m == "lgbm" else m) for m in members], rule=rule)
     if searched:
         add("every member trained with the outlier rows", force="default" + WITH_OUTLIERS)
         recipes.update(gated_rows(results, members, method, recipes[baseline]))
@@ -747,7 +791,7 @@ def main() -> None:
     run.add_argument("--fold-seeds", type=int, nargs="+", default=FRESH_SEEDS)
     run.add_argument("--parts", nargs="+", default=["mlp", *FAMILIES],
                      choices=["mlp", *FAMILIES, *RECIPE_FAMILIES, *RAW_FAMILIES,
-                              *PREVIOUS_FAMILIES])
+                              *PREVIOUS_FAMILIES, *CANDIDATE_FAMILIES])
     run.add_argument("--mlp-configs", type=int, default=24,
                      help="random configs around the MLP's default (plus the default)")
     run.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))

@@ -23,7 +23,7 @@ from pathlib import Path
 from pipeline import compare
 from pipeline.cli_support import run_cli, stage_parser
 from pipeline.errors import PipelineError, safe_text
-from pipeline.submit import read_log
+from pipeline.leaderboard import read_log
 
 # The submission's own CV: the blend's where there is one, else the MLP's (older commits).
 HEADLINE_METRICS = ("metrics/blend.json", "metrics/cv.json")
