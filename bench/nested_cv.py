@@ -607,10 +607,28 @@ def command_report(args) -> None:
         rule = "search" if searched else "default"
         add("lgbm given the neighbourhood's in-fold target statistic (lgbm_te)",
             [("lgbm_te" if m == "lgbm" else m) for m in members], rule=rule)
+        if searched:  # its control: lgbm at the same (params.yaml's) settings, no statistic
+            add("lgbm at params.yaml's settings, the others searched inside (lgbm_te's control)",
+                rule="search", force_member=("lgbm", "default"))
     if searched:
         add("every member trained with the outlier rows", force="default" + WITH_OUTLIERS)
         recipes.update(gated_rows(results, members, method, recipes[baseline]))
         recipes.update(region_rows(results, baseline, recipes[baseline]))
+        # leaving the outlier rows out of a member is an option that must win: each member
+        # learning from every row (its default settings, the others searched inside), and all
+        # three, each with the rare sales priced as the default prices them
+        for label, force in [*((f"{m} learns from every row", (m, "default" + WITH_OUTLIERS))
+                               for m in members),
+                             *((f"{m} at params.yaml's settings (the control)", (m, "default"))
+                               for m in members),
+                             ("every member learns from every row", None)]:
+            if force is None:
+                base = score_recipe(results, members, "search", method,
+                                    force="default" + WITH_OUTLIERS)
+            else:
+                base = score_recipe(results, members, "search", method, force_member=force)
+            recipes[f"{label}, + rare sales by comparable sales"] = next(iter(
+                region_rows(results, label, base).values()))
         for member in members:
             recipes[f"{member} trained with the outlier rows"] = score_recipe(
                 results, members, "default", method, force_member=(member, "default" + WITH_OUTLIERS))
@@ -635,6 +653,8 @@ def command_report(args) -> None:
             raise SystemExit(f"--against {against!r}: no such row (rows: {', '.join(recipes)})")
         print(f"\n## The same rows against {against}\n")
         print(recipe_table(results, recipes, against))
+    print("\n## Paired decisions: each change against its own control\n")
+    print(paired_table(recipes, members))
     print("\n## The houses above the region's living area: held-out log price by recipe\n")
     print(region_table(recipes))
     print("\n## The same rows by outer fold (the paired SE over folds the old rule used)\n")
@@ -757,8 +777,7 @@ def region_rows(results: list[dict], base_label: str, base: dict) -> dict:
         if kept in entry["parts"].get("lgbm", {}):
             lgbm_all[s, here] = entry["parts"]["lgbm"][kept][1][region[rows]]
     out = {}
-    for label, pred in ((f"{base_label} + rare sales priced by comparable sales "
-                         "(ensemble.rare_sales: comparable)", comparable),
+    for label, pred in ((f"{base_label} + rare sales priced by comparable sales", comparable),
                         (f"{base_label} + rare sales priced by LightGBM trained on every row",
                          lgbm_all)):
         outside = ~region[None, :] & ~np.isnan(base["pred"])
@@ -766,6 +785,29 @@ def region_rows(results: list[dict], base_label: str, base: dict) -> dict:
         out[label] = {**outer_scores(results, pred), "honest": base["honest"],
                       "kind": base.get("kind")}
     return out
+
+
+def paired_table(recipes: dict[str, dict], members: list[str]) -> str:
+    """Each change beside the row that differs from it in that change alone (the same members'
+    settings, the same region rule), by the house-level rule: what decides it."""
+    train, outlier = competition_frames()
+    y = np.log(train["SalePrice"].to_numpy(dtype=np.float64))
+    region = ", + rare sales by comparable sales"
+    pairs = [(f"{m} learns from every row{region}",
+              f"{m} at params.yaml's settings (the control){region}") for m in members]
+    pairs += [("lgbm given the neighbourhood's in-fold target statistic (lgbm_te)",
+               "lgbm at params.yaml's settings, the others searched inside (lgbm_te's control)"),
+              ("default recipe, every setting searched inside + rare sales priced by comparable "
+               "sales", "default recipe, every setting searched inside"),
+              ("with knn", "default recipe, every setting searched inside")]
+    rows = []
+    for change, control in pairs:
+        if change in recipes and control in recipes:
+            diffs = compare.houses(compare.house_errors(recipes[change]["pred"], y),
+                                   compare.house_errors(recipes[control]["pred"], y), outlier)
+            rows.append([change, control, *(f"{d:+.4f} ± {se:.4f}" for d, se in diffs.values()),
+                         compare.decide(diffs)])
+    return markdown_table(["change", "against", "all rows", "normal houses", "rule"], rows)
 
 
 def region_table(recipes: dict[str, dict]) -> str:
