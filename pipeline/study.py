@@ -194,8 +194,10 @@ def _queue_grid(study, spec: dict, log: Callable[[str], None] | None = None) -> 
             said = time.monotonic()
 
 
-# How long a worker waits for the worker that created the study to finish setting it up.
-SETUP_WAIT_S = 120
+# A worker waits for the worker that created the study to finish setting it up while that one
+# makes progress (a grid's combinations being queued); set-up that queues nothing new for this
+# long was abandoned (a worker killed mid set-up cannot delete what it left).
+SETUP_STALL_S = 15
 
 
 def _join_study(storage, name: str, sampler, signature: str):
@@ -203,13 +205,20 @@ def _join_study(storage, name: str, sampler, signature: str):
     import optuna
 
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-    deadline = time.monotonic() + SETUP_WAIT_S
+    queued, moved, said = -1, time.monotonic(), False
     while (stored := study.user_attrs.get("signature")) is None:
-        if time.monotonic() > deadline:
+        now_queued = len(study.get_trials(deepcopy=False))
+        if now_queued != queued:
+            queued, moved = now_queued, time.monotonic()
+        if time.monotonic() - moved > SETUP_STALL_S:
             raise PipelineError(
                 f"sweep: study '{name}' exists but its space was never recorded (the worker that "
-                f"created it stopped while setting it up); delete it (optuna delete-study "
-                f"--study-name {name} --storage URL) or use another --study name")
+                f"created it stopped while setting it up: nothing queued for {SETUP_STALL_S} s); "
+                f"delete it (optuna delete-study --study-name {name} --storage URL) or use "
+                "another --study name")
+        if not said:
+            _print_now(f"sweep: waiting for the worker that created study '{name}' to set it up")
+            said = True
         time.sleep(0.2)
     if stored != signature:
         raise PipelineError(f"sweep: study '{name}' was created with another space, rank_by, "

@@ -62,6 +62,9 @@ RANKABLE = ("blend_cv_rmse", "blend_cv_rmse_no_outliers", "cv_rmse", "cv_rmse_no
 # Stated maxima: a batch is trained as one model (batch x folds x views models in memory at once),
 # and a study of more trials than this would run for months on one machine.
 MAXIMA = {"trials": 100_000, "batch": 256, "heartbeat_s": 3600}
+# A grid queues every combination when its study is created (~20 ms each in SQLite on 2 cores):
+# 2,000 take ~40 s, already ~14 hours of trials at ~25 s each.
+MAX_GRID = 2_000
 
 
 def _load_space(path: str | os.PathLike) -> dict:
@@ -94,6 +97,11 @@ def check_space(spec: dict, path="sweep space") -> dict:
             if not isinstance(choice, list):
                 raise PipelineError(f"{path}: the grid sampler needs a list of choices for {key}")
         every_combination = math.prod(len(c) for c in spec["space"].values())
+        if every_combination > MAX_GRID:
+            raise PipelineError(
+                f"{path}: the grid has {every_combination:,} combinations, more than the "
+                f"{MAX_GRID:,} a grid may queue (each is a storage write before any trial runs); "
+                f"use sampler: random (or tpe) with trials: N to draw N of them")
     spec["trials"] = spec.get("trials", every_combination)
     if spec["trials"] is None:
         raise PipelineError(f"{path}: trials is missing: say how many completed trials the study "

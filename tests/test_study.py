@@ -235,10 +235,19 @@ def test_a_study_whose_creator_died_during_setup_is_one_line(tmp_path, monkeypat
 
     storage = open_storage(f"sqlite:///{tmp_path / 'grid.db'}")
     optuna.create_study(storage=storage, study_name="half")  # created, space never recorded
-    monkeypatch.setattr(studies, "SETUP_WAIT_S", 0.5)
+    monkeypatch.setattr(studies, "SETUP_STALL_S", 0.5)  # 15 s: nothing queued for that long
     spec = sweep.check_space({"sampler": "grid", "space": {"dropout": [0.1, 0.3]}})
     with pytest.raises(PipelineError, match="its space was never recorded.*delete-study"):
         studies.open_study(storage, "half", spec, {})
+
+
+def test_a_grid_too_large_to_queue_is_refused_before_any_queueing():
+    """100,000 combinations once took ~33 min to queue before the first trial."""
+    space = {"dropout": [0.1 * i for i in range(1, 9)], "lr": [0.001 * i for i in range(1, 51)],
+             "l1": [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 0.1]}
+    with pytest.raises(PipelineError, match="2,400 combinations, more than the 2,000") as info:
+        sweep.check_space({"sampler": "grid", "space": space})
+    assert "sampler: random" in str(info.value)
 
 
 def test_a_trial_failed_by_another_worker_meanwhile_is_a_note_not_a_crash():
