@@ -308,6 +308,11 @@ def _raise_interrupted(signum, frame):
     raise _Interrupted
 
 
+# The user attribute (a table column) that names the trial a re-queued one re-runs: an
+# interrupted or dead worker's trial gets a new number when it is queued again.
+RERUN_ATTR = "rerun_of"
+
+
 def requeue(study, storage, trials, log: Callable[[str], None]) -> None:
     """Give back this worker's unfinished trials (it was interrupted): each failed and queued
     again, so the next worker (or the same command) runs them and no configuration is lost."""
@@ -322,7 +327,7 @@ def requeue(study, storage, trials, log: Callable[[str], None]) -> None:
                 storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
                 continue  # already finished (told, or failed by another worker)
-            study.enqueue_trial(trial.params)
+            study.enqueue_trial(trial.params, user_attrs={RERUN_ATTR: trial.number})
             numbers.append(trial.number)
     except storage_errors():
         log("sweep: the storage is unreachable, so the interrupted trials stay running; they go "
@@ -433,7 +438,7 @@ def fail_stale_trials(study, storage, grace_s: float) -> None:
                          and not t.system_attrs.get(INTERRUPTED_ATTR)
                          and not t.system_attrs.get(SURPLUS_ATTR)]
         if not failed_before:  # re-queued once, as Optuna's callback with max_retry=1
-            study.enqueue_trial(trial.params)
+            study.enqueue_trial(trial.params, user_attrs={RERUN_ATTR: trial.number})
 
 
 def cached_baseline(study, config: dict, score: Callable[[], tuple]) -> tuple:

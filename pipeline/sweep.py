@@ -373,6 +373,9 @@ def terminal_table(shown: pd.DataFrame, spec: dict, width: int = 120) -> str:
         lines.append("  ".join(c.ljust(n) for c, n in zip(row_cells, sizes, strict=True))
                      .rstrip()[:width])
         values = ", ".join(f"{k}={_cell(row[k])}" for k in spec["space"] if k in shown)
+        rerun = row.get("rerun_of")
+        if isinstance(rerun, int | float) and not pd.isna(rerun):
+            values += f" (trial {row['config']} re-runs trial {int(rerun)}, whose worker stopped)"
         lines += textwrap.wrap(values, width, initial_indent="    ", subsequent_indent="    ")
     return "\n".join(lines)
 

@@ -348,6 +348,9 @@ def test_an_interrupted_worker_gives_its_batch_back_and_every_config_is_scored_o
     completed = [tuple(sorted(t.params.items())) for t in states[TrialState.COMPLETE]]
     assert len(completed) == len(set(completed)) == 4  # every configuration once
     assert first_batch <= set(completed)  # the interrupted ones among them
+    failed = {t.number for t in states[TrialState.FAIL]}
+    reruns = [t.user_attrs.get("rerun_of") for t in states[TrialState.COMPLETE]]
+    assert sorted(r for r in reruns if r is not None) == sorted(failed)  # the table says which
 
 
 def test_an_interrupted_grid_set_up_leaves_no_study_and_a_long_one_says_how_far(

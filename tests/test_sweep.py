@@ -226,3 +226,13 @@ def test_apply_says_how_to_undo_it_in_the_params_file_it_wrote(tiny, capsys):
     out = capsys.readouterr().out
     assert f"wrote the best config into {mine}" in out
     assert out.rstrip().endswith(f"undo it with git checkout -- '{mine}'")  # quoted: a space
+
+
+def test_the_terminal_table_names_the_trial_a_rerun_replaced():
+    shown = pd.DataFrame({"rank": [1, 2], "config": [3, 1], "lr": [0.001, 0.002],
+                          "cv_rmse": [0.11, 0.12], "behind_best": [0.0, 0.01],
+                          "tie_with_best": ["best", "no"], "vs_baseline": ["tie", "tie"],
+                          "rerun_of": [0.0, float("nan")]})
+    lines = sweep.terminal_table(shown, {"rank_by": "cv_rmse", "space": {"lr": [0.001, 0.002]}})
+    assert "trial 3 re-runs trial 0, whose worker stopped" in lines
+    assert lines.count("re-runs") == 1
