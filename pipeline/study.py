@@ -132,7 +132,7 @@ def make_sampler(spec: dict):
 
             def sample_independent(self, study, trial, param_name, param_distribution):
                 if trial.number not in self.starting:
-                    complete = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                     self.starting = {trial.number: len(complete) < self._n_startup_trials}
                 if self.starting[trial.number]:
                     return random.sample_independent(study, trial, param_name,
@@ -308,6 +308,12 @@ def _raise_interrupted(signum, frame):
     raise _Interrupted
 
 
+def trial_id(trial) -> int:
+    """The storage's id of a trial (what storage calls take): Optuna has no public accessor,
+    and a trial's number is not its id once several studies share a storage."""
+    return trial._trial_id
+
+
 # The user attribute (a table column) that names the trial a re-queued one re-runs: an
 # interrupted or dead worker's trial gets a new number when it is queued again.
 RERUN_ATTR = "rerun_of"
@@ -323,8 +329,8 @@ def requeue(study, storage, trials, log: Callable[[str], None]) -> None:
     try:
         for trial in trials:
             try:
-                storage.set_trial_system_attr(trial._trial_id, INTERRUPTED_ATTR, True)
-                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                storage.set_trial_system_attr(trial_id(trial), INTERRUPTED_ATTR, True)
+                storage.set_trial_state_values(trial_id(trial), TrialState.FAIL)
             except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
                 continue  # already finished (told, or failed by another worker)
             study.enqueue_trial(trial.params, user_attrs={RERUN_ATTR: trial.number})
@@ -379,7 +385,7 @@ def _run_batches(study, storage, spec: dict, evaluate, log) -> int:
             done_now, pending, _ = _counts(study)
             keep = set(sorted(pending)[:max(0, total - done_now)])
             for trial in [t for t in asked if t.number not in keep]:
-                storage.set_trial_system_attr(trial._trial_id, SURPLUS_ATTR, True)
+                storage.set_trial_system_attr(trial_id(trial), SURPLUS_ATTR, True)
                 study.tell(trial, state=TrialState.FAIL)  # surplus: never run
             asked = [t for t in asked if t.number in keep]
         if not asked:  # other workers hold the remaining trials: wait for them to finish
@@ -389,7 +395,7 @@ def _run_batches(study, storage, spec: dict, evaluate, log) -> int:
         log(f"sweep: training trial(s) {', '.join(str(t.number) for t in asked)} as one batch "
             f"({done}/{total} done in the study)")
         try:
-            with _Heartbeat(storage, [t._trial_id for t in asked], spec["heartbeat_s"]):
+            with _Heartbeat(storage, [trial_id(t) for t in asked], spec["heartbeat_s"]):
                 results = evaluate(configs)
         except KeyboardInterrupt:
             requeue(study, storage, asked, log)
@@ -430,7 +436,7 @@ def fail_stale_trials(study, storage, grace_s: float) -> None:
         if now - beat <= grace_s:
             continue
         try:
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            storage.set_trial_state_values(trial_id(trial), TrialState.FAIL)
         except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
             continue  # another worker got there first
         failed_before = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
