@@ -97,10 +97,13 @@ def check_machine(params: Params) -> None:
             f"{models:,} models, whose weights and optimiser state need ~{need / 1e9:,.1f} GB; "
             f"{where} is {have / 1e9:,.1f} GB; make the layers narrower or train fewer models")
     cores = os.cpu_count() or 1
-    threads = params.members.lgbm.get("threads", 1)
-    if threads > cores:
-        print(f"check-params: note: members.lgbm.threads {threads} is more than this machine's "
-              f"{cores} cores; each fit uses {cores} (the trees are the same)")
+    from pipeline.members import FAMILIES
+
+    for name in FAMILIES:  # every family whose fits take a `threads` setting
+        threads = getattr(params.members, name).get("threads", 1)
+        if threads > cores:
+            print(f"check-params: note: members.{name}.threads {threads} is more than this "
+                  f"machine's {cores} cores; each fit uses {cores} (the results are the same)")
 
 
 def main(argv: list[str] | None = None) -> None:
