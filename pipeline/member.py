@@ -36,8 +36,11 @@ def run_member(name: str, params: Params, *, data_dir="data/processed", out_dir=
         settings["threads"] = os.cpu_count() or 1
     started = time.perf_counter()
     estimator = family(name).make_model(settings, params.train)
-    oof, test_pred = cross_fit(estimator, x, y, test["x"].astype(np.float64), plan,
-                               settings.get("threads", 1))
+    try:
+        oof, test_pred = cross_fit(estimator, x, y, test["x"].astype(np.float64), plan,
+                                   settings.get("threads", 1))
+    except ValueError as exc:  # a family refuses data it cannot fit (scikit-learn's contract)
+        raise PipelineError(f"member {name}: {exc}") from exc
     seconds = time.perf_counter() - started
     if not (np.isfinite(oof).all() and np.isfinite(test_pred).all()):
         raise PipelineError(f"member {name}: non-finite predictions; check members.{name}")

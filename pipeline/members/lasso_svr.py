@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from pipeline.errors import PipelineError
 from pipeline.lasso_fit import LassoSettings, fit_lasso, lasso_settings
 from pipeline.params import TrainParams
 
@@ -31,14 +30,15 @@ class LassoScaledSVR(RegressorMixin, BaseEstimator):
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> LassoScaledSVR:
         from sklearn.svm import SVR
+        from sklearn.utils.validation import validate_data
 
+        x, y = validate_data(self, x, y, y_numeric=True)
         lasso = LassoSettings(self.lasso_alpha, self.lasso_max_iter, self.lasso_tol)
         coef = np.abs(fit_lasso(x, y, lasso, "member lasso_svr").coef_)
         kept = coef > 0
-        if not kept.any():
-            raise PipelineError(f"member lasso_svr: the Lasso (train.lasso_alpha "
-                                f"{self.lasso_alpha}) kept no column, so the kernel sees "
-                                "nothing; lower train.lasso_alpha")
+        if not kept.any():  # a ValueError, as scikit-learn's contract asks; the stage says it
+            raise ValueError(f"the Lasso (train.lasso_alpha {self.lasso_alpha}) kept no column, "
+                             "so the kernel sees nothing; lower train.lasso_alpha")
         scale = coef ** self.power  # dropped columns 0; power 0: every column 1 (plain SVR)
         self.scale_ = scale / scale[kept].mean()
         self.svr_ = SVR(kernel="rbf", C=self.C, epsilon=self.epsilon, gamma=self.gamma)
@@ -46,7 +46,11 @@ class LassoScaledSVR(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.svr_.predict(np.asarray(x) * self.scale_)
+        from sklearn.utils.validation import check_is_fitted, validate_data
+
+        check_is_fitted(self)
+        x = validate_data(self, x, reset=False)
+        return self.svr_.predict(x * self.scale_)
 
 
 def make_model(settings: dict, train: TrainParams) -> LassoScaledSVR:
