@@ -29,9 +29,9 @@ from common import ROOT, load_data, markdown_table
 
 from pipeline.blending import nested_oof
 from pipeline.folds import cv_metrics, plan_folds
-from pipeline.members import FAMILIES, family
+from pipeline.members import FAMILIES, family, model_settings
 from pipeline.mlp import fit_mlp_configs, oof_predictions
-from pipeline.predictions import cross_fit, member_plan
+from pipeline.predictions import cross_fit, excludes_outliers, member_plan
 from pipeline.trainer import make_deterministic, resolve_device
 
 
@@ -47,10 +47,10 @@ def member_oofs(params, data, fold_seed: int, device, names: list[str]) -> tuple
                                  label=f"fold seed {fold_seed}")[0]
         oofs["mlp"] = oof_predictions(result.models, data["mlp_train"], plan,
                                       params.ensemble.average)
-    one = member_plan(len(y), outlier, params)
     x64 = x.astype(np.float64)
     for name in (n for n in names if n != "mlp"):
-        settings = getattr(params.members, name)
+        one = member_plan(len(y), outlier, params, excludes_outliers(name, params))
+        settings = model_settings(getattr(params.members, name))
         oofs[name], _ = cross_fit(family(name).make_model(settings, params.train), x64, y,
                                   x64[:1], one)
     return oofs, plan

@@ -26,7 +26,7 @@ from common import load_data, markdown_table
 
 from pipeline.blending import nested_oof
 from pipeline.folds import cv_metrics
-from pipeline.members import family, settings_of
+from pipeline.members import family, model_settings, settings_of
 from pipeline.predictions import cross_fit, member_plan
 from pipeline.trainer import make_deterministic, resolve_device
 
@@ -64,8 +64,9 @@ def main() -> None:
         for seed, (oofs, plan) in base.items():
             p = dataclasses.replace(params, train=dataclasses.replace(params.train,
                                                                       fold_seed=seed))
-            model = family(args.family).make_model(settings, params.train)
-            oof, _ = cross_fit(model, x, y, x[:1], member_plan(len(y), outlier, p))
+            model = family(args.family).make_model(model_settings(settings), params.train)
+            oof, _ = cross_fit(model, x, y, x[:1], member_plan(len(y), outlier, p,
+                                                               settings["exclude_outliers"]))
             alone.append(cv_metrics(oof, y, outlier, plan.fold_of_row)["cv_rmse_no_outliers"])
             preds = np.stack([oof if n == args.family else oofs[n] for n in names], axis=1)
             blend, _ = nested_oof(preds, y, ~outlier, plan.fold_of_row, params.ensemble.blend,

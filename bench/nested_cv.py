@@ -51,7 +51,7 @@ from pipeline.blending import Blender
 from pipeline.ensemble import combine_log_predictions, rmse
 from pipeline.folds import cv_metrics, plan_folds
 from pipeline.matrices import outlier_mask, preprocess
-from pipeline.members import FAMILIES, family
+from pipeline.members import FAMILIES, family, model_settings
 from pipeline.params import load_params
 
 FRESH_SEEDS = [1000, 1001, 1002, 1003, 1004]  # no search of this project has used these
@@ -173,7 +173,7 @@ def run_recipe_family(name: str, seed: int, fold: int, out: str) -> str:
     held[data["outer_rows"]] = True
     x, x_outer = recipe_features(train[~held].reset_index(drop=True),
                                  train[held].drop(columns=["SalePrice"]).reset_index(drop=True))
-    plan = member_plan(len(data["y_train"]), data["outlier"], params)
+    plan = member_plan(len(data["y_train"]), data["outlier"], params, True)
     model = base_models(seed)[name]
     preds = {"default": cross_fit(model, x, data["y_train"], x_outer, plan)}
     save_part(Path(out), seed, fold, name, preds, data, plan)
@@ -222,11 +222,11 @@ def run_raw_family(name: str, seed: int, fold: int, out: str) -> str:
     for label, exclude in (("default", True), ("default" + WITH_OUTLIERS, False)):
         p = dataclasses.replace(params, train=dataclasses.replace(params.train,
                                                                   exclude_outliers=exclude))
-        plan = member_plan(len(data["y_train"]), data["outlier"], p)
+        plan = member_plan(len(data["y_train"]), data["outlier"], p, exclude)
         preds[label] = cross_fit(CatBoostOnColumns(seed), x, data["y_train"],
                                  x_outer.reset_index(drop=True), plan)
     save_part(Path(out), seed, fold, name, preds, data,
-              member_plan(len(data["y_train"]), data["outlier"], params))
+              member_plan(len(data["y_train"]), data["outlier"], params, True))
     return f"s{seed}_f{fold}_{name}"
 
 
@@ -242,7 +242,7 @@ def run_candidate(name: str, seed: int, fold: int, out: str) -> str:
     data = outer_data(seed, fold)
     x, y = data["x_train"].astype(np.float64), data["y_train"]
     x_outer = data["x_test"].astype(np.float64)
-    plan = member_plan(len(y), data["outlier"], params)
+    plan = member_plan(len(y), data["outlier"], params, True)
     preds = {}
     if name == "knn":
         lasso = lasso_settings(params.train)
@@ -256,7 +256,7 @@ def run_candidate(name: str, seed: int, fold: int, out: str) -> str:
         held[data["outer_rows"]] = True
         levels = {n: i for i, n in enumerate(sorted(train["Neighborhood"].unique()))}
         code = train["Neighborhood"].map(levels).to_numpy(dtype=np.float64)[:, None]
-        lgbm = family("lgbm").make_model(params.members.lgbm, params.train)
+        lgbm = family("lgbm").make_model(model_settings(params.members.lgbm), params.train)
         preds["default"] = cross_fit(NeighbourhoodTargetLGBM(lgbm), np.hstack([x, code[~held]]),
                                      y, np.hstack([x_outer, code[held]]), plan)
     save_part(Path(out), seed, fold, name, preds, data, plan)
@@ -266,7 +266,7 @@ def run_candidate(name: str, seed: int, fold: int, out: str) -> str:
 def run_family(name: str, seed: int, fold: int, out: str, quick: bool, defaults_only: bool = False
                ) -> str:
     """Every candidate of one family on one outer fold: (inner out-of-fold, outer) predictions."""
-    from pipeline.predictions import cross_fit, member_plan
+    from pipeline.predictions import cross_fit, excludes_outliers, member_plan
 
     if name in RECIPE_FAMILIES:
         return run_recipe_family(name, seed, fold, out)
@@ -279,11 +279,12 @@ def run_family(name: str, seed: int, fold: int, out: str, quick: bool, defaults_
     x, y = data["x_train"].astype(np.float64), data["y_train"]
     x_outer = data["x_test"].astype(np.float64)
     if name in PREVIOUS_FAMILIES:
-        plan = member_plan(len(y), data["outlier"], params)
+        plan = member_plan(len(y), data["outlier"], params, True)
         preds = {"default": cross_fit(previous_member(name, params.train), x, y, x_outer, plan)}
         save_part(Path(out), seed, fold, name, preds, data, plan)
         return f"s{seed}_f{fold}_{name}"
-    settings = getattr(params.members, name)
+    settings = model_settings(getattr(params.members, name))
+    own = excludes_outliers(name, params)  # params.yaml's choice for this family
     candidates = {k: (v, True) for k, v in grid(settings, (QUICK_GRIDS if quick else GRIDS)[name]
                                                   ).items()}
     candidates["default" + WITH_OUTLIERS] = (settings, False)
@@ -293,10 +294,15 @@ def run_family(name: str, seed: int, fold: int, out: str, quick: bool, defaults_
     for label, (chosen, exclude) in candidates.items():
         p = dataclasses.replace(params, train=dataclasses.replace(params.train,
                                                                   exclude_outliers=exclude))
-        plan = member_plan(len(y), data["outlier"], p)
+        plan = member_plan(len(y), data["outlier"], p, p.train.exclude_outliers)
         preds[label] = cross_fit(family(name).make_model(chosen, params.train), x, y,
                                  x_outer, plan)
-    save_part(Path(out), seed, fold, name, preds, data, member_plan(len(y), data["outlier"], params))
+    if defaults_only and not own:  # params.yaml's own choice: this family learns from every row
+        plan = member_plan(len(y), data["outlier"], params, False)
+        preds = {"default": cross_fit(family(name).make_model(settings, params.train), x, y,
+                                      x_outer, plan)}
+    save_part(Path(out), seed, fold, name, preds, data,
+              member_plan(len(y), data["outlier"], params, True))
     return f"s{seed}_f{fold}_{name}"
 
 

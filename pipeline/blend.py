@@ -26,7 +26,7 @@ from pipeline.errors import PipelineError
 from pipeline.folds import cv_metrics, split_per_fold
 from pipeline.inputs import read_npz
 from pipeline.params import EnsembleParams, Params, load_params
-from pipeline.predictions import check_price_range, check_same_plan, load_member
+from pipeline.predictions import check_price_range, check_same_plan, excludes_outliers, load_member
 from pipeline.rare_sales import price_region, rare_sales_line, region_of
 from pipeline.submission import write_submission
 
@@ -102,7 +102,7 @@ def blend(params: Params, *, members_dir="members", mlp_predictions="members/mlp
     target, fold_of_row = y["y"], first["fold_of_row"]
     check_price_range(members, target)
     preds = member_matrix(ens, {name: m["oof"] for name, m in members.items()})
-    rows = fit_rows(outlier, params.train.exclude_outliers)
+    rows = fit_rows(outlier, any(excludes_outliers(m, params) for m in ens.members))
     oof, fold_weights = nested_oof(preds, target, rows, fold_of_row, ens.blend, ens.ridge_alpha)
     blender = Blender(ens.blend, ens.ridge_alpha).fit(preds[rows], target[rows])
     test_log = blender.predict(member_matrix(ens, {name: m["test"] for name, m in members.items()}))

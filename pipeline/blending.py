@@ -56,8 +56,9 @@ def member_matrix(ensemble, by_member: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def fit_rows(outlier: np.ndarray, exclude_outliers: bool) -> np.ndarray:
-    """The rows blend weights are fitted on: without the outlier rows when no member trains on
-    them (train.exclude_outliers)."""
+    """The rows blend weights are fitted on: without the outlier rows when a blended member
+    left them out of its training (its prices there come from models that never saw such a
+    house; predictions.excludes_outliers)."""
     return ~outlier if exclude_outliers else np.ones(len(outlier), dtype=bool)
 
 

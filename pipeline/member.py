@@ -19,9 +19,9 @@ from pipeline.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.data import load_test, load_train
 from pipeline.errors import PipelineError
 from pipeline.folds import cv_metrics, split_per_fold
-from pipeline.members import FAMILIES, family
+from pipeline.members import FAMILIES, family, model_settings
 from pipeline.params import Params, load_params
-from pipeline.predictions import cross_fit, member_plan, save_predictions
+from pipeline.predictions import cross_fit, excludes_outliers, member_plan, save_predictions
 
 
 def run_member(name: str, params: Params, *, data_dir="data/processed", out_dir="members"
@@ -30,8 +30,9 @@ def run_member(name: str, params: Params, *, data_dir="data/processed", out_dir=
         raise PipelineError(f"member: unknown family {name!r} (known: {', '.join(FAMILIES)})")
     train, test = load_train(data_dir), load_test(data_dir)
     x, y, outlier = train["x"].astype(np.float64), train["y"], train["outlier"].astype(bool)
-    plan = member_plan(len(y), outlier, params)
-    settings = dict(getattr(params.members, name))
+    exclude = excludes_outliers(name, params)
+    plan = member_plan(len(y), outlier, params, exclude)
+    settings = model_settings(getattr(params.members, name))
     if settings.get("threads", 1) > (os.cpu_count() or 1):  # more would only oversubscribe
         settings["threads"] = os.cpu_count() or 1
     started = time.perf_counter()
@@ -47,7 +48,7 @@ def run_member(name: str, params: Params, *, data_dir="data/processed", out_dir=
     metrics, _ = split_per_fold(cv_metrics(oof, y, outlier, plan.fold_of_row))
     out = Path(out_dir) / name
     save_predictions(out / "predictions.npz", oof, test_pred, train["id"], test["id"],
-                     plan.fold_of_row, params.train)
+                     plan.fold_of_row, params.train, exclude)
     write_json(out / "cv.json", metrics)
     print(f"member {name}: {len(plan.train_mask)} fold models in {seconds:.1f} s; CV log-RMSE "
           f"{metrics['cv_rmse']:.4f} +- {metrics['cv_rmse_std']:.4f} (without outlier rows "

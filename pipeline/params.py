@@ -323,6 +323,9 @@ class MembersParams:
             if missing:
                 _fail(f"{key}.{missing[0]}", "is missing")
             for name, setting in expected.items():
+                if setting.kind is bool:
+                    _bool(f"{key}.{name}", value[name])
+                    continue
                 _number(f"{key}.{name}", value[name], low=setting.low,
                         low_open=setting.low_open, high=setting.high,
                         integer=setting.kind is int)

@@ -16,12 +16,21 @@ from pipeline.params import Params, TrainParams
 from pipeline.threads import fit_then_use
 
 
-def member_plan(n_rows: int, outlier: np.ndarray, params: Params) -> FoldPlan:
-    """The train stage's folds, one model per fold. A member's own seed is in its settings, so
-    the plan reads train.folds, fold_seed and exclude_outliers only (the MLP's seeds: none)."""
+def excludes_outliers(name: str, params: Params) -> bool:
+    """Whether member `name` leaves the outlier rows out of its training folds: the MLP's
+    train.exclude_outliers, each family's members.NAME.exclude_outliers."""
+    if name == "mlp":
+        return params.train.exclude_outliers
+    return bool(getattr(params.members, name)["exclude_outliers"])
+
+
+def member_plan(n_rows: int, outlier: np.ndarray, params: Params, exclude_outliers: bool
+                ) -> FoldPlan:
+    """The train stage's folds, one model per fold, the outlier rows out of training where the
+    member leaves them out. A member's own seed is in its settings (the MLP's seeds: none)."""
     t = params.train
     fold_of_row, train_rows, val_rows = kfold_rows(n_rows, outlier, t.folds, t.fold_seed,
-                                                   t.exclude_outliers)
+                                                   exclude_outliers)
     return FoldPlan([f"fold{k}" for k in range(t.folds)], np.arange(t.folds), [],
                     train_rows, val_rows, fold_of_row)
 
@@ -53,16 +62,17 @@ def cross_fit(estimator, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, plan:
     return oof, test
 
 
-def plan_signature(train: TrainParams) -> np.ndarray:
-    """The settings that fix the fold plan: members are blended only if theirs agree."""
-    return np.array([train.folds, train.fold_seed, int(train.exclude_outliers)])
+def plan_signature(train: TrainParams, exclude_outliers: bool) -> np.ndarray:
+    """The settings that fix a member's fold plan: the folds every member shares, and whether
+    it left the outlier rows out of training (its own setting)."""
+    return np.array([train.folds, train.fold_seed, int(exclude_outliers)])
 
 
 def check_same_plan(members: dict[str, dict], params: Params) -> None:
     """Every member on the same houses and the same folds as the train stage says."""
-    expected = plan_signature(params.train)
     first = next(iter(members.values()))
     for name, data in members.items():
+        expected = plan_signature(params.train, excludes_outliers(name, params))
         if not np.array_equal(data["plan"], expected):
             raise PipelineError(
                 f"member {name} was trained on another fold plan (folds, fold_seed, "
@@ -76,11 +86,11 @@ def check_same_plan(members: dict[str, dict], params: Params) -> None:
 
 def save_predictions(path: str | os.PathLike, oof: np.ndarray, test: np.ndarray,
                      id_train: np.ndarray, id_test: np.ndarray, fold_of_row: np.ndarray,
-                     train: TrainParams) -> None:
+                     train: TrainParams, exclude_outliers: bool) -> None:
     """What the blend stage needs, with what it checks members against (Ids, fold plan)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, oof=oof, test=test, id_train=id_train, id_test=id_test,
-                 fold_of_row=fold_of_row, plan=plan_signature(train))
+                 fold_of_row=fold_of_row, plan=plan_signature(train, exclude_outliers))
 
 
 # A member's log prices must lie within this many log units of the training prices' range

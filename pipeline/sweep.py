@@ -152,10 +152,15 @@ def _as_train_params(base: TrainParams, overrides: dict) -> TrainParams:
     return dataclasses.replace(base, **values)
 
 
-def other_members(params: Params, members_dir: str | os.PathLike, data: dict
+REGION_KEY = "rare_sale_region"  # beside the members' prices: ensemble.rare_sales' houses
+
+
+def other_members(params: Params, members_dir: str | os.PathLike, data: dict,
+                  raw_train: str | os.PathLike = "data/raw/train.csv"
                   ) -> dict[str, np.ndarray] | None:
     """The out-of-fold log prices of the blend's other members (from the last `dvc repro`),
-    by name; None where one is missing or the blend has no MLP to vary."""
+    by name, and where ensemble.rare_sales prices a region, its training houses (REGION_KEY);
+    None where a member is missing or the blend has no MLP to vary."""
     from pipeline.predictions import check_same_plan, load_member
 
     names = list(params.ensemble.members)
@@ -174,7 +179,12 @@ def other_members(params: Params, members_dir: str | os.PathLike, data: dict
         print(f"sweep: note: no trial is blended: the other members are not on params.yaml's "
               f"fold plan and houses ({exc}); run dvc repro", file=sys.stderr)
         return None
-    return {name: member["oof"] for name, member in found.items()}
+    others = {name: member["oof"] for name, member in found.items()}
+    if params.ensemble.rare_sales == "comparable":  # the region's training houses, as blend reads
+        from pipeline.rare_sales import region_of
+
+        others[REGION_KEY] = region_of(data["id"], Path(raw_train), params.ensemble)
+    return others
 
 
 def inputs_digest(params: Params, data: dict, others: dict | None) -> str:
@@ -198,11 +208,18 @@ def blend_oof(params: Params, mlp_oof: np.ndarray, others: dict, y, outlier, fol
     """The blend stage's nested out-of-fold blend, this MLP beside the other members (stacked
     in ensemble.members' order, as the blend stage stacks them: the same number, bit for bit)."""
     from pipeline.blending import fit_rows, member_matrix, nested_oof
+    from pipeline.predictions import excludes_outliers
 
     ens = params.ensemble
     preds = member_matrix(ens, {**others, "mlp": mlp_oof})
-    return nested_oof(preds, y, fit_rows(outlier, params.train.exclude_outliers), fold_of_row,
-                      ens.blend, ens.ridge_alpha)[0]
+    excluded = any(excludes_outliers(m, params) for m in params.ensemble.members)
+    oof = nested_oof(preds, y, fit_rows(outlier, excluded), fold_of_row, ens.blend,
+                     ens.ridge_alpha)[0]
+    if REGION_KEY in others:  # ensemble.rare_sales, as the blend stage prices the region
+        from pipeline.rare_sales import price_region
+
+        oof = price_region(oof, oof[:0], y, others[REGION_KEY], np.zeros(0, bool), fold_of_row)[0]
+    return oof
 
 
 def _scored(oof: np.ndarray, y, outlier, fold_of_row, prefix: str = "") -> tuple[dict, dict]:
@@ -252,12 +269,14 @@ def score_configs(params: Params, overrides: list[dict], data: dict, device,
 def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/processed",
               storage: str | None = None, study_name: str = "sweep",
               plots_dir: str | os.PathLike | None = None, space_path="sweep space",
-              members_dir: str | os.PathLike = "members") -> pd.DataFrame:
+              members_dir: str | os.PathLike = "members",
+              raw_train: str | os.PathLike | None = None) -> pd.DataFrame:
     """Run (or resume, or join) the study until it holds its trials; return the ranked table,
     each trial's verdict against the baseline (params.yaml's config) in `vs_baseline` and the
     baseline's row in `table.attrs["baseline"]`.
 
-    Without `storage` the study is kept in memory (nothing to resume)."""
+    Without `storage` the study is kept in memory (nothing to resume). `raw_train` (default:
+    data_dir's sibling raw/train.csv) names the houses ensemble.rare_sales prices."""
     import optuna
 
     spec = check_space(spec, space_path)
@@ -271,7 +290,8 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/pr
             raise PipelineError(f"{space_path}: space key '{key}' value {value!r} is not "
                                 f"valid ({reason}); fix it in the space file") from exc
     data = load_train(data_dir)
-    others = other_members(params, members_dir, data)
+    raw_train = raw_train or Path(data_dir).parent / "raw" / "train.csv"  # data/raw beside it
+    others = other_members(params, members_dir, data, raw_train)
     if others is None and spec["rank_by"].startswith("blend_"):
         raise PipelineError(f"{space_path}: rank_by {spec['rank_by']} scores each trial in the "
                             f"blend, which needs the other members' predictions ({members_dir}/"

@@ -157,7 +157,7 @@ def train(params: TrainParams, average: str, *, data_dir="data/processed", model
     write_importance(importance_path, models, x, y, outlier, plan, params, average, feature_names)
     if member_path is not None:
         save_predictions(member_path, oof, test_log, data["id"], test["id"], plan.fold_of_row,
-                         params)
+                         params, params.exclude_outliers)
         if params.clip_to_train_range:
             print(f"train: {n_clipped} test houses had features outside the training range "
                   "(clamped)")

@@ -161,7 +161,7 @@ def test_members_train_on_the_mlps_folds_without_the_outliers(pipeline_run):
     data = np.load(tmp_path / "processed/train.npz")
     outlier = data["outlier"].astype(bool)
     outlier[:3] = True  # pretend: the sample has no real outlier rows
-    plan = member_plan(len(data["y"]), outlier, params)
+    plan = member_plan(len(data["y"]), outlier, params, True)
     fitted_rows = []
 
     class Recorder(BaseEstimator):
@@ -511,3 +511,23 @@ def test_houses_lists_every_training_house_and_the_worst_first(pipeline_run, cap
     worst = houses.loc[houses["log_error"].abs().idxmax(), "Id"]
     assert out[2].split()[0] == str(worst) and len(out) == 5
     assert all(len(line) <= 120 for line in out[1:])
+
+
+def test_each_family_leaves_the_outlier_rows_out_or_not_by_its_own_setting(pipeline_run):
+    """members.NAME.exclude_outliers: a family that learns from every row says so in its file,
+    the blend accepts it, and a file made under the other setting is refused in one line."""
+    params, tmp_path = pipeline_run
+
+    def with_lgbm(exclude):
+        members = dataclasses.replace(params.members, lgbm={**params.members.lgbm,
+                                                            "exclude_outliers": exclude})
+        return dataclasses.replace(params, members=members)
+
+    keeps, leaves = with_lgbm(False), with_lgbm(True)
+    for p in (keeps, leaves):
+        run_member("lgbm", p, data_dir=tmp_path / "processed", out_dir=tmp_path / "members")
+        plan = np.load(tmp_path / "members/lgbm/predictions.npz")["plan"]
+        assert plan[2] == int(p.members.lgbm["exclude_outliers"])
+        run_blend(p, tmp_path)
+    with pytest.raises(PipelineError, match="member lgbm was trained on another fold plan"):
+        run_blend(keeps, tmp_path)  # the file on disk left them out

@@ -11,12 +11,12 @@ Expected failures, each for a stated reason:
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from pipeline.members import lasso_svr
+from pipeline.members import lasso_svr, model_settings
 from pipeline.members import lgbm as lgbm_family
 from pipeline.params import load_params
 
 PARAMS = load_params()
-LGBM = lgbm_family.make_model(PARAMS.members.lgbm, PARAMS.train)  # params.yaml's settings
+LGBM = lgbm_family.make_model(model_settings(PARAMS.members.lgbm), PARAMS.train)  # params.yaml's
 SVR = lasso_svr.LassoScaledSVR(lasso_max_iter=2000)
 EXPECTED = {
     id(SVR): {"check_fit2d_1sample": "a Lasso on one row keeps no column (a ValueError)"},

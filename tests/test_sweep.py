@@ -160,7 +160,9 @@ def test_sweep_scores_the_blend_dvc_repro_submits_with_the_baseline(small_run):
     root, _ = small_run
     params = load_params(root / "params.yaml")
     spec = {"sampler": "grid", "space": {"lr": [params.train.lr, params.train.lr * 3]}}
-    table = sweep.run_sweep(params, spec, root / "data/processed", members_dir=root / "members")
+    table = sweep.run_sweep(params, spec, root / "data/processed", members_dir=root / "members",
+                            raw_train=root / "data/raw/train.csv")
+    assert params.ensemble.rare_sales == "comparable"  # the blend prices the partial sales too
     assert sweep.check_space(spec)["rank_by"] == "blend_cv_rmse"  # the default
     blend = json.loads((root / "metrics/blend.json").read_text())
     baseline = table.attrs["baseline"]

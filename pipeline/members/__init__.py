@@ -34,6 +34,9 @@ COUNT = Setting(int, low=1, low_open=False, high=1_000_000)  # an iteration or t
 THREADS = Setting(int, low=1, low_open=False, high=256)
 SEED = Setting(int, low=0, low_open=False, high=2**31 - 1)
 FRACTION = Setting(float, high=1)  # a share of rows or columns, in (0, 1]
+# Whether the family's folds leave the outlier rows (preprocess.outlier_*) out of training:
+# an option that must win by the rule, member by member (docs/model-search.md).
+EXCLUDE_OUTLIERS = Setting(bool)
 
 SETTINGS = {
     # LightGBM needs at least two leaves per tree and caps them at 131072.
@@ -41,9 +44,10 @@ SETTINGS = {
              "learning_rate": Setting(high=1),
              "num_leaves": Setting(int, low=2, low_open=False, high=131_072),
              "min_child_samples": COUNT, "subsample": FRACTION, "colsample_bytree": FRACTION,
-             "reg_lambda": Setting(), "seed": SEED, "threads": THREADS},
+             "reg_lambda": Setting(), "seed": SEED, "threads": THREADS,
+             "exclude_outliers": EXCLUDE_OUTLIERS},
     "lasso_svr": {"C": Setting(), "epsilon": Setting(low_open=False), "gamma": Setting(),
-                  "power": Setting(low_open=False)},
+                  "power": Setting(low_open=False), "exclude_outliers": EXCLUDE_OUTLIERS},
 }
 FAMILIES = tuple(SETTINGS)
 
@@ -57,3 +61,8 @@ def family(name: str):
 
 def settings_of(name: str) -> dict:
     return SETTINGS[name]
+
+
+def model_settings(settings: dict) -> dict:
+    """A family's settings as its estimator takes them: the fold plan's own key left out."""
+    return {k: v for k, v in settings.items() if k != "exclude_outliers"}
