@@ -227,3 +227,17 @@ def replace_dir(target: str | os.PathLike, fill: Callable[[Path], object]) -> No
         shutil.rmtree(tmp, ignore_errors=True)
         _raise_named(exc, target)
     _finish(swap, lambda: shutil.rmtree(tmp, ignore_errors=True))
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, shared: bool = False) -> Iterator[None]:
+    """Hold an advisory lock on `path` (made if missing) for the block: exclusive, or shared
+    with other shared holders. Released when the block ends or the process dies."""
+    import fcntl
+
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

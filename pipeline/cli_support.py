@@ -59,18 +59,14 @@ def stage_marker(params_path: str | os.PathLike) -> Path | None:
 @contextlib.contextmanager
 def running_stage(params_path: str | os.PathLike):
     """Hold the stage marker (shared: stages may run side by side) for the block."""
-    import fcntl
+    from pipeline.atomic import file_lock
 
     marker = stage_marker(params_path)
     if marker is None:
         yield
         return
-    with open(marker, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(marker, shared=True):
+        yield
 
 
 def stage_running(params_path: str | os.PathLike) -> bool:

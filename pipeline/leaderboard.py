@@ -9,7 +9,7 @@ import csv
 import io
 from pathlib import Path
 
-from pipeline.atomic import write_text
+from pipeline.atomic import file_lock, write_text
 from pipeline.errors import PipelineError, safe_cell
 
 # cv_rmse is on every row, as Kaggle scores every test house; the no-outlier CV beside it (empty
@@ -63,15 +63,8 @@ def write_log(path: Path, rows: list[dict]) -> None:
 def log_lock(path: Path):
     """One writer of the log at a time: concurrent submits each read and rewrite it under an
     exclusive lock on a file beside it, so no row is lost between a read and a rewrite."""
-    import fcntl
-
-    lock = path.with_name(f".{path.name}.lock")
-    with open(lock, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(path.with_name(f".{path.name}.lock")):
+        yield
 
 
 def append_leaderboard(path: Path, row: dict) -> None:

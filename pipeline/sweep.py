@@ -549,8 +549,11 @@ def main(argv: list[str] | None = None) -> None:
                           args.space, members_dir=args.members)
         rank_by = spec["rank_by"]
         csv_path, md_path = write_tables(table, args.out, name, rank_by)
-        print(f"Sweep {name}: {len(table)} configs ranked by {rank_by} (lower is better); rank "
-              "0 is params.yaml's config, vs_baseline each one's verdict against it on houses")
+        import textwrap
+
+        print(textwrap.fill(f"Sweep {name}: {len(table)} configs ranked by {rank_by} (lower is "
+                            "better); rank 0 is params.yaml's config, vs_baseline each one's "
+                            "verdict against it on houses", 120))
         print(terminal_table(with_baseline(table), spec))
         print(f"sweep: wrote {csv_path} and {md_path} (every column)")
         if "tie_with_best" in table and (table["tie_with_best"] == "tie").any():
