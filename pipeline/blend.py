@@ -1,4 +1,4 @@
-"""Stage 5: blend the members' predictions and write submission.csv.
+"""Stage 4: blend the members' predictions and write submission.csv.
 
 `ensemble.blend: equal` (the default) takes the members' mean log price: nothing is fitted, and
 by nested CV on shuffles no search had seen it generalises better than fitted weights

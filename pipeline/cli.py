@@ -15,8 +15,8 @@ COMMANDS = {
     "train": ("pipeline.train", "K-fold cross-validation, fold models and CV metrics (stage 3)"),
     "predict": ("pipeline.predict", "the saved fold models on the test set: the MLP alone"),
     "member": ("pipeline.member", f"train one blend member ({', '.join(FAMILIES)}) on the "
-               "MLP's folds (stage 4)"),
-    "blend": ("pipeline.blend", "blend the members on out-of-fold predictions: submission.csv (stage 5)"),
+               "MLP's folds (stage 3, beside train: the same folds)"),
+    "blend": ("pipeline.blend", "blend the members on out-of-fold predictions: submission.csv (stage 4)"),
     "sweep": ("pipeline.sweep", "score a search space by the train stage's CV; rank, apply, queue"),
     "submit": ("pipeline.submit", "validate and send submission.csv to Kaggle, log the score"),
     "experiments": ("pipeline.experiments", "DVC experiments ranked by CV, judged by the tie rule, "

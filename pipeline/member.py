@@ -1,8 +1,9 @@
-"""Stage 4 (one per family: dvc.yaml's member_NAME stages): train a blend member on the MLP's fold plan.
+"""Stage 3, beside train (one per family: dvc.yaml's member_NAME stages): a blend member on
+the MLP's fold plan.
 
-Each fold's model is fitted on exactly the rows the MLP's fold models train on (the same KFold
-shuffle, the outlier rows left out when train.exclude_outliers), predicts the fold it held out,
-and the test set; the member's test prediction is the mean of its fold models in log space.
+Each fold's model is fitted on the MLP's training folds (the same KFold shuffle; the outlier
+rows left out where members.NAME.exclude_outliers says so), predicts the fold it held out and
+the test set; the member's test prediction is the mean of its fold models in log space.
 Writes members/NAME/predictions.npz (what the blend stage reads) and members/NAME/cv.json.
 """
 
