@@ -27,7 +27,7 @@ from pipeline.folds import cv_metrics, split_per_fold
 from pipeline.inputs import read_npz
 from pipeline.params import EnsembleParams, Params, load_params
 from pipeline.predictions import check_price_range, check_same_plan, excludes_outliers, load_member
-from pipeline.rare_sales import price_region, rare_sales_line, region_of
+from pipeline.rare_sales import price_held_out, price_test, rare_sales_line, region_of
 from pipeline.submission import write_submission
 
 # The charts a competitor decides a blend by (metrics/, `dvc plots show`): errors by price band
@@ -110,7 +110,8 @@ def blend(params: Params, *, members_dir="members", mlp_predictions="members/mlp
     if ens.rare_sales == "comparable":
         region = [region_of(first[f"id_{part}"], Path(raw_dir) / f"{part}.csv", ens)
                   for part in ("train", "test")]
-        oof, test_log = price_region(oof, test_log, target, *region, fold_of_row)
+        oof = price_held_out(oof, target, region[0], fold_of_row)
+        test_log = price_test(test_log, target, *region)
         rare = {"train_ids": first["id_train"][region[0]].tolist(),
                 "test_ids": first["id_test"][region[1]].tolist(),
                 "test_prices": np.round(np.exp(test_log[region[1]]), 2).tolist()}

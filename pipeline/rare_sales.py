@@ -47,20 +47,25 @@ def region_of(ids: np.ndarray, csv: Path, ens: EnsembleParams) -> np.ndarray:
     return flags.loc[ids].to_numpy(dtype=bool)
 
 
-def price_region(oof: np.ndarray, test_log: np.ndarray, target: np.ndarray,
-                 region_train: np.ndarray, region_test: np.ndarray, fold_of_row: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """(out-of-fold, test) log prices with the region's houses priced by the training houses in
-    it: a held-out one by those of the other folds (as its fold's models were trained), a test
-    one by all of them. Where no such house exists the blend's price stays."""
-    oof, test_log = oof.copy(), test_log.copy()
+def price_held_out(oof: np.ndarray, target: np.ndarray, region_train: np.ndarray,
+                   fold_of_row: np.ndarray) -> np.ndarray:
+    """Out-of-fold log prices with each region house priced by the region houses of the other
+    folds (as its fold's models were trained); where there is none, the blend's price stays."""
+    oof = oof.copy()
     for i in np.flatnonzero(region_train):
         comparable = region_train & (fold_of_row != fold_of_row[i])
         if comparable.any():
             oof[i] = target[comparable].mean()
+    return oof
+
+
+def price_test(test_log: np.ndarray, target: np.ndarray, region_train: np.ndarray,
+               region_test: np.ndarray) -> np.ndarray:
+    """Test log prices with each region house priced by every training house in the region."""
+    test_log = test_log.copy()
     if region_train.any():
         test_log[region_test] = target[region_train].mean()
-    return oof, test_log
+    return test_log
 
 
 def rare_sales_line(rare: dict) -> str:

@@ -216,9 +216,9 @@ def blend_oof(params: Params, mlp_oof: np.ndarray, others: dict, y, outlier, fol
     oof = nested_oof(preds, y, fit_rows(outlier, excluded), fold_of_row, ens.blend,
                      ens.ridge_alpha)[0]
     if REGION_KEY in others:  # ensemble.rare_sales, as the blend stage prices the region
-        from pipeline.rare_sales import price_region
+        from pipeline.rare_sales import price_held_out
 
-        oof = price_region(oof, oof[:0], y, others[REGION_KEY], np.zeros(0, bool), fold_of_row)[0]
+        oof = price_held_out(oof, y, others[REGION_KEY], fold_of_row)
     return oof
 
 

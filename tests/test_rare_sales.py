@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.params import EnsembleParams
-from pipeline.rare_sales import in_region, price_region, region_of
+from pipeline.rare_sales import in_region, price_held_out, price_test, region_of
 
 ENS = EnsembleParams(average="log", rare_sales="comparable")
 
@@ -29,7 +29,8 @@ def test_a_held_out_region_house_is_priced_by_the_other_folds_ones_and_nothing_e
     region[[1, 2, 5]] = True  # folds 1, 2, 1
     region_test = np.zeros(9, dtype=bool)
     region_test[3] = True
-    new_oof, new_test = price_region(oof, test, target, region, region_test, fold)
+    new_oof = price_held_out(oof, target, region, fold)
+    new_test = price_test(test, target, region, region_test)
     assert new_oof[1] == target[2] and new_oof[5] == target[2]  # fold 1's: fold 2's house only
     assert new_oof[2] == pytest.approx(target[[1, 5]].mean())
     assert new_test[3] == pytest.approx(target[region].mean())
@@ -39,11 +40,9 @@ def test_a_held_out_region_house_is_priced_by_the_other_folds_ones_and_nothing_e
     # region at all: the blend's price stays
     alone = np.zeros(n, dtype=bool)
     alone[3] = True
-    kept_oof, kept_test = price_region(oof, test, target, alone, region_test, fold)
-    np.testing.assert_array_equal(kept_oof, oof)
-    np.testing.assert_array_equal(price_region(oof, test, target, ~np.ones(n, bool), region_test,
-                                               fold)[1], test)
-    assert kept_test[3] == target[3]
+    np.testing.assert_array_equal(price_held_out(oof, target, alone, fold), oof)
+    np.testing.assert_array_equal(price_test(test, target, ~np.ones(n, bool), region_test), test)
+    assert price_test(test, target, alone, region_test)[3] == target[3]
 
 
 def test_the_raw_file_must_hold_the_region_columns_and_houses(tmp_path):
