@@ -2,8 +2,9 @@
 
 The competition's data hold a handful of huge new houses sold as partial sales far below what
 their size says (De Cock 2011: sales "that likely don't represent actual market values"); two are
-in train.csv (Ids 524 and 1299), one in test.csv (2550). No member can price one from the
-ordinary houses, and each is left out of the members' training (the outlier rule). The region is
+in train.csv (Ids 524 and 1299), one in test.csv (2550). No member prices one well from the
+ordinary houses (the MLP and the SVR leave them out of training; LightGBM, which keeps them,
+still averages them with big normal houses). The region is
 fixed on features (GrLivArea above ensemble.rare_sale_min_gr_liv_area, SaleCondition one of
 ensemble.rare_sale_conditions), never on price, so it can be applied to test.csv. With
 `ensemble.rare_sales: comparable` a house in it is priced at the mean log price of the training
