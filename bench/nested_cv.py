@@ -266,7 +266,7 @@ def run_candidate(name: str, seed: int, fold: int, out: str) -> str:
 def run_family(name: str, seed: int, fold: int, out: str, quick: bool, defaults_only: bool = False
                ) -> str:
     """Every candidate of one family on one outer fold: (inner out-of-fold, outer) predictions."""
-    from pipeline.predictions import cross_fit, excludes_outliers, member_plan
+    from pipeline.predictions import cross_fit, member_plan
 
     if name in RECIPE_FAMILIES:
         return run_recipe_family(name, seed, fold, out)
@@ -283,8 +283,9 @@ def run_family(name: str, seed: int, fold: int, out: str, quick: bool, defaults_
         preds = {"default": cross_fit(previous_member(name, params.train), x, y, x_outer, plan)}
         save_part(Path(out), seed, fold, name, preds, data, plan)
         return f"s{seed}_f{fold}_{name}"
+    # "default" leaves the outlier rows out and "default+outliers" keeps them, whatever
+    # params.yaml chose for the family (members.NAME.exclude_outliers): report has both
     settings = model_settings(getattr(params.members, name))
-    own = excludes_outliers(name, params)  # params.yaml's choice for this family
     candidates = {k: (v, True) for k, v in grid(settings, (QUICK_GRIDS if quick else GRIDS)[name]
                                                   ).items()}
     candidates["default" + WITH_OUTLIERS] = (settings, False)
@@ -297,10 +298,6 @@ def run_family(name: str, seed: int, fold: int, out: str, quick: bool, defaults_
         plan = member_plan(len(y), data["outlier"], p, p.train.exclude_outliers)
         preds[label] = cross_fit(family(name).make_model(chosen, params.train), x, y,
                                  x_outer, plan)
-    if defaults_only and not own:  # params.yaml's own choice: this family learns from every row
-        plan = member_plan(len(y), data["outlier"], params, False)
-        preds = {"default": cross_fit(family(name).make_model(settings, params.train), x, y,
-                                      x_outer, plan)}
     save_part(Path(out), seed, fold, name, preds, data,
               member_plan(len(y), data["outlier"], params, True))
     return f"s{seed}_f{fold}_{name}"
