@@ -325,7 +325,7 @@ def test_an_interrupted_worker_gives_its_batch_back_and_every_config_is_scored_o
     storage = storage_url(tmp_path, "sqlite")
     space = write_space(tmp_path, trials=4, batch=2, heartbeat_s=60)  # never stale in this test
     raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    raw["train"].update(max_epochs=400, patience=0)
+    raw["train"].update(max_epochs=1000, patience=0)  # a batch lasts seconds: time to signal it
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     victim = worker(tmp_path, space, storage)
     deadline = time.monotonic() + 180  # a loaded machine starts workers slowly
@@ -335,7 +335,7 @@ def test_an_interrupted_worker_gives_its_batch_back_and_every_config_is_scored_o
             break
         time.sleep(0.2)
     first_batch = {tuple(sorted(t.params.items())) for t in trials_by_state(storage)[TrialState.RUNNING]}
-    time.sleep(1)  # into training
+    time.sleep(0.3)  # into training (a batch trains for seconds)
     victim.send_signal(how)
     _, err = victim.communicate(timeout=120)
     assert victim.returncode == 130, err
