@@ -56,13 +56,23 @@ def no_worker_left_behind():
             proc.communicate()
 
 
+def _default_sigint() -> None:
+    """A process started in the background by a non-interactive shell (a CI script's `&`)
+    inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler: give the
+    worker Ctrl-C's default back, as a terminal would."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def worker(tmp_path, space, storage, *extra):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.sweep", str(space), "--params",
          str(tmp_path / "params.yaml"), "--data", str(tmp_path / "processed"), "--out",
          str(tmp_path / "out"), "--storage", storage, "--study", "shared", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+        preexec_fn=_default_sigint)
     STARTED.append(proc)
     return proc
 
@@ -325,7 +335,7 @@ def test_an_interrupted_worker_gives_its_batch_back_and_every_config_is_scored_o
     storage = storage_url(tmp_path, "sqlite")
     space = write_space(tmp_path, trials=4, batch=2, heartbeat_s=60)  # never stale in this test
     raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    raw["train"].update(max_epochs=1000, patience=0)  # a batch lasts seconds: time to signal it
+    raw["train"].update(max_epochs=400, patience=0)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     victim = worker(tmp_path, space, storage)
     deadline = time.monotonic() + 180  # a loaded machine starts workers slowly
@@ -335,7 +345,7 @@ def test_an_interrupted_worker_gives_its_batch_back_and_every_config_is_scored_o
             break
         time.sleep(0.2)
     first_batch = {tuple(sorted(t.params.items())) for t in trials_by_state(storage)[TrialState.RUNNING]}
-    time.sleep(0.3)  # into training (a batch trains for seconds)
+    time.sleep(1)  # into training
     victim.send_signal(how)
     _, err = victim.communicate(timeout=120)
     assert victim.returncode == 130, err
