@@ -41,8 +41,8 @@ LABEL = "log_price"
 
 def outer_folds(fold_seed: int) -> np.ndarray:
     """The outer fold of each house, as bench/nested_cv.py draws it (the train stage's KFold)."""
-    from pipeline.folds import plan_folds
-    from pipeline.params import load_params
+    from pipeline.config.params import load_params
+    from pipeline.scoring.folds import plan_folds
 
     params = load_params(ROOT / "params.yaml")
     train = pd.read_csv(ROOT / "data/bundled/kaggle_house_pred_train.csv")

@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 from common import ROOT, load_data, markdown_table
 
-from pipeline.blending import nested_oof
-from pipeline.folds import cv_metrics, plan_folds
-from pipeline.members import FAMILIES, family, model_settings
-from pipeline.mlp import fit_mlp_configs, oof_predictions
-from pipeline.predictions import cross_fit, excludes_outliers, member_plan
-from pipeline.trainer import make_deterministic, resolve_device
+from pipeline.engine.trainer import make_deterministic, resolve_device
+from pipeline.members import families, family, model_settings
+from pipeline.members.mlp.fit import fit_mlp_configs, oof_predictions
+from pipeline.scoring.blending import nested_oof
+from pipeline.scoring.folds import cv_metrics, plan_folds
+from pipeline.scoring.predictions import cross_fit, excludes_outliers, member_plan
 
 
 def member_oofs(params, data, fold_seed: int, device, names: list[str]) -> tuple[dict, object]:
@@ -60,8 +60,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fold-seeds", type=int, nargs="+",
                         default=[0, 1, 2, 200, 201, 202, 300, 301, 302])
-    parser.add_argument("--members", nargs="+", choices=["mlp", *FAMILIES],
-                        default=["mlp", *FAMILIES], help="the members to train and blend")
+    parser.add_argument("--members", nargs="+", choices=["mlp", *families()],
+                        default=["mlp", *families()], help="the members to train and blend")
     parser.add_argument("--stacked", help="directory of stacked_oof_fs{seed}.npy files")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--params", default=str(ROOT / "params.yaml"),

@@ -26,7 +26,7 @@ class LassoScaledKNN(RegressorMixin, BaseEstimator):
     def fit(self, x, y):
         from sklearn.neighbors import KNeighborsRegressor
 
-        from pipeline.lasso_fit import LassoSettings, fit_lasso
+        from pipeline.members._lasso import LassoSettings, fit_lasso
 
         lasso = LassoSettings(self.lasso_alpha, self.lasso_max_iter, self.lasso_tol)
         coef = np.abs(fit_lasso(x, y, lasso, "candidate knn").coef_)

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.matrices import preprocess
-from pipeline.params import load_params
+from pipeline.config.params import load_params
+from pipeline.dataset.matrices import preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,11 +24,11 @@ import numpy as np
 from blend_quality import member_oofs
 from common import load_data, markdown_table
 
-from pipeline.blending import nested_oof
-from pipeline.folds import cv_metrics
+from pipeline.engine.trainer import make_deterministic, resolve_device
 from pipeline.members import family, model_settings, settings_of
-from pipeline.predictions import cross_fit, member_plan
-from pipeline.trainer import make_deterministic, resolve_device
+from pipeline.scoring.blending import nested_oof
+from pipeline.scoring.folds import cv_metrics
+from pipeline.scoring.predictions import cross_fit, member_plan
 
 
 def parse_axis(text: str, settings: dict) -> tuple[str, list]:

@@ -9,7 +9,7 @@ honest early stopping); variants with the same preprocessing and architecture tr
 batched model, which gives the same numbers as training each alone. Prints, per variant, the
 mean over fold seeds of the CV log-RMSE (outliers not scored, and all rows), its difference from
 the default, on how many shuffles it beat it, and the verdict of the project's rule
-(pipeline/compare.py, paired over the fold seeds; a screening: decide with bench/nested_cv.py).
+(pipeline/scoring/compare.py, paired over the fold seeds; a screening: decide with bench/nested_cv.py).
 
 `--per-seed` adds a table of every variant's score on each fold seed.
 `--averages a+b+c ...` adds rows for equal-weight averages of those variants' out-of-fold log
@@ -31,14 +31,14 @@ import numpy as np
 import pandas as pd
 from common import ROOT, device_name, markdown_table
 
-from pipeline import compare
-from pipeline.folds import cv_metrics, plan_folds
-from pipeline.inputs import read_yaml
-from pipeline.matrices import preprocess
-from pipeline.mlp import architecture_of, fit_mlp_configs, oof_predictions
-from pipeline.params import load_params
-from pipeline.sweep import FIXED_KEYS
-from pipeline.trainer import make_deterministic, resolve_device
+from pipeline.common.inputs import read_yaml
+from pipeline.config.params import load_params
+from pipeline.dataset.matrices import preprocess
+from pipeline.engine.trainer import make_deterministic, resolve_device
+from pipeline.members.mlp.fit import architecture_of, fit_mlp_configs, oof_predictions
+from pipeline.scoring import compare
+from pipeline.scoring.folds import cv_metrics, plan_folds
+from pipeline.search.sweep import FIXED_KEYS
 
 
 def variant_params(params, overrides: dict):

@@ -25,11 +25,11 @@ import pandas as pd
 import torch
 from common import ROOT, device_name, markdown_table
 
-from pipeline.folds import cv_metrics, plan_folds
-from pipeline.matrices import preprocess
-from pipeline.mlp import fit_mlp_configs, oof_predictions
-from pipeline.params import load_params
-from pipeline.trainer import resolve_device
+from pipeline.config.params import load_params
+from pipeline.dataset.matrices import preprocess
+from pipeline.engine.trainer import resolve_device
+from pipeline.members.mlp.fit import fit_mlp_configs, oof_predictions
+from pipeline.scoring.folds import cv_metrics, plan_folds
 
 
 def recipes(params):

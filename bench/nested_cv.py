@@ -46,13 +46,13 @@ import pandas as pd
 from common import ROOT, markdown_table
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from pipeline import compare
-from pipeline.blending import Blender
-from pipeline.ensemble import combine_log_predictions, rmse
-from pipeline.folds import cv_metrics, plan_folds
-from pipeline.matrices import outlier_mask, preprocess
-from pipeline.members import FAMILIES, family, model_settings
-from pipeline.params import load_params
+from pipeline.config.params import load_params
+from pipeline.dataset.matrices import outlier_mask, preprocess
+from pipeline.members import families, family, model_settings
+from pipeline.scoring import compare
+from pipeline.scoring.blending import Blender
+from pipeline.scoring.ensemble import combine_log_predictions, rmse
+from pipeline.scoring.folds import cv_metrics, plan_folds
 
 FRESH_SEEDS = [1000, 1001, 1002, 1003, 1004]  # no search of this project has used these
 # Each family's grid around its default (stated sizes, reported with the results).
@@ -164,7 +164,7 @@ def run_recipe_family(name: str, seed: int, fold: int, out: str) -> str:
     part and fold (fitted on both parts' features, as the recipe does; no outer price)."""
     from stacked_regressions import base_models, recipe_features
 
-    from pipeline.predictions import cross_fit, member_plan
+    from pipeline.scoring.predictions import cross_fit, member_plan
 
     params = load_params(ROOT / "params.yaml")
     train, _ = competition_frames()
@@ -210,7 +210,7 @@ def raw_columns(frame: pd.DataFrame) -> pd.DataFrame:
 def run_raw_family(name: str, seed: int, fold: int, out: str) -> str:
     """A raw-column family on one outer fold, with the outlier rows out (as the members train)
     and kept (the middle way of learning the partial sales), on the member plan's folds."""
-    from pipeline.predictions import cross_fit, member_plan
+    from pipeline.scoring.predictions import cross_fit, member_plan
 
     params = load_params(ROOT / "params.yaml")
     train, _ = competition_frames()
@@ -235,8 +235,8 @@ def run_candidate(name: str, seed: int, fold: int, out: str) -> str:
     outlier rows out, as the members train): knn's grid (its default first), or lgbm_te."""
     from candidates import LassoScaledKNN, NeighbourhoodTargetLGBM
 
-    from pipeline.lasso_fit import lasso_settings
-    from pipeline.predictions import cross_fit, member_plan
+    from pipeline.members._lasso import lasso_settings
+    from pipeline.scoring.predictions import cross_fit, member_plan
 
     params = load_params(ROOT / "params.yaml")
     data = outer_data(seed, fold)
@@ -266,7 +266,7 @@ def run_candidate(name: str, seed: int, fold: int, out: str) -> str:
 def run_family(name: str, seed: int, fold: int, out: str, quick: bool, defaults_only: bool = False
                ) -> str:
     """Every candidate of one family on one outer fold: (inner out-of-fold, outer) predictions."""
-    from pipeline.predictions import cross_fit, member_plan
+    from pipeline.scoring.predictions import cross_fit, member_plan
 
     if name in RECIPE_FAMILIES:
         return run_recipe_family(name, seed, fold, out)
@@ -307,8 +307,8 @@ def run_mlp(seed: int, fold: int, out: Path, configs: dict, device, defaults_onl
             ) -> None:
     """The MLP's candidates on one outer fold, each config's 15 fold x view models in one batch;
     plus the default on one encoding and the default with the outlier rows trained on."""
-    from pipeline.mlp import clip_to_range, fit_mlp_configs, oof_predictions
-    from pipeline.views import Views
+    from pipeline.dataset.views import Views
+    from pipeline.members.mlp.fit import clip_to_range, fit_mlp_configs, oof_predictions
 
     params = load_params(ROOT / "params.yaml")
     data = outer_data(seed, fold)
@@ -337,7 +337,7 @@ def run_mlp(seed: int, fold: int, out: Path, configs: dict, device, defaults_onl
 def run_mlp_job(seed: int, fold: int, out: str, n_configs: int, device_name: str,
                 defaults_only: bool = False) -> str:
     """One outer fold's MLP part in a worker process (several share one GPU)."""
-    from pipeline.trainer import make_deterministic, resolve_device
+    from pipeline.engine.trainer import make_deterministic, resolve_device
 
     device = resolve_device(device_name)
     make_deterministic(device)
@@ -467,7 +467,7 @@ OPTIMISTIC = "chosen on these houses (optimistic)"
 def recipe_table(results: list[dict], recipes: dict[str, dict], baseline: str) -> str:
     """One row per recipe, scored house by house (each house's squared error averaged over the
     fold seeds; RMSE over the houses), compared with the baseline by the house-level rule of
-    pipeline/compare.py (a paired bootstrap over houses, on all rows and on the normal houses).
+    pipeline/scoring/compare.py (a paired bootstrap over houses, on all rows and on the normal houses).
     Only honest rows decide: settings searched again inside each outer part, or published."""
     train, outlier = competition_frames()
     y = np.log(train["SalePrice"].to_numpy(dtype=np.float64))
@@ -649,7 +649,7 @@ def command_report(args) -> None:
     print("Outer log-RMSE over the houses (each house's squared error averaged over the fold "
           "seeds); differences from the baseline ± one standard error of a paired bootstrap over "
           f"houses ({compare.BOOTSTRAP_SAMPLES} draws), on all rows and on the normal houses (the "
-          "two partial sales left out); rule: pipeline/compare.py. Only honest rows decide.\n")
+          "two partial sales left out); rule: pipeline/scoring/compare.py. Only honest rows decide.\n")
     print(recipe_table(results, recipes, baseline))
     for against in args.against:
         if against not in recipes:
@@ -760,7 +760,7 @@ def region_rows(results: list[dict], base_label: str, base: dict) -> dict:
     ensemble.rare_sale_conditions) priced from the outer training part's houses in it -- by their
     mean log price (comparable sales, the default), or by LightGBM trained on every row -- and
     every other house by `base`, unchanged (checked). No setting is fitted on these houses."""
-    from pipeline.rare_sales import in_region
+    from pipeline.scoring.rare_sales import in_region
 
     params = load_params(ROOT / "params.yaml")
     train, _ = competition_frames()
@@ -834,8 +834,8 @@ def main() -> None:
     run = sub.add_parser("run", help="train every candidate on every outer fold")
     run.add_argument("--out", required=True)
     run.add_argument("--fold-seeds", type=int, nargs="+", default=FRESH_SEEDS)
-    run.add_argument("--parts", nargs="+", default=["mlp", *FAMILIES],
-                     choices=["mlp", *FAMILIES, *RECIPE_FAMILIES, *RAW_FAMILIES,
+    run.add_argument("--parts", nargs="+", default=["mlp", *families()],
+                     choices=["mlp", *families(), *RECIPE_FAMILIES, *RAW_FAMILIES,
                               *PREVIOUS_FAMILIES, *CANDIDATE_FAMILIES])
     run.add_argument("--mlp-configs", type=int, default=24,
                      help="random configs around the MLP's default (plus the default)")

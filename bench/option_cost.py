@@ -21,9 +21,9 @@ import pandas as pd
 from common import ROOT, device_name, markdown_table, sync
 from mlp_options import setup, variant_params
 
-from pipeline.folds import plan_folds
-from pipeline.matrices import preprocess
-from pipeline.mlp import fit_mlp_configs
+from pipeline.dataset.matrices import preprocess
+from pipeline.members.mlp.fit import fit_mlp_configs
+from pipeline.scoring.folds import plan_folds
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ numeric libraries' kernels up to the train stage's member file, to compare acros
 
 Run it on two machines (same commit, same `constraints.txt`); the first line that differs names
 the piece whose kernels round differently there (preprocessing is redone from data/bundled as
-params.yaml says). Prints the pins in effect (pipeline/portable.py) and the CPU first. No output
+params.yaml says). Prints the pins in effect (pipeline/common/portable.py) and the CPU first. No output
 files.
 """
 
@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from common import load_data
 
-from pipeline.folds import plan_folds
-from pipeline.lasso_fit import fit_lasso, lasso_settings
-from pipeline.portable import pins_in_effect
+from pipeline.common.portable import pins_in_effect
+from pipeline.members._lasso import fit_lasso, lasso_settings
+from pipeline.scoring.folds import plan_folds
 
 
 def md5(*arrays) -> str:
@@ -68,7 +68,7 @@ def pieces(epochs: list[int]) -> list[tuple[str, str]]:
     out.append(("preprocessed train matrix", md5(x, y, data["mlp_train"].x)))
     out.append(("Lasso on train.npz (scikit-learn, scipy BLAS)",
                 md5(fit_lasso(x, y, lasso_settings(params.train), "bits").coef_)))
-    from pipeline.mlp import fit_mlp_configs, lasso_starts
+    from pipeline.members.mlp.fit import fit_mlp_configs, lasso_starts
 
     views = data["mlp_train"]
     plan = plan_folds(len(y), data["outlier"], params.train, len(views))

@@ -40,8 +40,8 @@ from sklearn.model_selection import KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import RobustScaler
 
-from pipeline.folds import cv_metrics, plan_folds
-from pipeline.params import load_params
+from pipeline.config.params import load_params
+from pipeline.scoring.folds import cv_metrics, plan_folds
 
 NONE_CATEGORIES = ("PoolQC", "MiscFeature", "Alley", "Fence", "FireplaceQu", "GarageType",
                    "GarageFinish", "GarageQual", "GarageCond", "BsmtQual", "BsmtCond",

@@ -3,7 +3,7 @@
     python bench/study_overhead.py [--trials 200 1000] [--batch 8 200] [--storages memory sqlite journal]
                                    [--sampler tpe]
 
-Each run is `pipeline.study.run_worker` exactly as `house-prices sweep` runs it (the space of
+Each run is `pipeline.search.study.run_worker` exactly as `house-prices sweep` runs it (the space of
 sweeps/cpu_study.yaml, heartbeats, the surplus check, the per-trial attributes), with an
 evaluator that returns a fixed score at once: what is left is bookkeeping, the part that does not
 shrink when the GPU trains a batch faster. Prints a table: seconds in all and milliseconds per
@@ -28,9 +28,9 @@ import numpy as np
 import yaml
 from common import ROOT, markdown_table
 
-from pipeline import study as studies
-from pipeline.study_storage import open_storage
-from pipeline.sweep import check_space
+from pipeline.search import study as studies
+from pipeline.search.storage import open_storage
+from pipeline.search.sweep import check_space
 
 
 def instant(configs: list[dict]) -> list[tuple[dict, dict]]:

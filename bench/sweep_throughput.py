@@ -4,7 +4,7 @@
 
 Every config trains for exactly E epochs (no early stopping), so the time is the worst case of
 a real sweep. Configs differ in lr, weight decay, L1 and dropout (per-model scalars), so they all
-train in one batched group, as `python -m pipeline.sweep` would run them.
+train in one batched group, as `python -m pipeline.search.sweep` would run them.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from common import device_name, load_data, markdown_table, sync
 
-from pipeline.folds import plan_folds
-from pipeline.mlp import fit_mlp_configs
-from pipeline.trainer import resolve_device
+from pipeline.engine.trainer import resolve_device
+from pipeline.members.mlp.fit import fit_mlp_configs
+from pipeline.scoring.folds import plan_folds
 
 
 def main() -> None:

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from common import ROOT, device_name, load_data, markdown_table, sync
 
-from pipeline.ensemble import combine_log_predictions
-from pipeline.folds import cv_metrics, plan_folds
-from pipeline.mlp import fit_mlp_configs, oof_predictions
-from pipeline.trainer import make_deterministic, resolve_device
+from pipeline.engine.trainer import make_deterministic, resolve_device
+from pipeline.members.mlp.fit import fit_mlp_configs, oof_predictions
+from pipeline.scoring.ensemble import combine_log_predictions
+from pipeline.scoring.folds import cv_metrics, plan_folds
 
 
 def run_once(data, params, plan, device, fuse, companions=0):

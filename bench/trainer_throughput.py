@@ -29,9 +29,9 @@ from common import ROOT, device_name, fold_masks, load_data, markdown_table, syn
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from pipeline.batched_optim import ADAM_BETAS
-from pipeline.mlp import architecture_of, per_model_settings
-from pipeline.trainer import resolve_device, train_batched
+from pipeline.engine.batched_optim import ADAM_BETAS
+from pipeline.engine.trainer import resolve_device, train_batched
+from pipeline.members.mlp.fit import architecture_of, per_model_settings
 
 ACT = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
 OPT = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}

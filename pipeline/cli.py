@@ -6,23 +6,26 @@ import difflib
 import importlib
 import sys
 
-from pipeline.members import FAMILIES
+from pipeline.members import families
 
-# name -> (module, one line of help)
+# name -> (module, one line of help); the DVC stages first, in dvc.yaml's order, then the tools
 COMMANDS = {
-    "download": ("pipeline.download", "fetch train.csv/test.csv and check their SHA-1 (stage 1)"),
-    "preprocess": ("pipeline.preprocess", "fit the feature transform, write the matrices (stage 2)"),
-    "train": ("pipeline.train", "K-fold cross-validation, fold models and CV metrics (stage 3)"),
-    "predict": ("pipeline.predict", "the saved fold models on the test set: the MLP alone"),
-    "member": ("pipeline.member", f"train one blend member ({', '.join(FAMILIES)}) on the "
-               "MLP's folds (stage 3, beside train: the same folds)"),
-    "blend": ("pipeline.blend", "blend the members on out-of-fold predictions: submission.csv (stage 4)"),
-    "sweep": ("pipeline.sweep", "score a search space by the train stage's CV; rank, apply, queue"),
-    "submit": ("pipeline.submit", "validate and send submission.csv to Kaggle, log the score"),
-    "experiments": ("pipeline.experiments", "DVC experiments ranked by CV, judged by the tie rule, "
-                    "with public scores"),
-    "houses": ("pipeline.houses", "the training houses the blend prices worst, with their features"),
-    "check-params": ("pipeline.check_params", "validate params.yaml (DVC runs this before any stage)"),
+    "check-params": ("pipeline.stages.check_params",
+                     "validate params.yaml (DVC runs this before any stage)"),
+    "download": ("pipeline.stages.download", "fetch train.csv/test.csv and check their SHA-1"),
+    "preprocess": ("pipeline.stages.preprocess", "fit the feature transform, write the matrices"),
+    "train": ("pipeline.stages.train", "the MLP's K-fold cross-validation: fold models, CV metrics"),
+    "member": ("pipeline.stages.member", f"train one blend member ({', '.join(families())}) on the "
+               "MLP's folds (beside train: the same folds)"),
+    "blend": ("pipeline.stages.blend", "blend the members' out-of-fold predictions: submission.csv"),
+    "predict": ("pipeline.stages.predict", "the saved fold models on the test set: the MLP alone"),
+    "sweep": ("pipeline.search.sweep", "score a search space by the train stage's CV; rank, apply, "
+              "queue"),
+    "experiments": ("pipeline.search.experiments", "DVC experiments ranked by CV, judged by the tie "
+                    "rule, with public scores"),
+    "houses": ("pipeline.search.houses", "the training houses the blend prices worst, with their "
+               "features"),
+    "submit": ("pipeline.kaggle.submit", "validate and send submission.csv to Kaggle, log the score"),
 }
 HELP = ("-h", "--help", "help")
 

@@ -41,7 +41,7 @@ def ames_sample() -> tuple[pd.DataFrame, pd.DataFrame]:
 def repo_params(preprocess: dict | None = None, **train_updates):
     """params.yaml of this checkout, validated, with some preprocess.* and train.* values
     replaced."""
-    from pipeline.params import parse_params
+    from pipeline.config.params import parse_params
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["preprocess"].update(preprocess or {})
@@ -57,12 +57,11 @@ def synthetic_regression(n_rows=96, n_features=5, seed=0):
     return x, y
 
 
-# The sections of params.yaml as the stages see them (pipeline/params.py's dataclasses).
+# The sections of params.yaml as the stages see them (pipeline/config/params.py's dataclasses).
 def _section_classes() -> dict[type, str]:
-    from pipeline import params as p
-
+    from pipeline.config import params as p
     return {p.DownloadParams: "download", p.PreprocessParams: "preprocess", p.TrainParams: "train",
-            p.MembersParams: "members", p.EnsembleParams: "ensemble", p.KaggleParams: "kaggle"}
+            p.EnsembleParams: "ensemble", p.KaggleParams: "kaggle"}
 
 
 def _read_by_the_stage(frame) -> bool:
@@ -98,9 +97,22 @@ class ParamReads:
                 return object.__getattribute__(obj, name)
 
             cls.__getattribute__ = get
+        from pipeline.config.params import MembersParams
+
+        self._members_getattr = MembersParams.__getattr__
+
+        def member(obj, name, _get=self._members_getattr):  # members.NAME: a family's section
+            if _read_by_the_stage(sys._getframe(1)):
+                read.add(f"members.{name}")
+            return _get(obj, name)
+
+        MembersParams.__getattr__ = member
         return self
 
     def __exit__(self, *exc):
+        from pipeline.config.params import MembersParams
+
+        MembersParams.__getattr__ = self._members_getattr
         for cls, saved in self._saved.items():
             if saved is None:
                 del cls.__getattribute__
@@ -148,7 +160,7 @@ def small_run(tmp_path_factory):
 def train_in(train_params, average: str, root: Path, data_dir: Path | None = None, **extra):
     """The train stage on ROOT/processed (or data_dir), writing ROOT/models, ROOT/cv.json,
     ROOT/oof.csv and ROOT/live, as the tests lay out a tiny run."""
-    from pipeline.train import train
+    from pipeline.stages.train import train
 
     return train(train_params, average, data_dir=data_dir or root / "processed",
                  models_dir=root / "models", metrics_path=root / "cv.json",

@@ -1,6 +1,6 @@
 """A deliberately plain trainer: one model, nn.Linear layers, torch.optim, a Python loop.
 
-This is the readable specification of one model of the batched trainer (pipeline/trainer.py),
+This is the readable specification of one model of the batched trainer (pipeline/engine/trainer.py),
 which must reproduce it. It shares only the seeded init and the counter-based shuffle and dropout
 streams (so both see the same batches and masks); everything else (layers, loss, optimiser, L1,
 weight decay, early stopping) is torch's own. `default_model` is one model of the train stage as
@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.counter_rng import dropout_keep, shuffle_order
-from pipeline.stacked_mlp import ACTIVATION_FUNCTIONS, init_weights, layer_sizes
+from pipeline.engine.counter_rng import dropout_keep, shuffle_order
+from pipeline.engine.stacked_mlp import ACTIVATION_FUNCTIONS, init_weights, layer_sizes
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 

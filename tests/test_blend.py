@@ -8,18 +8,18 @@ import pytest
 from conftest import repo_params
 from sklearn.base import BaseEstimator
 
-from pipeline import blend as blend_mod
-from pipeline.blend import blend
-from pipeline.blending import Blender, fit_weights, nested_oof
-from pipeline.errors import PipelineError
-from pipeline.matrices import preprocess
-from pipeline.member import run_member
-from pipeline.members import FAMILIES
-from pipeline.params import parse_params
-from pipeline.predict import predict
-from pipeline.predictions import cross_fit, member_plan
-from pipeline.preprocess import save
-from pipeline.train import train
+from pipeline.common.errors import PipelineError
+from pipeline.config.params import parse_params
+from pipeline.dataset.matrices import preprocess
+from pipeline.members import check_settings, families
+from pipeline.scoring.blending import Blender, fit_weights, nested_oof
+from pipeline.scoring.predictions import cross_fit, member_plan
+from pipeline.stages import blend as blend_mod
+from pipeline.stages.blend import blend
+from pipeline.stages.member import run_member
+from pipeline.stages.predict import predict
+from pipeline.stages.preprocess import save
+from pipeline.stages.train import train
 
 
 def test_weights_are_non_negative_sum_to_one_and_recover_a_mixture():
@@ -95,7 +95,7 @@ def built_run(tmp_path_factory):
     # the saved models, reloaded: the same test prediction as the train stage's in memory
     predict(params.train, params.ensemble, tmp_path / "processed", tmp_path / "models",
             tmp_path / "mlp_alone.csv")
-    for name in FAMILIES:
+    for name in families():
         run_member(name, params, data_dir=tmp_path / "processed", out_dir=tmp_path / "members")
     return params, tmp_path
 
@@ -233,7 +233,7 @@ def test_bad_member_outputs_are_one_line_and_leave_the_submission(pipeline_run, 
 
 
 def test_metrics_files_are_strict_json(tmp_path):
-    from pipeline.atomic import write_json
+    from pipeline.common.atomic import write_json
 
     write_json(tmp_path / "ok.json", {"cv_rmse": 0.1})
     assert (tmp_path / "ok.json").read_text() == '{\n  "cv_rmse": 0.1\n}\n'
@@ -252,13 +252,13 @@ def test_unknown_member_is_a_params_error(repo_root):
     raw["ensemble"]["members"] = ["mlp"]
     raw["members"]["lgbm"]["subsample"] = 1.5
     with pytest.raises(PipelineError, match=r"members\.lgbm\.subsample must be <= 1"):
-        parse_params(raw)
+        check_settings(parse_params(raw).members)
     raw["members"]["lgbm"]["subsample"] = 0.7
     raw["members"]["lasso_svr"]["epsilon"] = 0.0  # a valid SVR: every residual costs
-    parse_params(raw)
+    check_settings(parse_params(raw).members)
     raw["members"]["lasso_svr"]["gamma"] = 0
     with pytest.raises(PipelineError, match=r"members\.lasso_svr\.gamma must be > 0"):
-        parse_params(raw)
+        check_settings(parse_params(raw).members)
 
 
 def lasso_svr_model(**changes):
@@ -317,7 +317,7 @@ def test_lasso_svr_says_when_its_lasso_keeps_no_column(repo_root):
     raw = yaml.safe_load((repo_root / "params.yaml").read_text())
     raw["members"]["lasso_svr"]["power"] = -1
     with pytest.raises(PipelineError, match=r"members\.lasso_svr\.power must be >= 0"):
-        parse_params(raw)
+        check_settings(parse_params(raw).members)
 
 
 def test_ridge_blend_has_an_intercept_and_is_nested_too(pipeline_run):
@@ -333,7 +333,7 @@ def test_member_and_blend_stages_do_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, pipeline.member, pipeline.blend; print('torch' in sys.modules)"
+    code = "import sys, pipeline.stages.member, pipeline.stages.blend; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -344,7 +344,7 @@ def test_parameter_check_imports_neither_torch_nor_scikit_learn(repo_root):
     import subprocess
     import sys
 
-    code = ("import sys; from pipeline.params import load_params; load_params('params.yaml'); "
+    code = ("import sys; from pipeline.config.params import load_params; load_params('params.yaml'); "
             "print('torch' in sys.modules, 'sklearn' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=repo_root)
@@ -384,7 +384,7 @@ def test_a_blend_that_fills_the_disk_changes_no_output_and_names_the_file(
         pipeline_run, small_disk, capsys):
     import shutil
 
-    from pipeline.cli_support import run_cli
+    from pipeline.common.cli_support import run_cli
 
     params, tmp_path = pipeline_run
     outs = {"out": small_disk / "submission.csv", "metrics_path": small_disk / "blend.json",
@@ -415,8 +415,7 @@ def test_a_blend_that_fills_the_disk_changes_no_output_and_names_the_file(
 def test_more_lgbm_threads_than_cores_fit_on_the_cores_with_the_same_trees(pipeline_run, monkeypatch):
     import os
 
-    from pipeline import member as member_mod
-
+    from pipeline.stages import member as member_mod
     params, tmp_path = pipeline_run
     one = np.load(tmp_path / "members/lgbm/predictions.npz")["oof"]
     raw = dict(params.raw)
@@ -436,7 +435,7 @@ def test_fits_then_uses_come_back_in_order_and_a_failed_fit_is_raised():
     raises in the caller instead of leaving a use waiting."""
     import time
 
-    from pipeline.threads import fit_then_use
+    from pipeline.common.threads import fit_then_use
 
     def fit(i):
         time.sleep(0.02 * (4 - i))  # the first fits finish last
@@ -494,7 +493,7 @@ def test_houses_lists_every_training_house_and_the_worst_first(pipeline_run, cap
     its Id; `house-prices houses` prints the worst, with their features, within 120 columns."""
     import pandas as pd
 
-    from pipeline.houses import main as houses_main
+    from pipeline.search.houses import main as houses_main
 
     params, tmp_path = pipeline_run
     run_blend(params, tmp_path)
@@ -519,8 +518,7 @@ def test_each_family_leaves_the_outlier_rows_out_or_not_by_its_own_setting(pipel
     params, tmp_path = pipeline_run
 
     def with_lgbm(exclude):
-        members = dataclasses.replace(params.members, lgbm={**params.members.lgbm,
-                                                            "exclude_outliers": exclude})
+        members = params.members.replace(lgbm={**params.members.lgbm, "exclude_outliers": exclude})
         return dataclasses.replace(params, members=members)
 
     keeps, leaves = with_lgbm(False), with_lgbm(True)

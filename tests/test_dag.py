@@ -3,7 +3,7 @@ directly or through others, is listed, and nothing else, so editing any of them 
 the stages that run it (and `dvc repro` never says "up to date" over stale outputs).
 
 Imports are read from the source (top-level and inside functions). The families' modules are
-loaded by name rather than imported: the member stage of family NAME (`python -m pipeline.member
+loaded by name rather than imported: the member stage of family NAME (`python -m pipeline.stages.member
 NAME`) runs pipeline/members/NAME.py and what it imports, and no other family's module. Every
 stage's params are the ones it reads, and every file it writes is on its command line.
 """
@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from pipeline.members import FAMILIES
+from pipeline.members import families
 
 
 def module_path(name: str) -> Path:
@@ -49,26 +49,50 @@ def closure(module: str) -> set[str]:
         if parent != name:
             todo.append(parent)  # importing pipeline.members.x runs pipeline/members/__init__.py
         todo += sorted(imported_modules(module_path(name)))
-    return {str(module_path(n).relative_to(ROOT)) for n in seen if module_path(n).is_file()}
+    return {str(module_path(n).relative_to(ROOT)) for n in seen
+            if module_path(n).is_file() and not docstring_only(module_path(n))}
+
+
+def docstring_only(path: Path) -> bool:
+    """A folder's __init__.py that only says what the folder is for runs nothing a stage's
+    outputs could depend on, so no stage lists it."""
+    body = ast.parse(path.read_text()).body
+    return len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+
+
+def as_deps(files: set[str]) -> set[str]:
+    """Module paths as dvc.yaml lists them: a folder of pipeline/ whose every module the stage
+    runs is one dep (the outermost such folder), the others one file each."""
+    deps = set(files)
+    folders = sorted({p.parent for p in map(Path, files) if p.parent != Path("pipeline")},
+                     key=lambda f: len(f.parts))
+    for folder in folders:
+        inside = {str(p.relative_to(ROOT)) for p in (ROOT / folder).rglob("*.py")
+                  if not docstring_only(p)}
+        if inside <= files and not any(str(folder).startswith(d + "/") for d in deps):
+            deps = (deps - inside) | {str(folder)}
+    return deps
 
 
 def stage_code(name: str, stage: dict) -> tuple[set[str], set[str]]:
-    """(the modules the stage's command runs, the pipeline modules its deps list)."""
+    """(the code the stage's command runs, the pipeline deps dvc.yaml lists), both as deps."""
     module, *args = stage["cmd"].split("python -m ", 1)[1].split()
     expected = closure(module)
-    if module == "pipeline.member":  # its family's module, loaded by name
+    if module == "pipeline.stages.member":  # its family's module, loaded by name
         expected |= closure(f"pipeline.members.{args[0]}")
+    if module == "pipeline.stages.check_params":  # checks every family's settings
+        expected |= set().union(*(closure(f"pipeline.members.{f}") for f in families()))
     listed = {d for d in stage["deps"] if d.startswith("pipeline/")}
-    return expected, listed
+    return as_deps(expected), listed
 
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 def test_every_family_has_its_member_stage():
-    members = {n for n, s in STAGES.items() if s["cmd"].startswith("python -m pipeline.member ")}
-    assert members == {f"member_{f}" for f in FAMILIES}
-    for family in FAMILIES:
+    members = {n for n, s in STAGES.items() if s["cmd"].startswith("python -m pipeline.stages.member ")}
+    assert members == {f"member_{f}" for f in families()}
+    for family in families():
         assert STAGES[f"member_{family}"]["cmd"].split()[3] == family
 
 

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from http_fixtures import FileServer
 
-from pipeline import download as dl
-from pipeline.errors import PipelineError
-from pipeline.params import DownloadParams
+from pipeline.common.errors import PipelineError
+from pipeline.config.params import DownloadParams
+from pipeline.stages import download as dl
 
 FILES = {"train_data.csv": b"Id,SalePrice\n1,100\n" * 500, "test_data.csv": b"Id\n2\n" * 300}
 

@@ -114,7 +114,7 @@ def test_repro_writes_valid_submission_then_does_nothing(project):
                  "member_residuals"):
         assert name in rendered
 
-    compared = run([sys.executable, "-m", "pipeline.experiments"], project).stdout.splitlines()
+    compared = run([sys.executable, "-m", "pipeline.search.experiments"], project).stdout.splitlines()
     assert compared[0].startswith("experiment") and all(len(line) <= 120 for line in compared)
     rows = {line.split()[0]: line for line in compared[1:] if not line.startswith(" ")}
     assert "(baseline)" in rows["main"]
@@ -134,11 +134,11 @@ def test_repro_writes_valid_submission_then_does_nothing(project):
 
 
 def test_submit_dry_run_on_repro_output(project):
-    warned = subprocess.run([sys.executable, "-m", "pipeline.submit", "--dry-run"], cwd=project,
+    warned = subprocess.run([sys.executable, "-m", "pipeline.kaggle.submit", "--dry-run"], cwd=project,
                             capture_output=True, text=True, env=stage_env(project))
     assert warned.returncode == 0  # dvc repro rewrote dvc.lock: a real submit would refuse
     assert "a real submit would refuse: uncommitted changes to dvc.lock" in warned.stdout
-    proc = run([sys.executable, "-m", "pipeline.submit", "--dry-run", "--allow-dirty"], project)
+    proc = run([sys.executable, "-m", "pipeline.kaggle.submit", "--dry-run", "--allow-dirty"], project)
     assert "submission.csv is valid; would send to house-prices-advanced-regression-techniques" \
         in proc.stdout
 
@@ -172,7 +172,7 @@ def test_training_param_change_reruns_only_train_and_the_blend(project):
 
 @pytest.mark.slow
 def test_queued_sweep_experiment_runs(project):
-    from pipeline.sweep import queue_experiments
+    from pipeline.search.sweep import queue_experiments
 
     table = pd.DataFrame({"rank": [1, 2], "config": [1, 0], "lr": [0.002, 0.004],
                           "hidden": ["[8, 4]", "[16]"], "cv_rmse": [0.2, 0.3]})
@@ -251,7 +251,7 @@ def test_a_train_stage_that_fails_at_run_time_changes_none_of_its_outputs(projec
 
 
 def test_experiments_marks_a_stale_workspace_and_names_the_next_step(project):
-    fresh = run([sys.executable, "-m", "pipeline.experiments"], project).stdout.splitlines()
+    fresh = run([sys.executable, "-m", "pipeline.search.experiments"], project).stdout.splitlines()
     assert any(line.startswith("workspace ") for line in fresh)
     assert any(line.startswith("next: confirm a gain on other fold seeds") for line in fresh)
     assert not any("stale" in line for line in fresh)
@@ -259,7 +259,7 @@ def test_experiments_marks_a_stale_workspace_and_names_the_next_step(project):
     changed = yaml.safe_load(params.read_text())
     changed["train"]["dropout"] = 0.5  # as after `sweep --apply` or a hand edit
     params.write_text(yaml.safe_dump(changed, sort_keys=False))
-    shown = run([sys.executable, "-m", "pipeline.experiments"], project).stdout
+    shown = run([sys.executable, "-m", "pipeline.search.experiments"], project).stdout
     assert "workspace (stale)" in shown
     said = " ".join(shown.split())
     assert "workspace: its outputs are stale (" in said and "; run dvc repro" in said
@@ -268,9 +268,9 @@ def test_experiments_marks_a_stale_workspace_and_names_the_next_step(project):
 
 def test_editing_a_module_a_stage_imports_reruns_that_stage(project):
     """The DAG's deps are the code each stage runs (tests/test_dag.py): an edit of the data
-    loaders (pipeline/data.py) makes train and the member stages stale, not download,
+    loaders (pipeline/dataset/processed.py) makes train and the member stages stale, not download,
     preprocess or blend's own code."""
-    with open(project / "pipeline/data.py", "a") as fh:
+    with open(project / "pipeline/dataset/processed.py", "a") as fh:
         fh.write("\n# an edit\n")
     status = run([sys.executable, "-m", "dvc", "status", "--json"], project).stdout
     stale = set(__import__("json").loads(status))

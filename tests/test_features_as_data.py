@@ -10,9 +10,9 @@ import pytest
 import yaml
 from conftest import ROOT, repo_params
 
-from pipeline.errors import PipelineError
-from pipeline.expressions import evaluate, parse
-from pipeline.matrices import preprocess
+from pipeline.common.errors import PipelineError
+from pipeline.dataset.expressions import evaluate, parse
+from pipeline.dataset.matrices import preprocess
 
 KNOWN = {"LotArea", "TotRmsAbvGrd", "GrLivArea", "FullBath"}
 
@@ -92,7 +92,7 @@ def test_the_parameter_check_refuses_a_bad_feature_before_any_stage_runs(tmp_pat
     (tmp_path / "data/bundled").symlink_to(ROOT / "data/bundled")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     stamp = tmp_path / "params.valid"
-    proc = subprocess.run([sys.executable, "-m", "pipeline.check_params", "--params",
+    proc = subprocess.run([sys.executable, "-m", "pipeline.stages.check_params", "--params",
                            str(tmp_path / "params.yaml"), "--stamp", str(stamp)],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 1 and not stamp.exists()
@@ -107,7 +107,7 @@ def test_preprocess_itself_refuses_a_feature_that_scales_to_nan():
     train, test = ames_slice()
     raw = dict(repo_params().raw)
     raw["preprocess"] = {**raw["preprocess"], "features": {"X": "LotArea * 1e300"}}
-    from pipeline.params import parse_params
+    from pipeline.config.params import parse_params
 
     with pytest.raises(PipelineError, match=r"not finite once imputed and scaled .*num__X"):
         preprocess(train, test, parse_params(raw).preprocess)
@@ -124,7 +124,7 @@ def test_a_hundred_features_build_one_frame_at_once():
     raw = dict(repo_params().raw)
     raw["preprocess"] = {**raw["preprocess"], "mlp_views": [],
                          "features": {f"F{i}": f"LotArea * {i + 1}" for i in range(100)}}
-    from pipeline.params import parse_params
+    from pipeline.config.params import parse_params
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.PerformanceWarning)

@@ -1,4 +1,4 @@
-"""Batch-invariant arithmetic (pipeline/fixed_order.py): on CUDA a model's bits must not depend
+"""Batch-invariant arithmetic (pipeline/engine/fixed_order.py): on CUDA a model's bits must not depend
 on how many models share its batch. CI has no GPU, so the CUDA path also runs on the CPU here
 (`enabled` forced on), where it must agree with the plain path and stay batch-invariant."""
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 from conftest import DEVICES, MODES, synthetic_regression
 
-from pipeline import fixed_order
-from pipeline.trainer import Architecture, PerModel, train_batched
-from pipeline.views import Views
+from pipeline.dataset.views import Views
+from pipeline.engine import fixed_order
+from pipeline.engine.trainer import Architecture, PerModel, train_batched
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import pytest
 import yaml
 from fake_kaggle import KEY, USER, FakeKaggle, make_zip
 
-from pipeline import download as dl
-from pipeline.errors import PipelineError
-from pipeline.params import load_params
-from pipeline.submit import submit
+from pipeline.common.errors import PipelineError
+from pipeline.config.params import load_params
+from pipeline.kaggle.submit import submit
+from pipeline.stages import download as dl
 
 
 @pytest.fixture
@@ -287,7 +287,7 @@ def test_wrong_key_is_401_and_never_printed(kaggle_env, project, monkeypatch, ca
 
 
 def test_experiments_table_joins_scores_applies_the_tie_rule_and_fits_120_columns():
-    from pipeline.experiments import flatten_exp_show, join_scores, table
+    from pipeline.search.experiments import flatten_exp_show, join_scores, table
 
     def data(cv, cv_clean, lr, fold_seed=0):
         return {"metrics": {"metrics/blend.json": {"data": {"cv_rmse": cv, "cv_rmse_std": 0.02,
@@ -317,7 +317,7 @@ def test_experiments_table_joins_scores_applies_the_tie_rule_and_fits_120_column
              "other-shuffle": [0.12] * 5}
     for name, scores in folds.items():
         rows[name]["folds"] = {"fold_rmse": scores, "fold_rmse_no_outliers": scores}
-    from pipeline.experiments import drop_idle_workspace
+    from pipeline.search.experiments import drop_idle_workspace
 
     lines = table(drop_idle_workspace(list(rows.values()), [])).splitlines()
     assert lines[0].split() == ["experiment", "RMSE", "all", "rows", "normal", "houses", "vs",
@@ -398,7 +398,7 @@ def test_accepted_upload_is_logged_even_if_the_score_cannot_be_fetched(kaggle_en
         # Later: fill the score in without sending anything again.
         fake.hang.clear()
         fake.fail.clear()
-        from pipeline.submit import fetch_scores
+        from pipeline.kaggle.submit import fetch_scores
 
         assert fetch_scores() == []  # Kaggle is still scoring it
         assert [r["public_score"] for r in fetch_scores()] == ["0.11111"]
@@ -411,8 +411,7 @@ def test_accepted_upload_is_logged_even_if_the_score_cannot_be_fetched(kaggle_en
 
 
 def test_world_readable_kaggle_json_gets_a_warning(kaggle_env, monkeypatch, capfd):
-    from pipeline import kaggle_api
-
+    from pipeline.kaggle import api as kaggle_api
     monkeypatch.delenv("KAGGLE_USERNAME")
     monkeypatch.delenv("KAGGLE_KEY")
     config = kaggle_env / ".kaggle" / "kaggle.json"
@@ -497,7 +496,7 @@ def test_a_hostile_score_never_reaches_the_log_or_the_terminal_as_sent(kaggle_en
 
 
 def test_an_html_page_for_json_is_one_line(kaggle_env, project, capfd):
-    from pipeline.submit import main as submit_main
+    from pipeline.kaggle.submit import main as submit_main
 
     with FakeKaggle(b"") as fake:
         fake.html.add("StartSubmissionUpload")
@@ -513,7 +512,7 @@ def test_an_html_page_for_json_is_one_line(kaggle_env, project, capfd):
 def test_a_hostile_answer_is_one_line(kaggle_env, project, capfd, answer, message):
     """JSON nested 200,000 deep (once a RecursionError traceback) and a redirect loop (once
     reported as HTTP 404): one line each, and nothing logged."""
-    from pipeline.submit import main as submit_main
+    from pipeline.kaggle.submit import main as submit_main
 
     with FakeKaggle(b"") as fake:
         getattr(fake, answer).add("StartSubmissionUpload")
@@ -527,7 +526,7 @@ def test_a_hostile_answer_is_one_line(kaggle_env, project, capfd, answer, messag
 
 
 def test_submit_of_another_file_never_echoes_its_content(kaggle_env, project, capfd):
-    from pipeline.submit import main as submit_main
+    from pipeline.kaggle.submit import main as submit_main
 
     secret = project / "shadow"
     secret.write_text("root:$6$s3cr3tHash:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n")
@@ -541,7 +540,7 @@ def test_submit_of_another_file_never_echoes_its_content(kaggle_env, project, ca
 @pytest.mark.parametrize("content", [b"\xff\xfe\x00\x01binary\x00" * 50,
                                      b"utc_time,experiment,public_score\n2026,x,0.12\n"])
 def test_a_leaderboard_that_is_not_one_is_one_line(kaggle_env, project, capfd, content):
-    from pipeline.submit import main as submit_main
+    from pipeline.kaggle.submit import main as submit_main
 
     (project / "leaderboard.csv").write_bytes(content)
     with pytest.raises(SystemExit) as exit_info:
@@ -557,7 +556,7 @@ def test_experiments_judge_each_fold_seed_against_the_baseline_on_that_seed_and_
     baseline run says which run to make; rank and difference come from the same figure."""
     import numpy as np
 
-    from pipeline.experiments import against, house_rmse, table
+    from pipeline.search.experiments import against, house_rmse, table
 
     rng = np.random.default_rng(3)
     n = 400
@@ -591,7 +590,7 @@ def test_experiments_judge_each_fold_seed_against_the_baseline_on_that_seed_and_
 
 
 def test_experiments_on_a_binary_fold_file_says_no_fold_scores(tmp_path):
-    from pipeline.experiments import fold_scores
+    from pipeline.search.experiments import fold_scores
 
     path = tmp_path / "blend_folds.json"
     path.write_bytes(b"\x00\xff\xfe" * 100)
@@ -601,8 +600,8 @@ def test_experiments_on_a_binary_fold_file_says_no_fold_scores(tmp_path):
 
 
 def test_a_formula_from_outside_is_neutralised_in_a_cell():
-    from pipeline.errors import safe_cell
-    from pipeline.submit import score_text
+    from pipeline.common.errors import safe_cell
+    from pipeline.kaggle.submit import score_text
 
     assert safe_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)" and safe_cell("-1+2") == "'-1+2"
     assert score_text("0.12345") == "0.12345" and score_text(0.1) == "0.1"
@@ -611,7 +610,7 @@ def test_a_formula_from_outside_is_neutralised_in_a_cell():
 def test_experiments_judge_by_houses_where_both_commits_have_them():
     import numpy as np
 
-    from pipeline.experiments import against
+    from pipeline.search.experiments import against
 
     rng = np.random.default_rng(0)
     base = rng.normal(0, 0.11, 1460) ** 2

@@ -7,7 +7,7 @@ import pytest
 from conftest import ROOT
 from sklearn.base import BaseEstimator
 
-from pipeline import compare
+from pipeline.scoring import compare
 
 sys.path.insert(0, str(ROOT / "bench"))
 import nested_cv

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from pipeline import atomic
-from pipeline.cli_support import run_cli
-from pipeline.errors import PipelineError
+from pipeline.common import atomic
+from pipeline.common.cli_support import run_cli
+from pipeline.common.errors import PipelineError
 
 
 def test_outputs_change_together_or_not_at_all(tmp_path):
@@ -70,7 +70,7 @@ def test_an_output_path_that_is_not_a_regular_file_is_refused_and_left_as_it_was
 def test_a_cli_output_onto_a_device_is_one_line(tmp_path):
     fifo = tmp_path / "stamp"
     os.mkfifo(fifo)
-    proc = subprocess.run([sys.executable, "-m", "pipeline.check_params", "--params",
+    proc = subprocess.run([sys.executable, "-m", "pipeline.stages.check_params", "--params",
                            str(ROOT / "params.yaml"), "--stamp", str(fifo)],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 1
@@ -82,7 +82,7 @@ def test_a_cli_output_onto_a_device_is_one_line(tmp_path):
 def test_sweep_apply_refuses_while_dvc_holds_the_repository(tmp_path):
     import zc.lockfile
 
-    from pipeline.sweep import apply_to_params
+    from pipeline.search.sweep import apply_to_params
 
     (tmp_path / ".dvc/tmp").mkdir(parents=True)
     params = tmp_path / "params.yaml"
@@ -104,8 +104,8 @@ def test_sweep_apply_refuses_while_a_stage_runs_though_dvc_let_its_lock_go(tmp_p
     marker in .dvc/tmp, and --apply refuses while it is held."""
     import threading
 
-    from pipeline.cli_support import run_cli
-    from pipeline.sweep import apply_to_params
+    from pipeline.common.cli_support import run_cli
+    from pipeline.search.sweep import apply_to_params
 
     (tmp_path / ".dvc/tmp").mkdir(parents=True)
     params = tmp_path / "params.yaml"
@@ -132,7 +132,7 @@ def test_sweep_apply_refuses_while_a_stage_runs_though_dvc_let_its_lock_go(tmp_p
 
 
 def test_sweep_apply_keeps_a_crlf_params_file_crlf(tmp_path):
-    from pipeline.sweep import apply_to_params
+    from pipeline.search.sweep import apply_to_params
 
     params = tmp_path / "params.yaml"
     params.write_bytes((ROOT / "params.yaml").read_bytes().replace(b"\n", b"\r\n"))
@@ -142,7 +142,7 @@ def test_sweep_apply_keeps_a_crlf_params_file_crlf(tmp_path):
 
 
 def test_sweep_apply_writes_nothing_when_the_result_would_be_invalid(tmp_path):
-    from pipeline.sweep import apply_to_params
+    from pipeline.search.sweep import apply_to_params
 
     params = tmp_path / "params.yaml"
     original = (ROOT / "params.yaml").read_text()
@@ -159,7 +159,7 @@ def test_sweep_apply_writes_nothing_when_the_result_would_be_invalid(tmp_path):
     "postgresql://alice@127.0.0.1:1/study?password=p@ss:w0rd",
     "postgresql://alice:p%40ss%3Aw0rd@127.0.0.1:1/study"])
 def test_a_storage_urls_password_is_never_printed(url):
-    from pipeline.study_storage import open_storage
+    from pipeline.search.storage import open_storage
 
     with pytest.raises(PipelineError) as info:
         open_storage(url)
@@ -171,7 +171,7 @@ def test_a_storage_urls_password_is_never_printed(url):
 def test_a_model_file_with_objects_is_refused_without_pointing_at_weights_only_false(tmp_path):
     import torch
 
-    from pipeline.stacked_mlp import load_models
+    from pipeline.engine.stacked_mlp import load_models
 
     path = tmp_path / "fold0_seed0.pt"
     torch.save({"weights": [], "payload": _Hostile()}, path)
@@ -190,7 +190,7 @@ class _Hostile:
     ("Id,MSZoning\n1," + "R" * 200_000 + "\n", "line 2 is longer than 65,536 bytes")])
 def test_inputs_beyond_the_stated_shape_are_refused_before_pandas_reads_them(tmp_path, text,
                                                                              message):
-    from pipeline.inputs import read_csv
+    from pipeline.common.inputs import read_csv
 
     path = tmp_path / "train.csv"
     path.write_text(text)
@@ -199,7 +199,7 @@ def test_inputs_beyond_the_stated_shape_are_refused_before_pandas_reads_them(tmp
 
 
 def test_a_closed_pipe_ends_quietly(tmp_path):
-    code = ("import sys; from pipeline.cli_support import run_cli\n"
+    code = ("import sys; from pipeline.common.cli_support import run_cli\n"
             "def stage():\n    for i in range(100000):\n        print('row', i)\n"
             "run_cli(stage)\n")
     proc = subprocess.run(f"{sys.executable} -c \"{code}\" | head -2", shell=True,
@@ -281,7 +281,7 @@ def test_predict_refuses_a_bad_output_before_loading_any_model(tmp_path):
     """Checked before the work: no models or data are needed to hear about the output."""
     link = tmp_path / "out.csv"
     link.symlink_to("/dev/null")
-    proc = subprocess.run([sys.executable, "-m", "pipeline.predict", "--params",
+    proc = subprocess.run([sys.executable, "-m", "pipeline.stages.predict", "--params",
                            str(ROOT / "params.yaml"), "--data", str(tmp_path / "none"),
                            "--models", str(tmp_path / "none"), "--out", str(link)],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
@@ -292,7 +292,7 @@ def test_predict_refuses_a_bad_output_before_loading_any_model(tmp_path):
 
 
 def test_the_train_stage_refuses_a_file_where_its_models_folder_goes(tmp_path):
-    from pipeline.train import train
+    from pipeline.stages.train import train
 
     (tmp_path / "models").write_text("not a folder\n")
     with pytest.raises(PipelineError, match="models: a regular file, not a directory"):

@@ -6,8 +6,16 @@ import os
 import pytest
 import yaml
 
-from pipeline.errors import PipelineError
-from pipeline.params import load_params, parse_params
+from pipeline.common.errors import PipelineError
+from pipeline.config.params import load_params, parse_params
+from pipeline.members import check_settings
+
+
+def checked(raw):
+    """params.yaml as the check_params stage checks it: its sections, then each family's."""
+    params = parse_params(raw)
+    check_settings(params.members)
+    return params
 
 
 @pytest.fixture
@@ -126,6 +134,31 @@ def test_every_accepted_value_runs(raw, keys, value, message):
         where = where[key]
     where[keys[-1]] = value
     with pytest.raises(PipelineError, match=message):
+        checked(bad)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda m: m.update(xgb={"depth": 3}), "members.xgb is not a model family .known: lasso_svr, lgbm"),
+    (lambda m: m.pop("lasso_svr") and m.update(ens=None), "members.lasso_svr is missing; add the section"),
+    (lambda m: m["lgbm"].pop("seed"), "members.lgbm.seed is missing"),
+    (lambda m: m["lgbm"].update(depth=3), "members.lgbm.depth is not a known setting"),
+    (lambda m: m.update(lgbm=[1]), "members.lgbm must be a mapping of settings"),
+])
+def test_the_members_sections_are_the_families(raw, change, message):
+    """Each module of pipeline/members/ is a family with its section; no other section."""
+    bad = copy.deepcopy(raw)
+    change(bad["members"])
+    if bad["members"].pop("ens", 1) is None:  # the blend no longer names the family left out
+        bad["ensemble"]["members"] = ["mlp", "lgbm"]
+    with pytest.raises(PipelineError, match=message):
+        checked(bad)
+
+
+def test_the_blend_names_only_members_params_yaml_has(raw):
+    bad = copy.deepcopy(raw)
+    bad["ensemble"]["members"] = ["mlp", "xgb"]
+    with pytest.raises(PipelineError, match="ensemble.members names an unknown member 'xgb' "
+                       r"\(known: mlp, lgbm, lasso_svr\)"):
         parse_params(bad)
 
 
@@ -133,8 +166,7 @@ def test_cuda_without_a_gpu_stops_at_the_parameter_check(raw, tmp_path, monkeypa
     """Found by check-params (the first stage), before DVC removes the train stage's outputs."""
     import torch
 
-    from pipeline import check_params as params_mod
-
+    from pipeline.stages import check_params as params_mod
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     bad = copy.deepcopy(raw)
     bad["train"]["device"] = "cuda"
@@ -145,8 +177,7 @@ def test_cuda_without_a_gpu_stops_at_the_parameter_check(raw, tmp_path, monkeypa
 
 
 def test_a_column_name_typo_stops_at_the_parameter_check(raw):
-    from pipeline import check_params as params_mod
-
+    from pipeline.stages import check_params as params_mod
     bad = copy.deepcopy(raw)
     bad["preprocess"]["numeric_as_category"] = ["MSSubClass", "NoSuchCol"]
     with pytest.raises(PipelineError, match="preprocess.numeric_as_category names 'NoSuchCol', not "
@@ -161,8 +192,7 @@ def test_a_column_name_typo_stops_at_the_parameter_check(raw):
 
 def test_models_too_large_for_the_machine_stop_at_the_parameter_check(raw):
     """Each of these is within its own maximum; together they would need ~1 TB."""
-    from pipeline import check_params as params_mod
-
+    from pipeline.stages import check_params as params_mod
     bad = copy.deepcopy(raw)
     bad["train"].update(hidden=[4096, 4096], n_seeds=50, folds=100)
     with pytest.raises(PipelineError, match=r"= 15,000 models, whose weights and optimiser state "
@@ -171,8 +201,7 @@ def test_models_too_large_for_the_machine_stop_at_the_parameter_check(raw):
 
 
 def test_more_threads_than_cores_is_a_note_and_the_fits_use_the_cores(raw, capsys, monkeypatch):
-    from pipeline import check_params as params_mod
-
+    from pipeline.stages import check_params as params_mod
     monkeypatch.setattr(params_mod.os, "cpu_count", lambda: 2)
     many = copy.deepcopy(raw)
     many["members"]["lgbm"]["threads"] = 256
@@ -200,7 +229,7 @@ def test_the_parameter_check_removes_temporaries_of_killed_runs(repo_root, tmp_p
     alive.write_text("busy")
     users = tmp_path / f".notes.txt.{dead}.backup.tmp"  # the same shape, not the project's: kept
     users.write_text("mine")
-    from pipeline.check_params import main
+    from pipeline.stages.check_params import main
 
     main(["--params", str(tmp_path / "params.yaml")])
     assert not any(p.exists() for p in left) and alive.exists() and users.read_text() == "mine"
@@ -217,7 +246,7 @@ def test_a_params_file_that_cannot_be_read_is_one_line(repo_root, tmp_path, cont
         path.write_bytes((repo_root / "params.yaml").read_text().encode("utf-16"))
     else:
         path.write_text("a: " + "[" * 20000 + "]" * 20000 + "\n")
-    proc = subprocess.run([sys.executable, "-m", "pipeline.check_params", "--params", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "pipeline.stages.check_params", "--params", str(path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()

@@ -1,4 +1,4 @@
-"""Same bits on every x86-64 CPU: the kernel pins (pipeline/portable.py) are in effect wherever the
+"""Same bits on every x86-64 CPU: the kernel pins (pipeline/common/portable.py) are in effect wherever the
 project's code runs, and the documented opt-out lets each library choose."""
 
 import os
@@ -8,12 +8,12 @@ import sys
 import pytest
 from conftest import ROOT
 
-from pipeline import portable
+from pipeline.common import portable
 
 PINNED = portable.pins_wanted()  # opted out (HOUSE_PRICES_NATIVE_KERNELS=1): these skip
 NO_PINS = pytest.mark.skipif(not PINNED, reason="not an x86-64 CPU with AVX2: nothing is pinned")
 
-PROBE = ("import pipeline, json; from pipeline.portable import pins_in_effect; "
+PROBE = ("import pipeline, json; from pipeline.common.portable import pins_in_effect; "
          "print(json.dumps(pins_in_effect()))")
 
 

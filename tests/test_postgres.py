@@ -21,7 +21,7 @@ from test_study import (  # noqa: F401 (fixtures)
     write_space,
 )
 
-from pipeline.errors import PipelineError
+from pipeline.common.errors import PipelineError
 
 PG_BIN = next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)), None)
 if PG_BIN is None and shutil.which("initdb"):
@@ -141,7 +141,7 @@ def test_a_server_that_goes_away_is_one_line_and_the_rerun_completes(workspace, 
 def test_a_missing_postgresql_driver_names_the_extra(monkeypatch):
     import importlib.util
 
-    from pipeline.study_storage import open_storage
+    from pipeline.search.storage import open_storage
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from conftest import repo_params, train_in
 
-from pipeline.matrices import preprocess
-from pipeline.predict import predict
-from pipeline.preprocess import save
+from pipeline.dataset.matrices import preprocess
+from pipeline.stages.predict import predict
+from pipeline.stages.preprocess import save
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_saved_models_reload_and_predict_sane_prices(ames_sample, tmp_path):
 
     import torch
 
-    from pipeline.stacked_mlp import listed_model_paths, load_models
+    from pipeline.engine.stacked_mlp import listed_model_paths, load_models
 
     params = repo_params(preprocess={"mlp_views": []}, folds=3, n_seeds=2, max_epochs=30,
                          patience=5, device="cpu")

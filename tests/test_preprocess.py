@@ -4,12 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.features import FeatureEngineer, PiecewiseLinear, RobustSmoothClip
-from pipeline.importance import column_groups
-from pipeline.matrices import preprocess
-from pipeline.params import PreprocessParams
-from pipeline.schema import FEATURES
+from pipeline.common.errors import PipelineError
+from pipeline.config.params import PreprocessParams
+from pipeline.dataset.features import FeatureEngineer, PiecewiseLinear, RobustSmoothClip
+from pipeline.dataset.matrices import preprocess
+from pipeline.dataset.schema import FEATURES
+from pipeline.members.mlp.importance import column_groups
 
 BOOK = PreprocessParams(fit_on="train", numeric_as_category=[], ordinal_quality=False,
                         log1p_skewed=False, skew_threshold=0.75, skew_lambda=0.0,

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.params import EnsembleParams
-from pipeline.rare_sales import in_region, price_held_out, price_test, region_of
+from pipeline.common.errors import PipelineError
+from pipeline.config.params import EnsembleParams
+from pipeline.scoring.rare_sales import in_region, price_held_out, price_test, region_of
 
 ENS = EnsembleParams(average="log", rare_sales="comparable")
 

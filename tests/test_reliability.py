@@ -15,14 +15,14 @@ import pandas as pd
 import pytest
 from conftest import ROOT, repo_params, train_in
 
-from pipeline import atomic
-from pipeline.cli_support import run_cli
-from pipeline.errors import PipelineError
-from pipeline.inputs import read_csv
-from pipeline.matrices import preprocess
-from pipeline.predict import predict
-from pipeline.preprocess import save
-from pipeline.sweep import _load_space
+from pipeline.common import atomic
+from pipeline.common.cli_support import run_cli
+from pipeline.common.errors import PipelineError
+from pipeline.common.inputs import read_csv
+from pipeline.dataset.matrices import preprocess
+from pipeline.search.sweep import _load_space
+from pipeline.stages.predict import predict
+from pipeline.stages.preprocess import save
 
 TRAIN_CSV = ROOT / "data/bundled/kaggle_house_pred_train.csv"
 TEST_CSV = ROOT / "data/bundled/kaggle_house_pred_test.csv"
@@ -135,7 +135,7 @@ def test_killed_write_leaves_an_ignored_temporary_that_the_next_write_removes(tm
     writer = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
-        from pipeline.atomic import atomic_path
+        from pipeline.common.atomic import atomic_path
         with atomic_path({str(target)!r}) as tmp:
             tmp.write_text("half")
             print("writing", flush=True)
@@ -220,10 +220,10 @@ def test_a_repository_without_commits_is_told_to_commit(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    from pipeline.submit import _git
+    from pipeline.kaggle.submit import _git
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    proc = subprocess.run([sys.executable, "-m", "pipeline.experiments"], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-m", "pipeline.search.experiments"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
@@ -249,7 +249,7 @@ def test_preprocess_cli_bad_cell_exits_1_with_one_line(tmp_path):
     (raw / "train.csv").write_text("\n".join(lines) + "\n")
     (raw / "test.csv").write_bytes(TEST_CSV.read_bytes())
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pipeline.preprocess", "--params",
+    proc = subprocess.run([sys.executable, "-m", "pipeline.stages.preprocess", "--params",
                            str(ROOT / "params.yaml"), "--raw", str(raw), "--out",
                            str(tmp_path / "processed")], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 1, proc.stderr

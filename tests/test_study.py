@@ -15,11 +15,11 @@ import yaml
 from conftest import ROOT, repo_params
 from optuna.trial import TrialState
 
-from pipeline import sweep
-from pipeline.errors import PipelineError
-from pipeline.matrices import preprocess
-from pipeline.preprocess import save
-from pipeline.study_storage import open_storage
+from pipeline.common.errors import PipelineError
+from pipeline.dataset.matrices import preprocess
+from pipeline.search import sweep
+from pipeline.search.storage import open_storage
+from pipeline.stages.preprocess import save
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def _default_sigint() -> None:
 def worker(tmp_path, space, storage, *extra):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.sweep", str(space), "--params",
+        [sys.executable, "-m", "pipeline.search.sweep", str(space), "--params",
          str(tmp_path / "params.yaml"), "--data", str(tmp_path / "processed"), "--out",
          str(tmp_path / "out"), "--storage", storage, "--study", "shared", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
@@ -186,7 +186,7 @@ def test_the_cli_resumes_from_its_default_database(workspace):
     _, tmp_path = workspace
     space = write_space(tmp_path, trials=2, batch=2)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "pipeline.sweep", str(space), "--params",
+    cmd = [sys.executable, "-m", "pipeline.search.sweep", str(space), "--params",
            str(tmp_path / "params.yaml"), "--data", str(tmp_path / "processed"), "--out",
            str(tmp_path / "out")]
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
@@ -210,7 +210,7 @@ def test_workers_opening_a_new_grid_study_together_queue_it_once(tmp_path, monke
     it; the others wait until it is queued (widened here: each queued trial takes 20 ms)."""
     import threading
 
-    from pipeline.study import open_study
+    from pipeline.search.study import open_study
 
     storage = open_storage(f"sqlite:///{tmp_path / 'grid.db'}")
     spec = sweep.check_space({"sampler": "grid", "space": {"lr": [0.001, 0.002, 0.005],
@@ -241,8 +241,7 @@ def test_workers_opening_a_new_grid_study_together_queue_it_once(tmp_path, monke
 
 
 def test_a_study_whose_creator_died_during_setup_is_one_line(tmp_path, monkeypatch):
-    from pipeline import study as studies
-
+    from pipeline.search import study as studies
     storage = open_storage(f"sqlite:///{tmp_path / 'grid.db'}")
     optuna.create_study(storage=storage, study_name="half")  # created, space never recorded
     monkeypatch.setattr(studies, "SETUP_STALL_S", 0.5)  # 15 s: nothing queued for that long
@@ -263,7 +262,7 @@ def test_a_grid_too_large_to_queue_is_refused_before_any_queueing():
 def test_a_trial_failed_by_another_worker_meanwhile_is_a_note_not_a_crash():
     """A worker whose heartbeats came late finds its trial failed (and re-queued) by another
     when it reports the score: it says so, keeps going, and the study still completes."""
-    from pipeline.study import open_study, run_worker
+    from pipeline.search.study import open_study, run_worker
 
     spec = sweep.check_space({"sampler": "random", "trials": 3, "batch": 2,
                               "space": {"dropout": {"uniform": [0.1, 0.5]}}})
@@ -290,7 +289,7 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_requ
     """A worker killed between asking for its trials and its first heartbeat left them running
     forever (Optuna fails only trials with a heartbeat record), so the study never completed;
     such a trial now counts from its start, while a trial with a fresh heartbeat is left alone."""
-    from pipeline.study import _Heartbeat, fail_stale_trials
+    from pipeline.search.study import _Heartbeat, fail_stale_trials
 
     storage = open_storage(storage_url(tmp_path, kind))
     study = optuna.create_study(study_name="shared", storage=storage)
@@ -367,8 +366,7 @@ def test_an_interrupted_grid_set_up_leaves_no_study_and_a_long_one_says_how_far(
         tmp_path, monkeypatch, capsys):
     """Ctrl-C while a big grid is queued: the half-made study is deleted (the same command then
     starts afresh instead of refusing it), and queueing reports progress."""
-    from pipeline import study as studies
-
+    from pipeline.search import study as studies
     storage = open_storage(f"sqlite:///{tmp_path / 'grid.db'}")
     spec = sweep.check_space({"sampler": "grid", "space": {"lr": [0.001, 0.002, 0.005],
                                                             "dropout": [0.1, 0.3]}})
@@ -398,7 +396,7 @@ def test_the_cached_baseline_has_a_key_every_storage_takes():
     the baseline is keyed by a digest of its config, however long the config."""
     import optuna
 
-    from pipeline.study import cached_baseline
+    from pipeline.search.study import cached_baseline
 
     study = optuna.create_study()
     config = {f"key_{i}": "x" * 40 for i in range(40)}  # ~2,000 characters as JSON
@@ -416,7 +414,7 @@ def test_a_failing_storage_s_own_notes_do_not_add_lines_to_the_one_line():
 
     import optuna
 
-    from pipeline.study_storage import RDB_STORAGE_LOGGER, lost_storage_is_one_line
+    from pipeline.search.storage import RDB_STORAGE_LOGGER, lost_storage_is_one_line
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     notes = optuna.logging.get_logger(RDB_STORAGE_LOGGER)

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.mlp import clip_to_range
-from pipeline.submission import read_submission, validate_submission, write_submission
+from pipeline.common.errors import PipelineError
+from pipeline.kaggle.submission import read_submission, validate_submission, write_submission
+from pipeline.members.mlp.fit import clip_to_range
 
 IDS = np.arange(1461, 1471)
 
@@ -70,7 +70,7 @@ def test_clip_to_train_range_counts_rows():
 
 def test_the_leaderboard_log_stores_every_text_cell_formula_safe_and_numbers_as_they_are(tmp_path):
     """`submit --experiment '=HYPERLINK(...)'` once wrote a live formula into leaderboard.csv."""
-    from pipeline.leaderboard import append_leaderboard, read_log
+    from pipeline.kaggle.leaderboard import append_leaderboard, read_log
 
     log = tmp_path / "leaderboard.csv"
     row = {"utc_time": "2026-12-06T00:00:00Z", "commit": "abc", "experiment": "=HYPERLINK(\"x\")",
@@ -93,7 +93,7 @@ def test_concurrent_appends_to_the_leaderboard_lose_no_row(tmp_path):
         p.start()
     for p in procs:
         p.join(60)
-    from pipeline.leaderboard import read_log
+    from pipeline.kaggle.leaderboard import read_log
 
     assert sorted(r["commit"] for r in read_log(log)) == sorted(f"c{i}" for i in range(8))
 
@@ -101,7 +101,7 @@ def test_concurrent_appends_to_the_leaderboard_lose_no_row(tmp_path):
 def _append_one(path: str, i: int) -> None:
     from pathlib import Path
 
-    from pipeline.leaderboard import append_leaderboard
+    from pipeline.kaggle.leaderboard import append_leaderboard
 
     append_leaderboard(Path(path), {"utc_time": "t", "commit": f"c{i}", "experiment": "",
                                     "params_sha1": "", "cv_rmse": "0.1", "cv_rmse_std": "0.1",

@@ -7,11 +7,11 @@ import pytest
 import yaml
 from conftest import repo_params, train_in
 
-from pipeline import sweep
-from pipeline.errors import PipelineError
-from pipeline.matrices import preprocess
-from pipeline.params import load_params
-from pipeline.preprocess import save
+from pipeline.common.errors import PipelineError
+from pipeline.config.params import load_params
+from pipeline.dataset.matrices import preprocess
+from pipeline.search import sweep
+from pipeline.stages.preprocess import save
 
 SPACE = {"sampler": "grid", "rank_by": "cv_rmse",
          "space": {"lr": [0.0001, 0.01], "hidden": [[4], [8, 4]]}}
@@ -144,7 +144,7 @@ def test_sweep_table_says_which_configs_tie(tiny):
 
 
 def test_the_tie_rule_is_the_projects_one_not_a_space_setting(tmp_path):
-    """One rule for a tie everywhere (pipeline/compare.py): a space cannot set its own."""
+    """One rule for a tie everywhere (pipeline/scoring/compare.py): a space cannot set its own."""
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump({"tie_below": 0.001, "trials": 2, "space": {"lr": [0.001]}}))
     with pytest.raises(PipelineError, match="unknown key.s. tie_below"):
@@ -201,7 +201,7 @@ def test_a_study_resumed_after_a_member_changed_is_refused(small_run, tmp_path):
 def test_a_sweep_says_when_a_batch_starts_and_how_it_trains(tiny, monkeypatch, capsys):
     """Where no progress bar shows (a log file, a pipe), a sweep prints a line as each batch
     starts and, while it trains, the epoch, the models still training and the time left."""
-    from pipeline.mlp import EpochLines
+    from pipeline.members.mlp.fit import EpochLines
 
     params, tmp_path, _ = tiny
     monkeypatch.setattr(EpochLines, "PROGRESS_EVERY_S", 0.0)

@@ -6,10 +6,10 @@ import numpy as np
 import torch
 from conftest import repo_params, synthetic_regression
 
-from pipeline.folds import plan_folds
-from pipeline.lasso_fit import LassoSettings, fit_lasso
-from pipeline.mlp import fit_mlp_configs, lasso_input_scale, lasso_skip_start, stopping_rows
-from pipeline.views import Views
+from pipeline.dataset.views import Views
+from pipeline.members._lasso import LassoSettings, fit_lasso
+from pipeline.members.mlp.fit import fit_mlp_configs, lasso_input_scale, lasso_skip_start, stopping_rows
+from pipeline.scoring.folds import plan_folds
 
 TIGHT = LassoSettings(0.01, 50_000, 1e-6)
 
@@ -158,10 +158,10 @@ def test_a_configs_result_is_bit_identical_alone_and_inside_any_batch(ames_sampl
 
     import torch
 
-    from pipeline.folds import plan_folds
-    from pipeline.matrices import preprocess
-    from pipeline.mlp import fit_mlp_configs
-    from pipeline.trainer import make_deterministic
+    from pipeline.dataset.matrices import preprocess
+    from pipeline.engine.trainer import make_deterministic
+    from pipeline.members.mlp.fit import fit_mlp_configs
+    from pipeline.scoring.folds import plan_folds
 
     params = repo_params(device="cpu")
     train_frame, test_frame = ames_sample

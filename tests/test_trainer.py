@@ -6,7 +6,7 @@ import torch
 from conftest import DEVICES, MODES, NO_GPU, synthetic_regression, trained_tolerance
 from reference_trainer import train_one
 
-from pipeline.trainer import Architecture, PerModel, train_batched
+from pipeline.engine.trainer import Architecture, PerModel, train_batched
 
 
 def fold_masks(n_rows, n_folds):
@@ -363,9 +363,9 @@ def test_the_train_stage_trains_the_default_model_the_reference_specifies(ames_s
     from conftest import repo_params
     from reference_trainer import default_model
 
-    from pipeline.folds import plan_folds
-    from pipeline.matrices import preprocess
-    from pipeline.mlp import fit_mlp_configs
+    from pipeline.dataset.matrices import preprocess
+    from pipeline.members.mlp.fit import fit_mlp_configs
+    from pipeline.scoring.folds import plan_folds
 
     params = repo_params()
     config = dataclasses.replace(params.train, folds=3, max_epochs=6, patience=2, device="cpu")

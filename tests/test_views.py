@@ -9,10 +9,10 @@ import torch
 from conftest import DEVICES, MODES, repo_params, synthetic_regression, train_in, trained_tolerance
 from reference_trainer import train_one
 
-from pipeline.errors import PipelineError
-from pipeline.folds import plan_folds
-from pipeline.trainer import Architecture, PerModel, train_batched
-from pipeline.views import Views
+from pipeline.common.errors import PipelineError
+from pipeline.dataset.views import Views
+from pipeline.engine.trainer import Architecture, PerModel, train_batched
+from pipeline.scoring.folds import plan_folds
 
 KINKS_ROBUST = [{"piecewise_linear": "kinks"}, {"scaler": "robust_clip"}]
 
@@ -147,9 +147,9 @@ def test_views_are_deterministic_batch_independent_and_finite(options, device):
 
 
 def test_preprocess_writes_every_view_and_the_first_is_what_members_see(ames_sample, tmp_path):
-    from pipeline.data import load_test, load_train, mlp_inputs
-    from pipeline.matrices import preprocess
-    from pipeline.preprocess import save
+    from pipeline.dataset.matrices import preprocess
+    from pipeline.dataset.processed import load_test, load_train, mlp_inputs
+    from pipeline.stages.preprocess import save
 
     params = with_views(repo_params(), KINKS_ROBUST)
     result = preprocess(*ames_sample, params.preprocess)
@@ -174,11 +174,11 @@ def test_train_and_predict_with_views_end_to_end(ames_sample, tmp_path):
 
     import pandas as pd
 
-    from pipeline.data import load_train, mlp_inputs
-    from pipeline.matrices import preprocess
-    from pipeline.predict import predict
-    from pipeline.preprocess import save
-    from pipeline.stacked_mlp import listed_model_paths, load_models
+    from pipeline.dataset.matrices import preprocess
+    from pipeline.dataset.processed import load_train, mlp_inputs
+    from pipeline.engine.stacked_mlp import listed_model_paths, load_models
+    from pipeline.stages.predict import predict
+    from pipeline.stages.preprocess import save
 
     params = with_views(repo_params(folds=3, n_seeds=1, max_epochs=30, patience=5, device="cpu",
                                     lasso_input_power=1.5), KINKS_ROBUST)

@@ -1,66 +1,56 @@
-"""Model families of the blend, one module each, every one a scikit-learn estimator.
+"""Model families of the blend: one module each in this folder, found by name.
 
-Each module has `make_model(settings, train) -> estimator`: an unfitted scikit-learn estimator
-(`BaseEstimator`, settings as keyword arguments; fit(x, y) / predict(x) on the preprocessed matrix
-and log price) that the member stage clones for each fold. `train` (params.yaml's train section)
-gives train.lasso_*, the project's one Lasso setting, to the families that fit one. The keys
-each `members.NAME` section of params.yaml takes are here, in SETTINGS, each a `Setting` with
-its type and allowed range (params.py checks them without importing any model library). A
-family whose fits use several cores says how many in a `threads` setting (the member stage fits
-folds at once where the cores allow). The MLP is not here: it is the train stage, whose batched
-trainer fits every fold at once.
+A family is a module here whose name does not start with "_" (`_lasso.py` is shared by two
+families; `mlp/` is the train stage's MLP, not a family of this registry). Each has
+`SETTINGS` (the keys its `members.NAME` section of params.yaml takes, each a config `Setting`
+with its type and range) and `make_model(settings, train) -> estimator`: an unfitted
+scikit-learn estimator that the member stage clones for each fold (fit(x, y) / predict(x) on
+the preprocessed matrix and log price). `train` (params.yaml's train section) gives
+train.lasso_*, the project's one Lasso setting, to the families that fit one. A family whose
+fits use several cores says how many in a `threads` setting. Adding a family:
+docs/architecture.md.
 """
 
-from dataclasses import dataclass
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from pipeline.common.errors import PipelineError
+from pipeline.config.params import MembersParams, check_section
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One setting of a family: its type and range (low < value by default; <= with
-    low_open=False; value <= high when high is given)."""
-
-    kind: type = float
-    low: float = 0
-    low_open: bool = True
-    high: float | None = None
-
-    def __call__(self, text: str):
-        return self.kind(text)
-
-
-# Counts have a stated maximum, so that every accepted value runs to its end (a billion trees or
-# a hundred thousand threads would not).
-COUNT = Setting(int, low=1, low_open=False, high=1_000_000)  # an iteration or tree count
-THREADS = Setting(int, low=1, low_open=False, high=256)
-SEED = Setting(int, low=0, low_open=False, high=2**31 - 1)
-FRACTION = Setting(float, high=1)  # a share of rows or columns, in (0, 1]
-# Whether the family's folds leave the outlier rows (preprocess.outlier_*) out of training:
-# an option that must win by the rule, member by member (docs/model-search.md).
-EXCLUDE_OUTLIERS = Setting(bool)
-
-SETTINGS = {
-    # LightGBM needs at least two leaves per tree and caps them at 131072.
-    "lgbm": {"n_estimators": Setting(int, low=1, low_open=False, high=100_000),
-             "learning_rate": Setting(high=1),
-             "num_leaves": Setting(int, low=2, low_open=False, high=131_072),
-             "min_child_samples": COUNT, "subsample": FRACTION, "colsample_bytree": FRACTION,
-             "reg_lambda": Setting(), "seed": SEED, "threads": THREADS,
-             "exclude_outliers": EXCLUDE_OUTLIERS},
-    "lasso_svr": {"C": Setting(), "epsilon": Setting(low_open=False), "gamma": Setting(),
-                  "power": Setting(low_open=False), "exclude_outliers": EXCLUDE_OUTLIERS},
-}
-FAMILIES = tuple(SETTINGS)
+def families() -> tuple[str, ...]:
+    """The family modules in this folder, by name (none is imported)."""
+    return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)
+                        if not m.ispkg and not m.name.startswith("_")))
 
 
 def family(name: str):
     """The module of model family `name`."""
-    import importlib
-
-    return importlib.import_module(f"pipeline.members.{name}")
+    if name not in families():
+        raise PipelineError(f"unknown model family {name!r} (known: {', '.join(families())}); "
+                            f"a family is a module in pipeline/members/")
+    return importlib.import_module(f"{__name__}.{name}")
 
 
 def settings_of(name: str) -> dict:
-    return SETTINGS[name]
+    return family(name).SETTINGS
+
+
+def check_settings(members: MembersParams, names: tuple[str, ...] | None = None) -> None:
+    """Every family has its members.NAME section, with exactly its settings, each in range
+    (`names`: just these families, as the member stage checks its own)."""
+    known = families()
+    for name in members.names:
+        if name not in known:
+            raise PipelineError(f"params.yaml: members.{name} is not a model family (known: "
+                                f"{', '.join(known)}; a family is a module in pipeline/members/)")
+    for name in known if names is None else names:
+        if name not in members.names:
+            raise PipelineError(f"params.yaml: members.{name} is missing; add the section of "
+                                f"the family's settings ({', '.join(settings_of(name))})")
+        check_section(f"members.{name}", getattr(members, name), settings_of(name))
 
 
 def model_settings(settings: dict) -> dict:

@@ -14,8 +14,11 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from pipeline.lasso_fit import LassoSettings, fit_lasso, lasso_settings
-from pipeline.params import TrainParams
+from pipeline.config.params import EXCLUDE_OUTLIERS, Setting, TrainParams
+from pipeline.members._lasso import LassoSettings, fit_lasso, lasso_settings
+
+SETTINGS = {"C": Setting(), "epsilon": Setting(low_open=False), "gamma": Setting(),
+            "power": Setting(low_open=False), "exclude_outliers": EXCLUDE_OUTLIERS}
 
 
 class LassoScaledSVR(RegressorMixin, BaseEstimator):

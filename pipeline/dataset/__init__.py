@@ -1,0 +1,1 @@
+"""The competition's columns, user features, encodings and the processed matrices' file format."""

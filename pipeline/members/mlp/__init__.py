@@ -1,0 +1,1 @@
+"""The MLP member: configs on the batched engine, fitting, checkpoints, permutation importance."""

@@ -1,0 +1,1 @@
+"""One module per DVC stage in dvc.yaml: read the inputs, call the libraries, write the outputs."""
