@@ -38,7 +38,7 @@ from pipeline.engine.trainer import make_deterministic, resolve_device
 from pipeline.members.mlp.fit import architecture_of, fit_mlp_configs, oof_predictions
 from pipeline.scoring import compare
 from pipeline.scoring.folds import cv_metrics, plan_folds
-from pipeline.search.sweep import FIXED_KEYS
+from pipeline.search.space import FIXED_KEYS
 
 
 def variant_params(params, overrides: dict):

@@ -29,8 +29,9 @@ import yaml
 from common import ROOT, markdown_table
 
 from pipeline.search import study as studies
+from pipeline.search.samplers import SAMPLERS
+from pipeline.search.space import check_space
 from pipeline.search.storage import open_storage
-from pipeline.search.sweep import check_space
 
 
 def instant(configs: list[dict]) -> list[tuple[dict, dict]]:
@@ -69,7 +70,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[8, 200])
     parser.add_argument("--storages", nargs="+", default=["memory", "sqlite", "journal"],
                         choices=["memory", "sqlite", "journal"])
-    parser.add_argument("--sampler", default="tpe", choices=studies.SAMPLERS)
+    parser.add_argument("--sampler", default="tpe", choices=SAMPLERS)
     args = parser.parse_args()
     rows = []
     for trials in args.trials:

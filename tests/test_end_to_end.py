@@ -172,7 +172,7 @@ def test_training_param_change_reruns_only_train_and_the_blend(project):
 
 @pytest.mark.slow
 def test_queued_sweep_experiment_runs(project):
-    from pipeline.search.sweep import queue_experiments
+    from pipeline.search.apply import queue_experiments
 
     table = pd.DataFrame({"rank": [1, 2], "config": [1, 0], "lr": [0.002, 0.004],
                           "hidden": ["[8, 4]", "[16]"], "cv_rmse": [0.2, 0.3]})

@@ -82,7 +82,7 @@ def test_a_cli_output_onto_a_device_is_one_line(tmp_path):
 def test_sweep_apply_refuses_while_dvc_holds_the_repository(tmp_path):
     import zc.lockfile
 
-    from pipeline.search.sweep import apply_to_params
+    from pipeline.search.apply import apply_to_params
 
     (tmp_path / ".dvc/tmp").mkdir(parents=True)
     params = tmp_path / "params.yaml"
@@ -105,7 +105,7 @@ def test_sweep_apply_refuses_while_a_stage_runs_though_dvc_let_its_lock_go(tmp_p
     import threading
 
     from pipeline.common.cli_support import run_cli
-    from pipeline.search.sweep import apply_to_params
+    from pipeline.search.apply import apply_to_params
 
     (tmp_path / ".dvc/tmp").mkdir(parents=True)
     params = tmp_path / "params.yaml"
@@ -132,7 +132,7 @@ def test_sweep_apply_refuses_while_a_stage_runs_though_dvc_let_its_lock_go(tmp_p
 
 
 def test_sweep_apply_keeps_a_crlf_params_file_crlf(tmp_path):
-    from pipeline.search.sweep import apply_to_params
+    from pipeline.search.apply import apply_to_params
 
     params = tmp_path / "params.yaml"
     params.write_bytes((ROOT / "params.yaml").read_bytes().replace(b"\n", b"\r\n"))
@@ -142,7 +142,7 @@ def test_sweep_apply_keeps_a_crlf_params_file_crlf(tmp_path):
 
 
 def test_sweep_apply_writes_nothing_when_the_result_would_be_invalid(tmp_path):
-    from pipeline.search.sweep import apply_to_params
+    from pipeline.search.apply import apply_to_params
 
     params = tmp_path / "params.yaml"
     original = (ROOT / "params.yaml").read_text()

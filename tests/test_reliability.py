@@ -20,7 +20,7 @@ from pipeline.common.cli_support import run_cli
 from pipeline.common.errors import PipelineError
 from pipeline.common.inputs import read_csv
 from pipeline.dataset.matrices import preprocess
-from pipeline.search.sweep import _load_space
+from pipeline.search.space import load_space
 from pipeline.stages.predict import predict
 from pipeline.stages.preprocess import save
 
@@ -204,14 +204,14 @@ def test_malformed_sweep_ranges_are_one_line(tmp_path, choice, message):
     path = tmp_path / "space.yaml"
     path.write_text(json.dumps({"sampler": "random", "trials": 2, "space": {"dropout": choice}}))
     with pytest.raises(PipelineError, match=message):
-        _load_space(path)
+        load_space(path)
 
 
 def test_a_space_without_trials_says_what_is_missing(tmp_path):
     path = tmp_path / "space.yaml"
     path.write_text(json.dumps({"sampler": "tpe", "space": {"dropout": [0.1, 0.2]}}))
     with pytest.raises(PipelineError, match="trials is missing: say how many completed trials"):
-        _load_space(path)
+        load_space(path)
 
 
 def test_a_repository_without_commits_is_told_to_commit(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from pipeline.common.errors import PipelineError
 from pipeline.dataset.matrices import preprocess
+from pipeline.search import space as spaces
 from pipeline.search import sweep
 from pipeline.search.storage import open_storage
 from pipeline.stages.preprocess import save
@@ -166,7 +167,7 @@ def test_a_killed_worker_is_resumed_and_the_study_completes(workspace, kind):
 ])
 def test_a_storage_it_cannot_use_is_one_line(workspace, storage, message):
     params, tmp_path = workspace
-    spec = sweep._load_space(write_space(tmp_path, trials=2))
+    spec = spaces.load_space(write_space(tmp_path, trials=2))
     with pytest.raises(PipelineError, match=message):
         sweep.run_sweep(params, spec, tmp_path / "processed", storage, "shared")
 
@@ -174,9 +175,9 @@ def test_a_storage_it_cannot_use_is_one_line(workspace, storage, message):
 def test_a_study_created_with_another_space_is_refused_and_left_as_it_is(workspace):
     params, tmp_path = workspace
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    spec = sweep._load_space(write_space(tmp_path, trials=2, batch=2))
+    spec = spaces.load_space(write_space(tmp_path, trials=2, batch=2))
     sweep.run_sweep(params, spec, tmp_path / "processed", storage, "shared")
-    other = sweep._load_space(write_space(tmp_path, trials=2, space={"lr": [0.001, 0.002]}))
+    other = spaces.load_space(write_space(tmp_path, trials=2, space={"lr": [0.001, 0.002]}))
     with pytest.raises(PipelineError, match="study 'shared' was created with another space"):
         sweep.run_sweep(params, other, tmp_path / "processed", storage, "shared")
     assert len(trials_by_state(storage)[TrialState.COMPLETE]) == 2
@@ -213,7 +214,7 @@ def test_workers_opening_a_new_grid_study_together_queue_it_once(tmp_path, monke
     from pipeline.search.study import open_study
 
     storage = open_storage(f"sqlite:///{tmp_path / 'grid.db'}")
-    spec = sweep.check_space({"sampler": "grid", "space": {"lr": [0.001, 0.002, 0.005],
+    spec = spaces.check_space({"sampler": "grid", "space": {"lr": [0.001, 0.002, 0.005],
                                                             "dropout": [0.1, 0.3]}})
     slow_enqueue = optuna.Study.enqueue_trial
 
@@ -245,7 +246,7 @@ def test_a_study_whose_creator_died_during_setup_is_one_line(tmp_path, monkeypat
     storage = open_storage(f"sqlite:///{tmp_path / 'grid.db'}")
     optuna.create_study(storage=storage, study_name="half")  # created, space never recorded
     monkeypatch.setattr(studies, "SETUP_STALL_S", 0.5)  # 15 s: nothing queued for that long
-    spec = sweep.check_space({"sampler": "grid", "space": {"dropout": [0.1, 0.3]}})
+    spec = spaces.check_space({"sampler": "grid", "space": {"dropout": [0.1, 0.3]}})
     with pytest.raises(PipelineError, match="its space was never recorded.*delete-study"):
         studies.open_study(storage, "half", spec, {})
 
@@ -255,7 +256,7 @@ def test_a_grid_too_large_to_queue_is_refused_before_any_queueing():
     space = {"dropout": [0.1 * i for i in range(1, 9)], "lr": [0.001 * i for i in range(1, 51)],
              "l1": [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 0.1]}
     with pytest.raises(PipelineError, match="2,400 combinations, more than the 2,000") as info:
-        sweep.check_space({"sampler": "grid", "space": space})
+        spaces.check_space({"sampler": "grid", "space": space})
     assert "sampler: random" in str(info.value)
 
 
@@ -264,7 +265,7 @@ def test_a_trial_failed_by_another_worker_meanwhile_is_a_note_not_a_crash():
     when it reports the score: it says so, keeps going, and the study still completes."""
     from pipeline.search.study import open_study, run_worker
 
-    spec = sweep.check_space({"sampler": "random", "trials": 3, "batch": 2,
+    spec = spaces.check_space({"sampler": "random", "trials": 3, "batch": 2,
                               "space": {"dropout": {"uniform": [0.1, 0.5]}}})
     storage = optuna.storages.InMemoryStorage()
     study = open_study(storage, "late", spec, {})
@@ -289,13 +290,13 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_requ
     """A worker killed between asking for its trials and its first heartbeat left them running
     forever (Optuna fails only trials with a heartbeat record), so the study never completed;
     such a trial now counts from its start, while a trial with a fresh heartbeat is left alone."""
-    from pipeline.search.study import _Heartbeat, fail_stale_trials
+    from pipeline.search.faults import Heartbeat, fail_stale_trials
 
     storage = open_storage(storage_url(tmp_path, kind))
     study = optuna.create_study(study_name="shared", storage=storage)
     space = {"x": optuna.distributions.FloatDistribution(0, 1)}
     orphan, alive = study.ask(space), study.ask(space)
-    with _Heartbeat(storage, [alive._trial_id], 0.2):
+    with Heartbeat(storage, [alive._trial_id], 0.2):
         time.sleep(2.5)  # past the grace of 2 s: the orphan never beat, the other beats
         fail_stale_trials(study, storage, grace_s=2.0)
         states = {t.number: t.state for t in study.get_trials()}
@@ -313,13 +314,13 @@ def test_huge_trial_or_batch_counts_are_one_line_before_any_ask(workspace, spec,
     _, tmp_path = workspace
     path = write_space(tmp_path, **spec)
     with pytest.raises(PipelineError, match=f"space.yaml: {message}"):
-        sweep._load_space(path)
+        spaces.load_space(path)
 
 
 def test_a_bad_value_in_a_space_file_names_the_space_file(workspace):
     params, tmp_path = workspace
     path = write_space(tmp_path, trials=2, space={"dropout": [0.1, 1.5]})
-    spec = sweep._load_space(path)
+    spec = spaces.load_space(path)
     with pytest.raises(PipelineError, match=r"space.yaml: space key 'dropout' value 1.5 is not "
                                             r"valid \(train.dropout must be < 1"):
         sweep.run_sweep(params, spec, tmp_path / "processed", None, "x", space_path=path)
@@ -368,7 +369,7 @@ def test_an_interrupted_grid_set_up_leaves_no_study_and_a_long_one_says_how_far(
     starts afresh instead of refusing it), and queueing reports progress."""
     from pipeline.search import study as studies
     storage = open_storage(f"sqlite:///{tmp_path / 'grid.db'}")
-    spec = sweep.check_space({"sampler": "grid", "space": {"lr": [0.001, 0.002, 0.005],
+    spec = spaces.check_space({"sampler": "grid", "space": {"lr": [0.001, 0.002, 0.005],
                                                             "dropout": [0.1, 0.3]}})
     real = optuna.Study.enqueue_trial
     calls = []

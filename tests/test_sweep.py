@@ -10,7 +10,8 @@ from conftest import repo_params, train_in
 from pipeline.common.errors import PipelineError
 from pipeline.config.params import load_params
 from pipeline.dataset.matrices import preprocess
-from pipeline.search import sweep
+from pipeline.search import apply, sweep, tables
+from pipeline.search import space as spaces
 from pipeline.stages.preprocess import save
 
 SPACE = {"sampler": "grid", "rank_by": "cv_rmse",
@@ -60,7 +61,7 @@ def test_sweep_ranks_by_cv_and_matches_train_stage(tiny):
     pd.testing.assert_frame_equal(table, again)  # same seed -> same ranking and numbers
 
     # A config scored alone by the train stage's code gives the sweep's number.
-    best = sweep.best_overrides(table, SPACE)
+    best = tables.best_overrides(table, SPACE)
     one = params.train.__class__(**{**params.train.__dict__, **best})
     metrics = train_in(one, params.ensemble.average, tmp_path)
     assert metrics["cv_rmse"] == pytest.approx(table.loc[0, "cv_rmse"], rel=1e-5)
@@ -69,7 +70,7 @@ def test_sweep_ranks_by_cv_and_matches_train_stage(tiny):
 def test_tables_written(tiny):
     params, tmp_path, _ = tiny
     table = sweep.run_sweep(params, SPACE, tmp_path / "processed")
-    csv_path, md_path = sweep.write_tables(table, tmp_path / "sweeps", "tiny", "cv_rmse")
+    csv_path, md_path = tables.write_tables(table, tmp_path / "sweeps", "tiny", "cv_rmse")
     written = pd.read_csv(csv_path)
     assert written["rank"].tolist() == [0, 1, 2, 3, 4]  # rank 0: the baseline, params.yaml's
     assert written.loc[0, "config"] == "params.yaml" and written.loc[0, "lr"] == params.train.lr
@@ -81,15 +82,15 @@ def test_tables_written(tiny):
 
 
 def test_tables_keep_four_significant_digits():
-    assert sweep._cell(0.0006975) == "0.0006975" and sweep._cell(0.118687) == "0.1187"
-    assert sweep._cell(3000.0) == "3000" and sweep._cell("[256, 128]") == "[256, 128]"
-    assert sweep._cell(0.000012, "behind_best") == "+0.00001"
+    assert tables.cell_text(0.0006975) == "0.0006975" and tables.cell_text(0.118687) == "0.1187"
+    assert tables.cell_text(3000.0) == "3000" and tables.cell_text("[256, 128]") == "[256, 128]"
+    assert tables.cell_text(0.000012, "behind_best") == "+0.00001"
 
 
 def test_apply_edits_only_intended_keys_and_keeps_comments(tiny):
     _, _, params_file = tiny
     before = params_file.read_text().splitlines()
-    sweep.apply_to_params(params_file, {"lr": 0.01, "hidden": [8, 4]})
+    apply.apply_to_params(params_file, {"lr": 0.01, "hidden": [8, 4]})
     after = params_file.read_text().splitlines()
     changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
     assert len(before) == len(after)
@@ -107,7 +108,7 @@ def test_bad_space(tmp_path, space, message):
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump({"space": space}))
     with pytest.raises(PipelineError, match=message):
-        sweep._load_space(path)
+        spaces.load_space(path)
 
 
 def test_bad_value_in_space_is_a_param_error(tiny):
@@ -124,7 +125,7 @@ def test_ties_with_the_best_are_marked_paired_over_folds():
              [0.1002, 0.1201, 0.1101, 0.1301, 0.0901],    # 0.0001 behind on every fold: no tie
              [0.1015, 0.1195, 0.1103, 0.1299, 0.0910],    # 0.0004 behind, but noisy: a tie
              [v + 0.002 for v in best]]                   # consistently behind: no tie
-    sweep.mark_ties(table, folds)
+    tables.mark_ties(table, folds)
     assert table["tie_with_best"].tolist() == ["best", "no", "tie", "no"]
     assert table["behind_best"].tolist()[0] == 0.0
     assert table["behind_best"].tolist()[3] == pytest.approx(0.002)
@@ -137,7 +138,7 @@ def test_sweep_table_says_which_configs_tie(tiny):
     assert table.loc[0, "tie_with_best"] == "best" and table.loc[0, "behind_best"] == 0.0
     assert (table["behind_best"].diff().dropna() >= -1e-12).all()  # ranked by the same mean
     assert set(table.loc[1:, "tie_with_best"]) <= {"tie", "no"}
-    lines = sweep.terminal_table(sweep.with_baseline(table), spec).splitlines()
+    lines = tables.terminal_table(tables.with_baseline(table), spec).splitlines()
     assert all(len(line) <= 120 for line in lines)
     assert lines[0].split() == ["rank", "cv_rmse_no_outliers", "behind_best", "tie", "vs_baseline"]
     assert lines[2].startswith("    lr=") and "e-0" not in "".join(lines)  # no scientific gaps
@@ -148,7 +149,7 @@ def test_the_tie_rule_is_the_projects_one_not_a_space_setting(tmp_path):
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump({"tie_below": 0.001, "trials": 2, "space": {"lr": [0.001]}}))
     with pytest.raises(PipelineError, match="unknown key.s. tie_below"):
-        sweep._load_space(path)
+        spaces.load_space(path)
 
 
 def test_sweep_scores_the_blend_dvc_repro_submits_with_the_baseline(small_run):
@@ -163,7 +164,7 @@ def test_sweep_scores_the_blend_dvc_repro_submits_with_the_baseline(small_run):
     table = sweep.run_sweep(params, spec, root / "data/processed", members_dir=root / "members",
                             raw_train=root / "data/raw/train.csv")
     assert params.ensemble.rare_sales == "comparable"  # the blend prices the partial sales too
-    assert sweep.check_space(spec)["rank_by"] == "blend_cv_rmse"  # the default
+    assert spaces.check_space(spec)["rank_by"] == "blend_cv_rmse"  # the default
     blend = json.loads((root / "metrics/blend.json").read_text())
     baseline = table.attrs["baseline"]
     assert baseline["blend_cv_rmse"] == blend["cv_rmse"]
@@ -235,6 +236,6 @@ def test_the_terminal_table_names_the_trial_a_rerun_replaced():
                           "cv_rmse": [0.11, 0.12], "behind_best": [0.0, 0.01],
                           "tie_with_best": ["best", "no"], "vs_baseline": ["tie", "tie"],
                           "rerun_of": [0.0, float("nan")]})
-    lines = sweep.terminal_table(shown, {"rank_by": "cv_rmse", "space": {"lr": [0.001, 0.002]}})
+    lines = tables.terminal_table(shown, {"rank_by": "cv_rmse", "space": {"lr": [0.001, 0.002]}})
     assert "trial 3 re-runs trial 0, whose worker stopped" in lines
     assert lines.count("re-runs") == 1

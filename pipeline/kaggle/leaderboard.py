@@ -38,7 +38,7 @@ def read_log(path: Path) -> list[dict]:
     return rows
 
 
-def _cell(value) -> str:
+def sheet_cell(value) -> str:
     """A log cell a spreadsheet opens as text: a number as it is, anything else formula-safe."""
     text = "" if value is None else str(value)
     try:
@@ -55,7 +55,7 @@ def write_log(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(out, fieldnames=LEADERBOARD_COLUMNS, lineterminator="\n",
                             extrasaction="ignore")
     writer.writeheader()
-    writer.writerows([{k: _cell(r.get(k)) for k in LEADERBOARD_COLUMNS} for r in rows])
+    writer.writerows([{k: sheet_cell(r.get(k)) for k in LEADERBOARD_COLUMNS} for r in rows])
     write_text(path, out.getvalue())
 
 
@@ -78,7 +78,7 @@ def update_logged(path: Path, row: dict, **changes: str) -> None:
     with log_lock(path):
         rows = read_log(path)
         for logged in rows:
-            if all(logged.get(key) == _cell(value) for key, value in row.items()):
+            if all(logged.get(key) == sheet_cell(value) for key, value in row.items()):
                 logged.update(changes)
         write_log(path, rows)
     row.update(changes)

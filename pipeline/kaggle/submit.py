@@ -74,7 +74,7 @@ def _number_metrics(metrics: dict, where: str) -> dict:
     return metrics
 
 
-def _show(rev: str, path: str) -> str | None:
+def git_show(rev: str, path: str) -> str | None:
     """A file's text at a commit, or None if the commit has no such file."""
     proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
     return proc.stdout if proc.returncode == 0 else None
@@ -125,15 +125,15 @@ def provenance(params_path: Path, metrics_path: Path, experiment: str | None,
                                 f"({', '.join(dirty)} differ); run 'dvc exp apply {experiment}' "
                                 "first")
         if file is not None:
-            check_is_output(file, _show(rev, "dvc.lock"), f"experiment {experiment}",
+            check_is_output(file, git_show(rev, "dvc.lock"), f"experiment {experiment}",
                             f"run 'dvc exp apply {experiment}'")
         try:
-            metrics = json.loads(_show(rev, metrics_path.as_posix()) or "")
+            metrics = json.loads(git_show(rev, metrics_path.as_posix()) or "")
         except ValueError as exc:
             raise PipelineError(f"submit: experiment {experiment} has no readable "
                                 f"{metrics_path}; re-run it") from exc
         metrics = _number_metrics(metrics, f"{experiment}:{metrics_path}")
-        params_bytes = (_show(rev, params_path.as_posix()) or "").encode()
+        params_bytes = (git_show(rev, params_path.as_posix()) or "").encode()
         commit = rev
     else:
         metrics = _number_metrics(read_json(metrics_path, "run dvc repro to write it"),

@@ -20,21 +20,21 @@ import sys
 import threading
 import time
 import warnings
-import zlib
 from collections.abc import Callable
 
 import numpy as np
-import yaml
 
 from pipeline.common.errors import PipelineError
-from pipeline.search.storage import storage_errors
-
-HEARTBEAT_ATTR = "worker_heartbeat"  # a trial's last heartbeat (epoch seconds), in every shared
-                                     # storage (fail_stale_trials reads it)
-INTERRUPTED_ATTR = "interrupted"  # a trial given back by a worker stopped with Ctrl-C/SIGTERM
-SURPLUS_ATTR = "surplus"  # a trial asked in a race past the study's total: failed, never run
-SAMPLERS = ("tpe", "random", "grid", "cmaes")
-GRACE_HEARTBEATS = 2  # a running trial whose worker missed this many heartbeats is stale
+from pipeline.search.faults import (
+    GRACE_HEARTBEATS,
+    SURPLUS_ATTR,
+    Heartbeat,
+    fail_stale_trials,
+    raise_interrupted,
+    requeue,
+    trial_id,
+)
+from pipeline.search.samplers import decode, distributions, make_sampler
 
 
 @contextlib.contextmanager
@@ -46,108 +46,6 @@ def quiet():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
-
-
-def distributions(space: dict) -> tuple[dict, set]:
-    """Optuna distributions for a space; lists of lists (e.g. hidden widths) become strings."""
-    from optuna.distributions import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-    )
-
-    out, encoded = {}, set()
-    for key, choice in space.items():
-        if isinstance(choice, list):
-            if any(isinstance(c, list | dict) for c in choice):
-                encoded.add(key)
-                choice = [yaml.safe_dump(c, default_flow_style=True).strip() for c in choice]
-            out[key] = CategoricalDistribution(choice)
-            continue
-        kind, (low, high) = next(iter(choice.items()))
-        if kind == "int_uniform":
-            out[key] = IntDistribution(low, high)
-        else:
-            out[key] = FloatDistribution(float(low), float(high), log=kind == "log_uniform")
-    return out, encoded
-
-
-# A value drawn from a continuous range is rounded to this many significant digits before it is
-# trained, so the config scored is the one the table shows and --apply writes (lr: 0.001554).
-SIGNIFICANT_DIGITS = 4
-
-
-def decode(params: dict, dists: dict, encoded: set) -> dict:
-    """A trial's params as a config: list choices decoded, floats drawn from a range rounded
-    (a listed choice stays as written)."""
-    from optuna.distributions import FloatDistribution
-
-    return {k: yaml.safe_load(v) if k in encoded
-            else float(f"{v:.{SIGNIFICANT_DIGITS}g}")
-            if isinstance(dists[k], FloatDistribution) else v
-            for k, v in params.items()}
-
-
-def _trial_seed(seed: int, number: int, name: str) -> int:
-    return int(np.random.SeedSequence([seed, number, zlib.crc32(name.encode())])
-               .generate_state(1)[0])
-
-
-def number_seeded_random(seed: int):
-    """Random search whose draws are a function of (seed, trial number, parameter): workers that
-    start together with the same seed still propose different trials, and one worker's study is
-    the same every time."""
-    import optuna
-
-    class NumberSeededRandomSampler(optuna.samplers.BaseSampler):
-        def infer_relative_search_space(self, study, trial):
-            return {}
-
-        def sample_relative(self, study, trial, search_space):
-            return {}
-
-        def sample_independent(self, study, trial, param_name, param_distribution):
-            draw = optuna.samplers.RandomSampler(seed=_trial_seed(seed, trial.number, param_name))
-            return draw.sample_independent(study, trial, param_name, param_distribution)
-
-    return NumberSeededRandomSampler()
-
-
-def make_sampler(spec: dict):
-    import optuna
-    from optuna.trial import TrialState
-
-    kind, seed = spec["sampler"], spec.get("seed", 0)
-    random = number_seeded_random(seed)
-    if kind == "tpe":
-
-        class Tpe(optuna.samplers.TPESampler):
-            """TPE whose random start-up trials are drawn per trial number (see above). Whether a
-            trial is a start-up one is read once per trial, not once per parameter: each read of
-            a database storage loads every trial."""
-
-            def __init__(self, **kwargs):
-                super().__init__(**kwargs)
-                self.starting: dict[int, bool] = {}
-
-            def sample_independent(self, study, trial, param_name, param_distribution):
-                if trial.number not in self.starting:
-                    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                    self.starting = {trial.number: len(complete) < self._n_startup_trials}
-                if self.starting[trial.number]:
-                    return random.sample_independent(study, trial, param_name,
-                                                     param_distribution)
-                return super().sample_independent(study, trial, param_name, param_distribution)
-
-        return Tpe(seed=seed, constant_liar=True)
-    if kind in ("random", "grid"):  # grid: the combinations are queued in open_study
-        return random
-    try:
-        import cmaes  # noqa: F401
-    except ImportError as exc:
-        raise PipelineError("sweep: sampler cmaes needs the cmaes package: "
-                            "python -m pip install cmaes") from exc
-    return optuna.samplers.CmaEsSampler(seed=seed)
 
 
 def open_study(storage, name: str, spec: dict, fixed: dict):
@@ -239,45 +137,6 @@ def _counts(study) -> tuple[int, list[int], int]:
     return done, pending, running
 
 
-def _shared(storage) -> bool:
-    """Whether other workers can see the study (not an in-memory one)."""
-    import optuna
-
-    return not isinstance(storage, optuna.storages.InMemoryStorage)
-
-
-class _Heartbeat:
-    """Records a heartbeat for this worker's running trials until stopped: the time in a system
-    attribute of each trial, read by fail_stale_trials."""
-
-    def __init__(self, storage, trial_ids: list[int], interval_s: float):
-        self.storage, self.interval_s = storage, interval_s
-        # An in-memory study (no storage given) has no other workers to tell.
-        self.trial_ids = trial_ids if _shared(storage) else []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _beat(self) -> None:
-        for trial_id in self.trial_ids:
-            self.storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
-
-    def _run(self) -> None:
-        """Beat until stopped; a storage that fails is tried again at the next beat, never a
-        thread traceback (the main thread reports a lost storage when it next uses it)."""
-        while not self.stop.wait(self.interval_s):
-            with contextlib.suppress(Exception):  # any storage failure: retried at the next beat
-                self._beat()
-
-    def __enter__(self):
-        self._beat()
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-
-
 def _progress(study, total: int, ran: int, started: float) -> str:
     """One line after each batch, also where no progress bar shows (output to a file)."""
     from optuna.trial import TrialState
@@ -300,50 +159,6 @@ def _print_now(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-class _Interrupted(KeyboardInterrupt):
-    """SIGTERM, handled as Ctrl-C is: the batch in progress is re-queued before the exit."""
-
-
-def _raise_interrupted(signum, frame):
-    raise _Interrupted
-
-
-def trial_id(trial) -> int:
-    """The storage's id of a trial (what storage calls take): Optuna has no public accessor,
-    and a trial's number is not its id once several studies share a storage."""
-    return trial._trial_id
-
-
-# The user attribute (a table column) that names the trial a re-queued one re-runs: an
-# interrupted or dead worker's trial gets a new number when it is queued again.
-RERUN_ATTR = "rerun_of"
-
-
-def requeue(study, storage, trials, log: Callable[[str], None]) -> None:
-    """Give back this worker's unfinished trials (it was interrupted): each failed and queued
-    again, so the next worker (or the same command) runs them and no configuration is lost."""
-    import optuna
-    from optuna.trial import TrialState
-
-    numbers = []
-    try:
-        for trial in trials:
-            try:
-                storage.set_trial_system_attr(trial_id(trial), INTERRUPTED_ATTR, True)
-                storage.set_trial_state_values(trial_id(trial), TrialState.FAIL)
-            except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
-                continue  # already finished (told, or failed by another worker)
-            study.enqueue_trial(trial.params, user_attrs={RERUN_ATTR: trial.number})
-            numbers.append(trial.number)
-    except storage_errors():
-        log("sweep: the storage is unreachable, so the interrupted trials stay running; they go "
-            "stale and are re-run by the next worker")
-        return
-    if numbers:
-        log(f"sweep: interrupted; trial(s) {', '.join(map(str, numbers))} queued again: the same "
-            "command runs them")
-
-
 def run_worker(study, storage, spec: dict, evaluate: Callable[[list[dict]], list[tuple[dict, dict]]],
                log: Callable[[str], None] = _print_now) -> int:
     """Ask, evaluate and tell batches until the study holds `trials` completed trials.
@@ -357,7 +172,7 @@ def run_worker(study, storage, spec: dict, evaluate: Callable[[list[dict]], list
     import signal
 
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted) if in_main else None
+    previous = signal.signal(signal.SIGTERM, raise_interrupted) if in_main else None
     try:
         return _run_batches(study, storage, spec, evaluate, log)
     finally:
@@ -395,7 +210,7 @@ def _run_batches(study, storage, spec: dict, evaluate, log) -> int:
         log(f"sweep: training trial(s) {', '.join(str(t.number) for t in asked)} as one batch "
             f"({done}/{total} done in the study)")
         try:
-            with _Heartbeat(storage, [trial_id(t) for t in asked], spec["heartbeat_s"]):
+            with Heartbeat(storage, [trial_id(t) for t in asked], spec["heartbeat_s"]):
                 results = evaluate(configs)
         except KeyboardInterrupt:
             requeue(study, storage, asked, log)
@@ -414,37 +229,6 @@ def _run_batches(study, storage, spec: dict, evaluate, log) -> int:
                 continue
             ran += 1
         log(_progress(study, total, ran, started))
-
-
-def fail_stale_trials(study, storage, grace_s: float) -> None:
-    """A killed worker's trials (no heartbeat for grace_s): failed, and each re-queued once.
-
-    Read from the heartbeat attribute, for every shared storage. A trial with no heartbeat yet
-    (its worker died between asking for it and its first beat) counts from its start; Optuna's
-    own check skipped such trials, so they stayed running and the study never completed. Of
-    workers racing to fail one trial, only the one whose update lands re-queues it (a finished
-    trial refuses the others' updates).
-    """
-    import optuna
-    from optuna.trial import TrialState
-
-    if not _shared(storage):
-        return  # no other worker: nothing of this study can be another's stale trial
-    now = time.time()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        beat = trial.system_attrs.get(HEARTBEAT_ATTR, trial.datetime_start.timestamp())
-        if now - beat <= grace_s:
-            continue
-        try:
-            storage.set_trial_state_values(trial_id(trial), TrialState.FAIL)
-        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
-            continue  # another worker got there first
-        failed_before = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                         if t.params == trial.params and t.number != trial.number
-                         and not t.system_attrs.get(INTERRUPTED_ATTR)
-                         and not t.system_attrs.get(SURPLUS_ATTR)]
-        if not failed_before:  # re-queued once, as Optuna's callback with max_retry=1
-            study.enqueue_trial(trial.params, user_attrs={RERUN_ATTR: trial.number})
 
 
 def cached_baseline(study, config: dict, score: Callable[[], tuple]) -> tuple:
@@ -477,15 +261,6 @@ def completed_rows(study, spec: dict) -> tuple[list[dict], list[dict]]:
         params = decode(trial.params, dists, encoded)
         rows.append({"config": trial.number, **{k: params[k] for k in spec["space"]}, **attrs})
     return rows, folds
-
-
-def decode_all(spec: dict) -> list[dict]:
-    """Every listed choice of the space, one key at a time (to validate values before a run)."""
-    out = []
-    for key, choice in spec["space"].items():
-        values = choice if isinstance(choice, list) else list(next(iter(choice.values())))
-        out += [{key: v} for v in values]
-    return out
 
 
 def write_plots(study, out_dir, name: str) -> list:
