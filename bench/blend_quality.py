@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from common import ROOT, load_data, markdown_table
 
-from pipeline.engine.trainer import make_deterministic, resolve_device
+from pipeline.engine.device import make_deterministic, resolve_device
 from pipeline.members import families, family, model_settings
 from pipeline.members.mlp.fit import fit_mlp_configs, oof_predictions
 from pipeline.scoring.blending import nested_oof

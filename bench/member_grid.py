@@ -24,7 +24,7 @@ import numpy as np
 from blend_quality import member_oofs
 from common import load_data, markdown_table
 
-from pipeline.engine.trainer import make_deterministic, resolve_device
+from pipeline.engine.device import make_deterministic, resolve_device
 from pipeline.members import family, model_settings, settings_of
 from pipeline.scoring.blending import nested_oof
 from pipeline.scoring.folds import cv_metrics

@@ -34,7 +34,7 @@ from common import ROOT, device_name, markdown_table
 from pipeline.common.inputs import read_yaml
 from pipeline.config.params import load_params
 from pipeline.dataset.matrices import preprocess
-from pipeline.engine.trainer import make_deterministic, resolve_device
+from pipeline.engine.device import make_deterministic, resolve_device
 from pipeline.members.mlp.fit import architecture_of, fit_mlp_configs, oof_predictions
 from pipeline.scoring import compare
 from pipeline.scoring.folds import cv_metrics, plan_folds

@@ -27,7 +27,7 @@ from common import ROOT, device_name, markdown_table
 
 from pipeline.config.params import load_params
 from pipeline.dataset.matrices import preprocess
-from pipeline.engine.trainer import resolve_device
+from pipeline.engine.device import resolve_device
 from pipeline.members.mlp.fit import fit_mlp_configs, oof_predictions
 from pipeline.scoring.folds import cv_metrics, plan_folds
 

@@ -337,7 +337,7 @@ def run_mlp(seed: int, fold: int, out: Path, configs: dict, device, defaults_onl
 def run_mlp_job(seed: int, fold: int, out: str, n_configs: int, device_name: str,
                 defaults_only: bool = False) -> str:
     """One outer fold's MLP part in a worker process (several share one GPU)."""
-    from pipeline.engine.trainer import make_deterministic, resolve_device
+    from pipeline.engine.device import make_deterministic, resolve_device
 
     device = resolve_device(device_name)
     make_deterministic(device)

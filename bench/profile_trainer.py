@@ -17,7 +17,8 @@ import dataclasses
 import torch
 from common import fold_masks, load_data
 
-from pipeline.engine.trainer import resolve_device, train_batched
+from pipeline.engine.device import resolve_device
+from pipeline.engine.trainer import train_batched
 from pipeline.members.mlp.fit import architecture_of, per_model_settings
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from common import device_name, load_data, markdown_table, sync
 
-from pipeline.engine.trainer import resolve_device
+from pipeline.engine.device import resolve_device
 from pipeline.members.mlp.fit import fit_mlp_configs
 from pipeline.scoring.folds import plan_folds
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from common import ROOT, device_name, load_data, markdown_table, sync
 
-from pipeline.engine.trainer import make_deterministic, resolve_device
+from pipeline.engine.device import make_deterministic, resolve_device
 from pipeline.members.mlp.fit import fit_mlp_configs, oof_predictions
 from pipeline.scoring.ensemble import combine_log_predictions
 from pipeline.scoring.folds import cv_metrics, plan_folds

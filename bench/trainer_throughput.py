@@ -30,7 +30,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from pipeline.engine.batched_optim import ADAM_BETAS
-from pipeline.engine.trainer import resolve_device, train_batched
+from pipeline.engine.device import resolve_device
+from pipeline.engine.trainer import train_batched
 from pipeline.members.mlp.fit import architecture_of, per_model_settings
 
 ACT = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}

@@ -60,7 +60,9 @@ def synthetic_regression(n_rows=96, n_features=5, seed=0):
 # The sections of params.yaml as the stages see them (pipeline/config/params.py's dataclasses).
 def _section_classes() -> dict[type, str]:
     from pipeline.config import params as p
-    return {p.DownloadParams: "download", p.PreprocessParams: "preprocess", p.TrainParams: "train",
+    from pipeline.config.preprocess import PreprocessParams
+    from pipeline.config.train import TrainParams
+    return {p.DownloadParams: "download", PreprocessParams: "preprocess", TrainParams: "train",
             p.EnsembleParams: "ensemble", p.KaggleParams: "kaggle"}
 
 
@@ -97,7 +99,7 @@ class ParamReads:
                 return object.__getattribute__(obj, name)
 
             cls.__getattribute__ = get
-        from pipeline.config.params import MembersParams
+        from pipeline.config.members import MembersParams
 
         self._members_getattr = MembersParams.__getattr__
 
@@ -110,7 +112,7 @@ class ParamReads:
         return self
 
     def __exit__(self, *exc):
-        from pipeline.config.params import MembersParams
+        from pipeline.config.members import MembersParams
 
         MembersParams.__getattr__ = self._members_getattr
         for cls, saved in self._saved.items():

@@ -9,7 +9,8 @@ from conftest import DEVICES, MODES, synthetic_regression
 
 from pipeline.dataset.views import Views
 from pipeline.engine import fixed_order
-from pipeline.engine.trainer import Architecture, PerModel, train_batched
+from pipeline.engine.specs import Architecture, PerModel
+from pipeline.engine.trainer import train_batched
 
 
 @pytest.fixture

@@ -171,7 +171,7 @@ def test_a_storage_urls_password_is_never_printed(url):
 def test_a_model_file_with_objects_is_refused_without_pointing_at_weights_only_false(tmp_path):
     import torch
 
-    from pipeline.engine.stacked_mlp import load_models
+    from pipeline.members.mlp.checkpoint import load_models
 
     path = tmp_path / "fold0_seed0.pt"
     torch.save({"weights": [], "payload": _Hostile()}, path)

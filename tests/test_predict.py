@@ -65,7 +65,7 @@ def test_saved_models_reload_and_predict_sane_prices(ames_sample, tmp_path):
 
     import torch
 
-    from pipeline.engine.stacked_mlp import listed_model_paths, load_models
+    from pipeline.members.mlp.checkpoint import listed_model_paths, load_models
 
     params = repo_params(preprocess={"mlp_views": []}, folds=3, n_seeds=2, max_epochs=30,
                          patience=5, device="cpu")

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from pipeline.common.errors import PipelineError
-from pipeline.config.params import PreprocessParams
+from pipeline.config.preprocess import PreprocessParams
 from pipeline.dataset.features import FeatureEngineer, PiecewiseLinear, RobustSmoothClip
 from pipeline.dataset.matrices import preprocess
 from pipeline.dataset.schema import FEATURES

@@ -159,7 +159,7 @@ def test_a_configs_result_is_bit_identical_alone_and_inside_any_batch(ames_sampl
     import torch
 
     from pipeline.dataset.matrices import preprocess
-    from pipeline.engine.trainer import make_deterministic
+    from pipeline.engine.device import make_deterministic
     from pipeline.members.mlp.fit import fit_mlp_configs
     from pipeline.scoring.folds import plan_folds
 

@@ -6,7 +6,8 @@ import torch
 from conftest import DEVICES, MODES, NO_GPU, synthetic_regression, trained_tolerance
 from reference_trainer import train_one
 
-from pipeline.engine.trainer import Architecture, PerModel, train_batched
+from pipeline.engine.specs import Architecture, PerModel
+from pipeline.engine.trainer import train_batched
 
 
 def fold_masks(n_rows, n_folds):

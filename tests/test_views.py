@@ -11,7 +11,8 @@ from reference_trainer import train_one
 
 from pipeline.common.errors import PipelineError
 from pipeline.dataset.views import Views
-from pipeline.engine.trainer import Architecture, PerModel, train_batched
+from pipeline.engine.specs import Architecture, PerModel
+from pipeline.engine.trainer import train_batched
 from pipeline.scoring.folds import plan_folds
 
 KINKS_ROBUST = [{"piecewise_linear": "kinks"}, {"scaler": "robust_clip"}]
@@ -176,7 +177,7 @@ def test_train_and_predict_with_views_end_to_end(ames_sample, tmp_path):
 
     from pipeline.dataset.matrices import preprocess
     from pipeline.dataset.processed import load_train, mlp_inputs
-    from pipeline.engine.stacked_mlp import listed_model_paths, load_models
+    from pipeline.members.mlp.checkpoint import listed_model_paths, load_models
     from pipeline.stages.predict import predict
     from pipeline.stages.preprocess import save
 

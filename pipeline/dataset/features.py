@@ -15,7 +15,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from pipeline.config.params import PreprocessParams
+from pipeline.config.preprocess import PreprocessParams
 from pipeline.dataset.schema import AGES, PRESENCE, TOTALS
 
 QUALITY = {"Po": 1, "Fa": 2, "TA": 3, "Gd": 4, "Ex": 5}

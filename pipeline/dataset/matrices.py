@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.common.errors import PipelineError
-from pipeline.config.params import PreprocessParams
+from pipeline.config.preprocess import PreprocessParams
 from pipeline.dataset.features import build_transform
 from pipeline.dataset.schema import FEATURES, ID, TARGET, check_columns, check_target, pin_kinds
 from pipeline.dataset.views import Views

@@ -17,7 +17,7 @@ import importlib
 import pkgutil
 
 from pipeline.common.errors import PipelineError
-from pipeline.config.params import MembersParams, check_section
+from pipeline.config.members import MembersParams, check_section
 
 
 def families() -> tuple[str, ...]:

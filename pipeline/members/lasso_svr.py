@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from pipeline.config.params import EXCLUDE_OUTLIERS, Setting, TrainParams
+from pipeline.config.members import EXCLUDE_OUTLIERS, Setting
+from pipeline.config.train import TrainParams
 from pipeline.members._lasso import LassoSettings, fit_lasso, lasso_settings
 
 SETTINGS = {"C": Setting(), "epsilon": Setting(low_open=False), "gamma": Setting(),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.common.errors import PipelineError
-from pipeline.config.params import TrainParams
+from pipeline.config.train import TrainParams
 from pipeline.scoring.ensemble import rmse
 
 

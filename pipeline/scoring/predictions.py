@@ -12,7 +12,8 @@ from pipeline.common.atomic import atomic_path
 from pipeline.common.errors import PipelineError
 from pipeline.common.inputs import read_npz
 from pipeline.common.threads import fit_then_use
-from pipeline.config.params import Params, TrainParams
+from pipeline.config.params import Params
+from pipeline.config.train import TrainParams
 from pipeline.scoring.folds import FoldPlan, kfold_rows
 
 

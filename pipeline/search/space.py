@@ -9,7 +9,7 @@ import os
 
 from pipeline.common.errors import PipelineError
 from pipeline.common.inputs import read_yaml
-from pipeline.config.params import TrainParams
+from pipeline.config.train import TrainParams
 from pipeline.search.samplers import SAMPLERS
 
 # The fold plan is shared by every config of a sweep, so these cannot vary within one.

@@ -42,7 +42,7 @@ from pipeline.common.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.common.errors import PipelineError
 from pipeline.config.params import Params, load_params
 from pipeline.dataset.processed import load_train
-from pipeline.engine.trainer import make_deterministic, resolve_device
+from pipeline.engine.device import make_deterministic, resolve_device
 from pipeline.search import storage as study_storage
 from pipeline.search import study as studies
 from pipeline.search.apply import apply_to_params, queue_experiments

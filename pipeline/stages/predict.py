@@ -15,10 +15,11 @@ import numpy as np
 
 from pipeline.common.atomic import check_outputs
 from pipeline.common.cli_support import add_params_option, run_cli, stage_parser
-from pipeline.config.params import EnsembleParams, TrainParams, load_params
+from pipeline.config.params import EnsembleParams, load_params
+from pipeline.config.train import TrainParams
 from pipeline.dataset.processed import load_test, load_train, mlp_inputs
-from pipeline.engine.stacked_mlp import listed_model_paths, load_models
 from pipeline.kaggle.submission import write_submission
+from pipeline.members.mlp.checkpoint import listed_model_paths, load_models
 from pipeline.members.mlp.fit import test_log_prices
 
 

@@ -13,7 +13,8 @@ import pandas as pd
 from pipeline.common.atomic import atomic_path, write_text
 from pipeline.common.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.common.inputs import read_csv
-from pipeline.config.params import PreprocessParams, load_params
+from pipeline.config.params import load_params
+from pipeline.config.preprocess import PreprocessParams
 from pipeline.dataset.matrices import preprocess
 
 

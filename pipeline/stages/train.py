@@ -22,12 +22,15 @@ import torch
 from pipeline.common.atomic import atomic_path, check_outputs, replace_dir, write_json
 from pipeline.common.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.common.errors import PipelineError
-from pipeline.config.params import TrainParams, load_params
+from pipeline.config.params import load_params
+from pipeline.config.train import TrainParams
 from pipeline.dataset.processed import load_test, load_train, mlp_inputs, read_feature_names
 from pipeline.dataset.views import Views
+from pipeline.engine.device import make_deterministic, resolve_device
+from pipeline.engine.specs import TrainResult
 from pipeline.engine.stacked_mlp import StackedModels
-from pipeline.engine.trainer import TrainResult, make_deterministic, resolve_device
 from pipeline.members._lasso import fit_lasso, lasso_settings
+from pipeline.members.mlp.checkpoint import save_models
 from pipeline.members.mlp.fit import (
     check_trained,
     fit_mlp_configs,
@@ -145,7 +148,7 @@ def train(params: TrainParams, average: str, *, data_dir="data/processed", model
     metrics, per_fold = split_per_fold(cv_metrics(oof, y, outlier, plan.fold_of_row))
     metrics["best_epoch_mean"] = float(result.best_epoch.double().mean() + 1)
 
-    replace_dir(Path(models_dir), lambda d: models.save_each(d, {"train": asdict(params),
+    replace_dir(Path(models_dir), lambda d: save_models(models, d, {"train": asdict(params),
                                                                    "average": average}))
     frame = pd.DataFrame({"Id": data["id"], "fold": plan.fold_of_row, "outlier": outlier,
                           "actual_log_price": y, "predicted_log_price": oof,

@@ -16,10 +16,11 @@ from tqdm import tqdm
 
 from pipeline.common.errors import PipelineError
 from pipeline.common.threads import in_threads
-from pipeline.config.params import TrainParams
+from pipeline.config.train import TrainParams
 from pipeline.dataset.views import Views
+from pipeline.engine.specs import Architecture, PerModel, TrainResult
 from pipeline.engine.stacked_mlp import StackedModels
-from pipeline.engine.trainer import Architecture, PerModel, TrainResult, train_batched
+from pipeline.engine.trainer import train_batched
 from pipeline.members._lasso import LassoSettings, fit_lasso, lasso_settings
 from pipeline.scoring.ensemble import combine_log_predictions, rmse
 from pipeline.scoring.folds import FoldPlan
