@@ -287,7 +287,8 @@ def test_wrong_key_is_401_and_never_printed(kaggle_env, project, monkeypatch, ca
 
 
 def test_experiments_table_joins_scores_applies_the_tie_rule_and_fits_120_columns():
-    from pipeline.search.experiments import flatten_exp_show, join_scores, table
+    from pipeline.search.experiments import table
+    from pipeline.search.runs import flatten_exp_show, join_scores
 
     def data(cv, cv_clean, lr, fold_seed=0):
         return {"metrics": {"metrics/blend.json": {"data": {"cv_rmse": cv, "cv_rmse_std": 0.02,
@@ -317,7 +318,7 @@ def test_experiments_table_joins_scores_applies_the_tie_rule_and_fits_120_column
              "other-shuffle": [0.12] * 5}
     for name, scores in folds.items():
         rows[name]["folds"] = {"fold_rmse": scores, "fold_rmse_no_outliers": scores}
-    from pipeline.search.experiments import drop_idle_workspace
+    from pipeline.search.runs import drop_idle_workspace
 
     lines = table(drop_idle_workspace(list(rows.values()), [])).splitlines()
     assert lines[0].split() == ["experiment", "RMSE", "all", "rows", "normal", "houses", "vs",
@@ -590,7 +591,7 @@ def test_experiments_judge_each_fold_seed_against_the_baseline_on_that_seed_and_
 
 
 def test_experiments_on_a_binary_fold_file_says_no_fold_scores(tmp_path):
-    from pipeline.search.experiments import fold_scores
+    from pipeline.search.runs import fold_scores
 
     path = tmp_path / "blend_folds.json"
     path.write_bytes(b"\x00\xff\xfe" * 100)

@@ -220,7 +220,7 @@ def test_a_repository_without_commits_is_told_to_commit(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    from pipeline.kaggle.submit import _git
+    from pipeline.kaggle.provenance import _git
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     proc = subprocess.run([sys.executable, "-m", "pipeline.search.experiments"], cwd=tmp_path,
