@@ -37,15 +37,15 @@ from pipeline.scoring.predictions import cross_fit, excludes_outliers, member_pl
 
 def member_oofs(params, data, fold_seed: int, device, names: list[str]) -> tuple[dict, object]:
     """name -> out-of-fold log prices of each member in `names`, and the fold plan."""
-    x, y, outlier = data["x_train"], data["y_train"], data["outlier"]
+    x, y, outlier = data.x_train, data.y_train, data.outlier
     params = dataclasses.replace(params, train=dataclasses.replace(params.train,
                                                                     fold_seed=fold_seed))
-    plan = plan_folds(len(y), outlier, params.train, len(data["mlp_train"]))
+    plan = plan_folds(len(y), outlier, params.train, len(data.mlp_train))
     oofs = {}
     if "mlp" in names:
-        result = fit_mlp_configs(data["mlp_train"], y, plan, [params.train], device,
+        result = fit_mlp_configs(data.mlp_train, y, plan, [params.train], device,
                                  label=f"fold seed {fold_seed}")[0]
-        oofs["mlp"] = oof_predictions(result.models, data["mlp_train"], plan,
+        oofs["mlp"] = oof_predictions(result.models, data.mlp_train, plan,
                                       params.ensemble.average)
     x64 = x.astype(np.float64)
     for name in (n for n in names if n != "mlp"):
@@ -68,7 +68,7 @@ def main() -> None:
                         help="the params file whose settings the members are trained with")
     args = parser.parse_args()
     params, data = load_data(Path(args.params))
-    y, outlier = data["y_train"], data["outlier"]
+    y, outlier = data.y_train, data.outlier
     device = resolve_device(args.device)
     make_deterministic(device)
     names = list(dict.fromkeys(args.members))

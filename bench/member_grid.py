@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     params, data = load_data()
     axes = dict(parse_axis(a, settings_of(args.family)) for a in args.axes)
-    x, y, outlier = data["x_train"].astype(np.float64), data["y_train"], data["outlier"]
+    x, y, outlier = data.x_train.astype(np.float64), data.y_train, data.outlier
     make_deterministic(resolve_device("auto"))
     names = list(params.ensemble.members)
     if args.family not in names:  # scored inside the blend even where the default leaves it out

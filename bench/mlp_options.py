@@ -67,7 +67,7 @@ def score(variants: dict, params, fold_seeds: list[int], device, averages=()
     oofs: dict = {}  # (name, fold seed index) -> (out-of-fold log prices, fold of each row)
     for pre, members in by_pre.items():
         data = preprocess(train, test, pre)
-        y, outlier = data["y_train"], data["outlier"]
+        y, outlier = data.y_train, data.outlier
         for s, fold_seed in enumerate(fold_seeds):
             groups: dict = {}
             for name, tp in members:
@@ -77,7 +77,7 @@ def score(variants: dict, params, fold_seeds: list[int], device, averages=()
                 key = (architecture_of(tp), *(getattr(tp, k) for k in FIXED_KEYS))
                 groups.setdefault(key, []).append((name, tp))
             for group in groups.values():
-                x = data["mlp_train"]
+                x = data.mlp_train
                 plan = plan_folds(len(y), outlier, group[0][1], len(x))
                 results = fit_mlp_configs(x, y, plan, [tp for _, tp in group], device,
                                           label=f"fold seed {fold_seed}")

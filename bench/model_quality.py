@@ -55,8 +55,8 @@ def evaluate(pre, tp, average, repeats, device):
     train = pd.read_csv(ROOT / "data/bundled/kaggle_house_pred_train.csv")
     test = pd.read_csv(ROOT / "data/bundled/kaggle_house_pred_test.csv")
     data = preprocess(train, test, pre)
-    y, outlier = data["y_train"], data["outlier"]
-    x = data["mlp_train"]
+    y, outlier = data.y_train, data.outlier
+    x = data.mlp_train
     scores = []
     for repeat in range(repeats):
         rtp = dataclasses.replace(tp, fold_seed=repeat)

@@ -114,9 +114,9 @@ def outer_data(fold_seed: int, fold: int) -> dict:
     params = load_params(ROOT / "params.yaml")
     train, _ = competition_frames()
     held = outer_folds(fold_seed) == fold
-    data = preprocess(train[~held].reset_index(drop=True),
-                      train[held].drop(columns=["SalePrice"]).reset_index(drop=True),
-                      params.preprocess)
+    data = vars(preprocess(train[~held].reset_index(drop=True),
+                           train[held].drop(columns=["SalePrice"]).reset_index(drop=True),
+                           params.preprocess)).copy()  # its fields, with the outer fold's beside
     data["outer_rows"] = np.flatnonzero(held)
     data["y_outer"] = np.log(train["SalePrice"].to_numpy(dtype=np.float64)[held])
     return data

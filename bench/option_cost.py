@@ -35,7 +35,7 @@ def main() -> None:
     for name, overrides in variants.items():
         pre, tp = variant_params(params, overrides)
         data = preprocess(train, test, pre)
-        x, y, outlier = data["mlp_train"], data["y_train"], data["outlier"]
+        x, y, outlier = data.mlp_train, data.y_train, data.outlier
         plan = plan_folds(len(y), outlier, dataclasses.replace(tp, fold_seed=0), len(x))
         times = []
         for _ in range(args.repeats):

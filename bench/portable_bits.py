@@ -64,14 +64,14 @@ def pieces(epochs: list[int]) -> list[tuple[str, str]]:
            ("numpy log1p/exp float64", md5(np.log1p(np.abs(v.double().numpy())),
                                            np.exp(v.double().numpy())))]
     params, data = load_data()
-    x, y = data["x_train"].astype(np.float64), data["y_train"]
-    out.append(("preprocessed train matrix", md5(x, y, data["mlp_train"].x)))
+    x, y = data.x_train.astype(np.float64), data.y_train
+    out.append(("preprocessed train matrix", md5(x, y, data.mlp_train.x)))
     out.append(("Lasso on train.npz (scikit-learn, scipy BLAS)",
                 md5(fit_lasso(x, y, lasso_settings(params.train), "bits").coef_)))
     from pipeline.members.mlp.fit import fit_mlp_configs, lasso_starts
 
-    views = data["mlp_train"]
-    plan = plan_folds(len(y), data["outlier"], params.train, len(views))
+    views = data.mlp_train
+    plan = plan_folds(len(y), data.outlier, params.train, len(views))
     start, scale = lasso_starts(views, y, [params.train], [plan.train_mask], plan.view_of_model)
     out.append(("the MLP's Lasso starts and input scales", md5(start[0], start[1], scale)))
     import dataclasses

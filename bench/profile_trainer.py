@@ -33,8 +33,8 @@ def main() -> None:
     params, data = load_data()
     tp = params.train
     device = resolve_device(args.device)
-    x = torch.tensor(data["x_train"], device=device)[None]  # [1, N, d]: one encoding
-    y = torch.tensor(data["y_train"], device=device)
+    x = torch.tensor(data.x_train, device=device)[None]  # [1, N, d]: one encoding
+    y = torch.tensor(data.y_train, device=device)
     train_mask, val_mask = fold_masks(len(y), args.models, tp.folds)
     arch = architecture_of(tp)
     per_model = per_model_settings([dataclasses.replace(tp, max_epochs=args.epochs, patience=0)],

@@ -46,10 +46,10 @@ def main() -> None:
                                    l1=float(10 ** rng.uniform(-6, -3)),
                                    dropout=float(rng.uniform(0, 0.6)))
                for _ in range(args.configs)]
-    plan = plan_folds(len(data["y_train"]), data["outlier"], base, len(data["mlp_train"]))
+    plan = plan_folds(len(data.y_train), data.outlier, base, len(data.mlp_train))
     sync(device)
     started = time.perf_counter()
-    results = fit_mlp_configs(data["mlp_train"], data["y_train"], plan, configs, device,
+    results = fit_mlp_configs(data.mlp_train, data.y_train, plan, configs, device,
                               label="bench")
     sync(device)
     seconds = time.perf_counter() - started

@@ -43,15 +43,15 @@ def run_once(data, params, plan, device, fuse, companions=0):
     config = dataclasses.replace(params.train, compile=fuse)
     configs = [config] + [dataclasses.replace(config, lr=config.lr * 1.1 ** (k + 1))
                           for k in range(companions)]
-    result = fit_mlp_configs(data["mlp_train"], data["y_train"], plan, configs, device,
+    result = fit_mlp_configs(data.mlp_train, data.y_train, plan, configs, device,
                              label=f"train on {device}")[0]
     sync(device)
     seconds = time.perf_counter() - started
-    oof = oof_predictions(result.models, data["mlp_train"], plan, params.ensemble.average)
+    oof = oof_predictions(result.models, data.mlp_train, plan, params.ensemble.average)
     test = combine_log_predictions(
-        result.models.predict_log_price(data["mlp_test"].model_input()).numpy(),
+        result.models.predict_log_price(data.mlp_test.model_input()).numpy(),
         params.ensemble.average)
-    metrics = cv_metrics(oof, data["y_train"], data["outlier"].astype(bool), plan.fold_of_row)
+    metrics = cv_metrics(oof, data.y_train, data.outlier.astype(bool), plan.fold_of_row)
     return {"seconds": seconds, "oof": oof, "test": test, "metrics": metrics,
             "best_epoch": result.best_epoch.numpy(), "mode": result.epoch_mode,
             "weights": [w.numpy() for w in result.models.weights]}
@@ -74,8 +74,8 @@ def main() -> None:
     args = parser.parse_args()
     make_deterministic(resolve_device("auto"))
     params, data = load_data(args.params)
-    plan = plan_folds(len(data["y_train"]), data["outlier"].astype(bool), params.train,
-                      len(data["mlp_train"]))
+    plan = plan_folds(len(data.y_train), data.outlier.astype(bool), params.train,
+                      len(data.mlp_train))
     devices = args.devices.split(",")
     runs = {d: [run_once(data, params, plan, resolve_device(d.split("+")[0]), d.endswith("+compile"))
                 for _ in range(args.repeats)] for d in devices}

@@ -154,9 +154,9 @@ def main() -> None:
     params, data = load_data(args.params)
     tp = params.train
     device = resolve_device(args.device)
-    views = data["mlp_train"]
+    views = data.mlp_train
     x = torch.tensor(views.x[:1] if args.one_view else views.x, device=device)  # [V, N, W]
-    y = torch.tensor(data["y_train"], device=device)
+    y = torch.tensor(data.y_train, device=device)
     sizes = [int(s) for s in args.sizes.split(",")]
     flops, bandwidth = measured_peaks(device)
     train_mask, _ = fold_masks(len(y), 1, tp.folds)

@@ -18,7 +18,6 @@ from pipeline.stages import blend as blend_mod
 from pipeline.stages.blend import blend
 from pipeline.stages.member import run_member
 from pipeline.stages.predict import predict
-from pipeline.stages.preprocess import save
 from pipeline.stages.train import train
 
 
@@ -87,7 +86,7 @@ def built_run(tmp_path_factory):
     (tmp_path / "raw").mkdir()
     train_frame.to_csv(tmp_path / "raw/train.csv", index=False)
     test_frame.to_csv(tmp_path / "raw/test.csv", index=False)
-    save(preprocess(train_frame, test_frame, params.preprocess), tmp_path / "processed")
+    preprocess(train_frame, test_frame, params.preprocess).save(tmp_path / "processed")
     train(params.train, params.ensemble.average, data_dir=tmp_path / "processed",
           models_dir=tmp_path / "models", metrics_path=tmp_path / "cv.json",
           oof_path=tmp_path / "oof.csv", live_dir=tmp_path / "live",
@@ -159,7 +158,7 @@ def test_default_blend_writes_weights_members_and_a_valid_submission(pipeline_ru
 def test_members_train_on_the_mlps_folds_without_the_outliers(pipeline_run):
     params, tmp_path = pipeline_run
     data = np.load(tmp_path / "processed/train.npz")
-    outlier = data["outlier"].astype(bool)
+    outlier = data.outlier.astype(bool)
     outlier[:3] = True  # pretend: the sample has no real outlier rows
     plan = member_plan(len(data["y"]), outlier, params, True)
     fitted_rows = []

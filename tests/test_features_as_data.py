@@ -74,9 +74,9 @@ def test_a_feature_is_a_column_of_every_encoding(ames_sample):
     train, test = ames_sample
     params = repo_params({"features": {"LotPerRoom": "LotArea / max(TotRmsAbvGrd, 1)"}})
     result = preprocess(train, test, params.preprocess)
-    assert all(any("LotPerRoom" in n for n in names) for names in result["view_names"])
+    assert all(any("LotPerRoom" in n for n in names) for names in result.view_names)
     plain = preprocess(train, test, repo_params().preprocess)
-    assert len(result["feature_names"]) == len(plain["feature_names"]) + 1
+    assert len(result.feature_names) == len(plain.feature_names) + 1
 
 
 @pytest.mark.parametrize(("expression", "message"), [
@@ -131,4 +131,4 @@ def test_a_hundred_features_build_one_frame_at_once():
         result = preprocess(train, test, parse_params(raw).preprocess)
     import re
 
-    assert sum(bool(re.fullmatch(r"num__F\d+", n)) for n in result["feature_names"]) == 100
+    assert sum(bool(re.fullmatch(r"num__F\d+", n)) for n in result.feature_names) == 100

@@ -9,7 +9,6 @@ from conftest import repo_params, train_in
 
 from pipeline.dataset.matrices import preprocess
 from pipeline.stages.predict import predict
-from pipeline.stages.preprocess import save
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +23,7 @@ def trained(tmp_path_factory):
     # An out-of-range house: every area ten to a hundred times anything in training.
     for col in ("LotArea", "GrLivArea", "TotalBsmtSF", "1stFlrSF", "GarageArea", "MasVnrArea"):
         test_frame.loc[0, col] = train_frame[col].max() * 50
-    save(preprocess(train_frame, test_frame, params.preprocess), tmp_path / "processed")
+    preprocess(train_frame, test_frame, params.preprocess).save(tmp_path / "processed")
     train_in(params.train, params.ensemble.average, tmp_path)
     return params, tmp_path, train_frame
 
@@ -75,7 +74,7 @@ def test_saved_models_reload_and_predict_sane_prices(ames_sample, tmp_path):
     test_frame = test_frame.copy()
     test_frame.loc[0, ["LotArea", "GrLivArea"]] = train_frame[["LotArea", "GrLivArea"]].max() * 50
     test_frame.loc[1, "LotFrontage"] = np.nan
-    save(preprocess(train_frame, test_frame, params.preprocess), tmp_path / "processed")
+    preprocess(train_frame, test_frame, params.preprocess).save(tmp_path / "processed")
     train_in(params.train, params.ensemble.average, tmp_path)
     models = load_models(listed_model_paths(tmp_path / "models"))
     assert models.feature_scale is not None  # train.lasso_input_power's scales, saved

@@ -20,7 +20,7 @@ BOOK = PreprocessParams(fit_on="train", numeric_as_category=[], ordinal_quality=
 
 
 def column(result, name):
-    return result["x_train"][:, result["feature_names"].index(name)]
+    return result.x_train[:, result.feature_names.index(name)]
 
 
 def test_numeric_mean_imputed_and_standardized(ames_sample):
@@ -28,7 +28,7 @@ def test_numeric_mean_imputed_and_standardized(ames_sample):
     result = preprocess(train, test, BOOK)
     lot = column(result, "num__LotFrontage")
     assert train["LotFrontage"].isna().any()
-    assert not np.isnan(result["x_train"]).any() and not np.isnan(result["x_test"]).any()
+    assert not np.isnan(result.x_train).any() and not np.isnan(result.x_test).any()
     assert abs(lot.mean()) < 1e-5 and abs(lot.std() - 1) < 1e-3
     # A missing value becomes the mean, i.e. 0 after standardisation.
     assert np.allclose(lot[train["LotFrontage"].isna().to_numpy()], 0, atol=1e-6)
@@ -39,19 +39,19 @@ def test_missing_category_is_its_own_level_and_unseen_level_is_ignored(ames_samp
     test = test.copy()
     test.loc[0, "Neighborhood"] = "Atlantis"  # never seen in train
     result = preprocess(train, test, BOOK)
-    names = result["feature_names"]
+    names = result.feature_names
     assert "cat__Alley_missing" in names
     hood = [i for i, n in enumerate(names) if n.startswith("cat__Neighborhood_")]
-    assert result["x_test"][0, hood].sum() == 0  # unseen: all zeros, no error
-    assert np.allclose(result["x_train"][:, hood].sum(axis=1), 1)
+    assert result.x_test[0, hood].sum() == 0  # unseen: all zeros, no error
+    assert np.allclose(result.x_train[:, hood].sum(axis=1), 1)
 
 
 def test_target_is_log_price_and_ids_kept(ames_sample):
     train, test = ames_sample
     result = preprocess(train, test, BOOK)
-    np.testing.assert_allclose(result["y_train"], np.log(train["SalePrice"]))
-    np.testing.assert_array_equal(result["id_test"], test["Id"])
-    assert result["x_train"].shape[1] == result["x_test"].shape[1] == len(result["feature_names"])
+    np.testing.assert_allclose(result.y_train, np.log(train["SalePrice"]))
+    np.testing.assert_array_equal(result.id_test, test["Id"])
+    assert result.x_train.shape[1] == result.x_test.shape[1] == len(result.feature_names)
 
 
 def test_fit_on_train_plus_test_uses_test_statistics(ames_sample):
@@ -67,10 +67,10 @@ def test_engineering_switches(ames_sample):
     params = PreprocessParams(**{**BOOK.__dict__, "numeric_as_category": ["MSSubClass"],
                                  "ordinal_quality": True, "log1p_skewed": True})
     result = preprocess(train, test, params)
-    names = result["feature_names"]
+    names = result.feature_names
     assert "cat__MSSubClass_60" in names and "num__MSSubClass" not in names
     assert "num__ExterQual" in names and not any(n.startswith("cat__ExterQual") for n in names)
-    skewed = result["transform"].named_steps["engineer"].log1p_columns_
+    skewed = result.transform.named_steps["engineer"].log1p_columns_
     assert "LotArea" in skewed
 
 
@@ -79,7 +79,7 @@ def test_engineered_features_on_train_and_test(ames_sample):
     test = test.copy()
     test.loc[0, ["TotalBsmtSF", "BsmtFullBath", "BsmtHalfBath"]] = np.nan  # no basement at all
     engineered = PreprocessParams(**{**BOOK.__dict__, "engineered_features": True})
-    engineer = preprocess(train, test, engineered)["transform"].named_steps["engineer"]
+    engineer = preprocess(train, test, engineered).transform.named_steps["engineer"]
     frame = engineer.transform(test)
     row = test.iloc[0]
     assert frame.loc[0, "TotalSF"] == row["1stFlrSF"] + row["2ndFlrSF"]  # missing counts as none
@@ -91,16 +91,16 @@ def test_engineered_features_on_train_and_test(ames_sample):
                 "RemodAge": one["YrSold"] - one["YearRemodAdd"],
                 "Has2ndFlrSF": float(one["2ndFlrSF"] > 0)}
     assert engineer.transform(train).loc[1, list(expected)].to_dict() == expected
-    names = preprocess(train, test, engineered)["feature_names"]
+    names = preprocess(train, test, engineered).feature_names
     assert {"num__TotalSF", "num__TotalPorchSF", "num__HasPoolArea"} <= set(names)
-    assert "num__TotalSF" not in preprocess(train, test, BOOK)["feature_names"]
+    assert "num__TotalSF" not in preprocess(train, test, BOOK).feature_names
 
 
 def test_outliers_flagged(ames_sample):
     train, test = ames_sample
     train = train.copy()
     train.loc[3, ["GrLivArea", "SalePrice"]] = [5000, 150000]
-    assert preprocess(train, test, BOOK)["outlier"].tolist() == [i == 3 for i in range(len(train))]
+    assert preprocess(train, test, BOOK).outlier.tolist() == [i == 3 for i in range(len(train))]
 
 
 def test_missing_column_is_a_clear_error(ames_sample):
@@ -159,11 +159,11 @@ def test_piecewise_linear_in_the_pipeline(ames_sample):
     train, test = ames_sample
     plain = preprocess(train, test, BOOK)
     result = preprocess(train, test, with_(piecewise_linear="kinks", piecewise_bins=3))
-    names = result["feature_names"]
+    names = result.feature_names
     assert "num__LotArea_ple1" in names and "num__LotArea_ple3" not in names
     np.testing.assert_array_equal(column(result, "num__LotArea"), column(plain, "num__LotArea"))
-    assert not np.isnan(result["x_test"]).any()
-    assert set(column_groups(names)) == set(column_groups(plain["feature_names"]))
+    assert not np.isnan(result.x_test).any()
+    assert set(column_groups(names)) == set(column_groups(plain.feature_names))
 
 
 def test_domain_fills(ames_sample):
@@ -188,7 +188,7 @@ def test_domain_fills(ames_sample):
                                   train.loc[no_garage, "YearBuilt"])
     assert filled.loc[1, "MasVnrArea"] == 0
     result = preprocess(train, test, with_(domain_fills=True))
-    assert not np.isnan(result["x_test"]).any()
+    assert not np.isnan(result.x_test).any()
     lot = column(result, "num__LotFrontage")[blank.to_numpy()]
     assert len(np.unique(lot)) > 1  # neighbourhood medians, not one mean
 
@@ -222,5 +222,5 @@ def test_robust_clip_in_the_pipeline(ames_sample):
     test = test.copy()
     test.loc[0, "LotArea"] = 10 ** 9  # far outside the training range
     result = preprocess(train, test, with_(scaler="robust_clip"))
-    lot = result["feature_names"].index("num__LotArea")
-    assert np.abs(result["x_train"][:, lot]).max() < 3 and 2.9 < result["x_test"][0, lot] <= 3
+    lot = result.feature_names.index("num__LotArea")
+    assert np.abs(result.x_train[:, lot]).max() < 3 and 2.9 < result.x_test[0, lot] <= 3

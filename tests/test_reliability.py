@@ -22,7 +22,6 @@ from pipeline.common.inputs import read_csv
 from pipeline.dataset.matrices import preprocess
 from pipeline.search.space import load_space
 from pipeline.stages.predict import predict
-from pipeline.stages.preprocess import save
 
 TRAIN_CSV = ROOT / "data/bundled/kaggle_house_pred_train.csv"
 TEST_CSV = ROOT / "data/bundled/kaggle_house_pred_test.csv"
@@ -62,10 +61,10 @@ def test_empty_columns_keep_their_kind_and_warn(capfd):
     test["LotFrontage"] = np.nan  # numeric, no house has it
     test["Alley"] = np.nan  # a category column read as float: must stay a category
     result = preprocess(train, test, repo_params().preprocess)
-    assert result["x_train"].shape[1] == result["x_test"].shape[1]
+    assert result.x_train.shape[1] == result.x_test.shape[1]
     assert "test.csv: column LotFrontage has no values at all" in capfd.readouterr().err
-    alley = [i for i, n in enumerate(result["feature_names"]) if n.startswith("cat__Alley_")]
-    assert np.allclose(result["x_test"][:, alley].sum(axis=1), 1)  # all in the missing level
+    alley = [i for i, n in enumerate(result.feature_names) if n.startswith("cat__Alley_")]
+    assert np.allclose(result.x_test[:, alley].sum(axis=1), 1)  # all in the missing level
 
 
 def test_header_only_csv_says_no_rows(tmp_path):
@@ -81,7 +80,7 @@ def test_header_only_csv_says_no_rows(tmp_path):
 def processed(ames_sample, tmp_path):
     params = repo_params()
     train_frame, test_frame = ames_sample
-    save(preprocess(train_frame, test_frame, params.preprocess), tmp_path / "processed")
+    preprocess(train_frame, test_frame, params.preprocess).save(tmp_path / "processed")
     return tmp_path
 
 

@@ -20,7 +20,6 @@ from pipeline.dataset.matrices import preprocess
 from pipeline.search import space as spaces
 from pipeline.search import sweep
 from pipeline.search.storage import open_storage
-from pipeline.stages.preprocess import save
 
 
 @pytest.fixture
@@ -28,7 +27,7 @@ def workspace(ames_sample, tmp_path):
     """Preprocessed sample data and a params.yaml with tiny training."""
     params = repo_params(folds=3, n_seeds=1, max_epochs=4, patience=2, device="cpu")
     train, test = ames_sample
-    save(preprocess(train, test, params.preprocess), tmp_path / "processed")
+    preprocess(train, test, params.preprocess).save(tmp_path / "processed")
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["train"].update(folds=3, n_seeds=1, max_epochs=4, patience=2, device="cpu")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -12,7 +12,6 @@ from pipeline.config.params import load_params
 from pipeline.dataset.matrices import preprocess
 from pipeline.search import apply, sweep, tables
 from pipeline.search import space as spaces
-from pipeline.stages.preprocess import save
 
 SPACE = {"sampler": "grid", "rank_by": "cv_rmse",
          "space": {"lr": [0.0001, 0.01], "hidden": [[4], [8, 4]]}}
@@ -22,7 +21,7 @@ SPACE = {"sampler": "grid", "rank_by": "cv_rmse",
 def tiny(ames_sample, repo_root, tmp_path):
     params = repo_params(folds=3, n_seeds=1, max_epochs=4, patience=2, device="cpu")
     train, test = ames_sample
-    save(preprocess(train, test, params.preprocess), tmp_path / "processed")
+    preprocess(train, test, params.preprocess).save(tmp_path / "processed")
     params_file = tmp_path / "params.yaml"
     params_file.write_text((repo_root / "params.yaml").read_text())
     return params, tmp_path, params_file

@@ -166,7 +166,7 @@ def test_a_configs_result_is_bit_identical_alone_and_inside_any_batch(ames_sampl
     params = repo_params(device="cpu")
     train_frame, test_frame = ames_sample
     data = preprocess(train_frame, test_frame, params.preprocess)
-    x, y, outlier = data["x_train"], data["y_train"], data["outlier"]
+    x, y, outlier = data.x_train, data.y_train, data.outlier
     make_deterministic(torch.device("cpu"))
     grid = [dataclasses.replace(params.train, dropout=d, lr=lr)
             for d in (0.3, 0.56) for lr in (0.00078, 0.002)]

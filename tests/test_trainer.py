@@ -372,9 +372,9 @@ def test_the_train_stage_trains_the_default_model_the_reference_specifies(ames_s
     config = dataclasses.replace(params.train, folds=3, max_epochs=6, patience=2, device="cpu")
     assert config.skip_init == "lasso" and config.lasso_input_power > 0 and config.l1 > 0
     data = preprocess(*ames_sample, params.preprocess)
-    views, y = data["mlp_train"], data["y_train"]
+    views, y = data.mlp_train, data.y_train
     assert len(views) == 3  # the default's encodings
-    plan = plan_folds(len(y), data["outlier"], config, len(views))
+    plan = plan_folds(len(y), data.outlier, config, len(views))
     result = fit_mlp_configs(views, y, plan, [config], torch.device("cpu"))[0]
     for m, seed in enumerate(plan.seeds):
         view = int(plan.view_of_model[m])

@@ -150,21 +150,20 @@ def test_views_are_deterministic_batch_independent_and_finite(options, device):
 def test_preprocess_writes_every_view_and_the_first_is_what_members_see(ames_sample, tmp_path):
     from pipeline.dataset.matrices import preprocess
     from pipeline.dataset.processed import load_test, load_train, mlp_inputs
-    from pipeline.stages.preprocess import save
 
     params = with_views(repo_params(), KINKS_ROBUST)
     result = preprocess(*ames_sample, params.preprocess)
-    views = result["mlp_train"]
-    assert len(views) == 3 and views.widths[1] > views.widths[0] == result["x_train"].shape[1]
-    np.testing.assert_array_equal(views.matrix(0), result["x_train"])
-    assert any("_ple" in n for n in result["view_names"][1])  # the kinks view's extra columns
-    assert not any("_ple" in n for n in result["view_names"][0])
-    save(result, tmp_path)
+    views = result.mlp_train
+    assert len(views) == 3 and views.widths[1] > views.widths[0] == result.x_train.shape[1]
+    np.testing.assert_array_equal(views.matrix(0), result.x_train)
+    assert any("_ple" in n for n in result.view_names[1])  # the kinks view's extra columns
+    assert not any("_ple" in n for n in result.view_names[0])
+    result.save(tmp_path)
     train, test = load_train(tmp_path), load_test(tmp_path)
-    np.testing.assert_array_equal(train["x"], result["x_train"])  # the members' matrix
+    np.testing.assert_array_equal(train["x"], result.x_train)  # the members' matrix
     again = mlp_inputs(train)
     assert again.widths == views.widths and np.array_equal(again.x, views.x)
-    assert np.array_equal(mlp_inputs(test, again.widths).x, result["mlp_test"].x)
+    assert np.array_equal(mlp_inputs(test, again.widths).x, result.mlp_test.x)
 
 
 def test_train_and_predict_with_views_end_to_end(ames_sample, tmp_path):
@@ -179,14 +178,13 @@ def test_train_and_predict_with_views_end_to_end(ames_sample, tmp_path):
     from pipeline.dataset.processed import load_train, mlp_inputs
     from pipeline.members.mlp.checkpoint import listed_model_paths, load_models
     from pipeline.stages.predict import predict
-    from pipeline.stages.preprocess import save
 
     params = with_views(repo_params(folds=3, n_seeds=1, max_epochs=30, patience=5, device="cpu",
                                     lasso_input_power=1.5), KINKS_ROBUST)
     train_frame, test_frame = ames_sample
     test_frame = test_frame.copy()
     test_frame.loc[0, ["LotArea", "GrLivArea"]] = train_frame[["LotArea", "GrLivArea"]].max() * 50
-    save(preprocess(train_frame, test_frame, params.preprocess), tmp_path / "processed")
+    preprocess(train_frame, test_frame, params.preprocess).save(tmp_path / "processed")
     outputs = []
     for run in ("a", "b"):
         out = tmp_path / run

@@ -10,6 +10,7 @@ import pandas as pd
 from pipeline.common.errors import PipelineError
 from pipeline.config.preprocess import PreprocessParams
 from pipeline.dataset.features import build_transform
+from pipeline.dataset.processed import Processed
 from pipeline.dataset.schema import FEATURES, ID, TARGET, check_columns, check_target, pin_kinds
 from pipeline.dataset.views import Views
 
@@ -41,7 +42,7 @@ def encode(features_train: pd.DataFrame, features_test: pd.DataFrame, fit_frame:
     return x_train, x_test, names, transform
 
 
-def preprocess(train: pd.DataFrame, test: pd.DataFrame, params: PreprocessParams) -> dict:
+def preprocess(train: pd.DataFrame, test: pd.DataFrame, params: PreprocessParams) -> Processed:
     """Fit the transform (on train, or train+test features) and return arrays and metadata.
 
     With `mlp_views`, every further encoding is fitted the same way. The MLP's inputs are
@@ -59,18 +60,16 @@ def preprocess(train: pd.DataFrame, test: pd.DataFrame, params: PreprocessParams
                  else pd.concat([features_train, features_test], ignore_index=True))
     encoded = [encode(features_train, features_test, fit_frame, p) for p in params.encodings()]
     x_train, x_test, names, _ = encoded[0]
-    result = {
-        "x_train": x_train,
-        "y_train": np.log(train[TARGET].to_numpy(dtype=np.float64)),
-        "id_train": train[ID].to_numpy(dtype=np.int64),
-        "outlier": outlier_mask(train, params),
-        "x_test": x_test,
-        "id_test": test[ID].to_numpy(dtype=np.int64),
-        "feature_names": names,
-        "transform": encoded[0][3],
-        "transforms": [e[3] for e in encoded],
-        "mlp_train": Views.of([e[0] for e in encoded]),
-        "mlp_test": Views.of([e[1] for e in encoded]),
-        "view_names": [e[2] for e in encoded],
-    }
-    return result
+    return Processed(
+        x_train=x_train,
+        y_train=np.log(train[TARGET].to_numpy(dtype=np.float64)),
+        id_train=train[ID].to_numpy(dtype=np.int64),
+        outlier=outlier_mask(train, params),
+        x_test=x_test,
+        id_test=test[ID].to_numpy(dtype=np.int64),
+        feature_names=names,
+        transforms=[e[3] for e in encoded],
+        mlp_train=Views.of([e[0] for e in encoded]),
+        mlp_test=Views.of([e[1] for e in encoded]),
+        view_names=[e[2] for e in encoded],
+    )
