@@ -23,10 +23,22 @@ def module_path(name: str) -> Path:
     return path if path.is_file() else ROOT / name.replace(".", "/") / "__init__.py"
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node of the source but the bodies of `if TYPE_CHECKING:` (annotations only)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) \
+                and node.test.id == "TYPE_CHECKING":
+            yield from (n for child in node.orelse for n in [child, *_runtime_nodes(child)])
+            continue
+        yield node
+        yield from _runtime_nodes(node)
+
+
 def imported_modules(path: Path) -> set[str]:
-    """pipeline.* modules `path` imports anywhere in its source."""
+    """pipeline.* modules `path` imports anywhere in its source (top level or inside functions),
+    except under `if TYPE_CHECKING:`, which never runs."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _runtime_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pipeline"):
             found.add(node.module)
             for alias in node.names:  # `from pipeline import compare` imports a module
@@ -205,3 +217,30 @@ def test_each_stage_declares_exactly_the_params_it_reads(name, small_run):
     unread = sorted(d for d in declared if not any(_covers(d, r) for r in read)
                     and d not in NOT_READ_HERE.get(name, ()))
     assert not unread, f"dvc.yaml stage {name} declares params it does not read: {unread}"
+
+
+# pipeline/'s folders from the bottom up: a module imports only from its own folder and the
+# folders before it (docs/architecture.md); the engine, the batched trainer, only from common.
+LAYERS = ("common", "dataset", "config", "engine", "scoring", "members", "kaggle", "search",
+          "stages")
+ONLY_FROM = {"engine": {"common", "engine"}}
+
+
+def test_folders_import_only_downwards():
+    modules = {str(p.relative_to(ROOT))[:-3].replace("/", ".").removesuffix(".__init__")
+               for p in (ROOT / "pipeline").rglob("*.py")}
+    folders = {m.split(".")[1] for m in modules if m.count(".") >= 2}
+    assert folders == set(LAYERS), f"a folder of pipeline/ is not in LAYERS: {folders ^ set(LAYERS)}"
+    for module in sorted(modules):
+        parts = module.split(".")
+        if len(parts) < 3:  # pipeline/__init__.py and pipeline/cli.py sit on top
+            continue
+        rank = LAYERS.index(parts[1])
+        allowed = ONLY_FROM.get(parts[1], set(LAYERS[:rank + 1]))
+        for imported in imported_modules(module_path(module)):
+            target = imported.split(".")
+            if len(target) < 3 or target[1] not in LAYERS:
+                assert imported in ("pipeline", "pipeline.cli") or target[1] in LAYERS, imported
+                continue
+            assert target[1] in allowed, (f"{module} imports {imported}: {parts[1]}/ may import "
+                                          f"only from {', '.join(sorted(allowed))}")

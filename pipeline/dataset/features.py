@@ -6,6 +6,8 @@ be applied to any new frame later.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from scipy.special import boxcox1p
@@ -15,8 +17,10 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from pipeline.config.preprocess import PreprocessParams
 from pipeline.dataset.schema import AGES, PRESENCE, TOTALS
+
+if TYPE_CHECKING:  # the dataset reads the preprocess section; config checks it
+    from pipeline.config.preprocess import PreprocessParams
 
 QUALITY = {"Po": 1, "Fa": 2, "TA": 3, "Gd": 4, "Ex": 5}
 # Ordered levels of the data description; a missing value means "none" (no basement, ...) -> 0.

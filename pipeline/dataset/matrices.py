@@ -4,15 +4,19 @@ returns; bench/ and notebooks call it on frames of their own."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from pipeline.common.errors import PipelineError
-from pipeline.config.preprocess import PreprocessParams
 from pipeline.dataset.features import build_transform
 from pipeline.dataset.processed import Processed
 from pipeline.dataset.schema import FEATURES, ID, TARGET, check_columns, check_target, pin_kinds
 from pipeline.dataset.views import Views
+
+if TYPE_CHECKING:  # the dataset reads the preprocess section; config checks it
+    from pipeline.config.preprocess import PreprocessParams
 
 
 def outlier_mask(train: pd.DataFrame, params: PreprocessParams) -> np.ndarray:
