@@ -158,7 +158,7 @@ def test_default_blend_writes_weights_members_and_a_valid_submission(pipeline_ru
 def test_members_train_on_the_mlps_folds_without_the_outliers(pipeline_run):
     params, tmp_path = pipeline_run
     data = np.load(tmp_path / "processed/train.npz")
-    outlier = data.outlier.astype(bool)
+    outlier = data["outlier"].astype(bool)
     outlier[:3] = True  # pretend: the sample has no real outlier rows
     plan = member_plan(len(data["y"]), outlier, params, True)
     fitted_rows = []

@@ -267,14 +267,14 @@ def test_experiments_marks_a_stale_workspace_and_names_the_next_step(project):
 
 
 def test_editing_a_module_a_stage_imports_reruns_that_stage(project):
-    """The DAG's deps are the code each stage runs (tests/test_dag.py): an edit of the data
-    loaders (pipeline/dataset/processed.py) makes train and the member stages stale, not download,
-    preprocess or blend's own code."""
-    with open(project / "pipeline/dataset/processed.py", "a") as fh:
+    """The DAG's deps are the code each stage runs (tests/test_dag.py): an edit of the members'
+    prediction files (pipeline/scoring/predictions.py) makes train, the member stages and the
+    blend stale, not check_params, download or preprocess."""
+    with open(project / "pipeline/scoring/predictions.py", "a") as fh:
         fh.write("\n# an edit\n")
     status = run([sys.executable, "-m", "dvc", "status", "--json"], project).stdout
     stale = set(__import__("json").loads(status))
-    assert {"train", "member_lgbm", "member_lasso_svr"} <= stale
+    assert {"train", "member_lgbm", "member_lasso_svr", "blend"} <= stale
     assert not stale & {"check_params", "download", "preprocess"}
 
 

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.common import paths
+
 # What to do about the operating-system errors a user can fix.
 OS_ERROR_HINTS = {
     errno.ENOSPC: "no space left on the device; free some space and run again",
@@ -137,4 +139,4 @@ def stage_parser(command: str, doc: str | None) -> argparse.ArgumentParser:
 
 
 def add_params_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", default="params.yaml", help="the parameters file")
+    parser.add_argument("--params", default=paths.PARAMS, help="the parameters file")

@@ -8,9 +8,6 @@ from typing import Any
 
 from pipeline.common.errors import PipelineError
 
-DEFAULT_PARAMS = "params.yaml"
-
-
 # Stated maxima for sizes and counts: every value the check accepts must run to its end on an
 # ordinary machine (a 2-core CPU with a few GB free, or one GPU) instead of exhausting memory or
 # running for days. Each is far above any value a search has used (docs/parameters.md).

@@ -8,8 +8,6 @@ from typing import Any
 
 from pipeline.config.checks import check_bool, check_number, fail
 
-DEFAULT_PARAMS = "params.yaml"
-
 
 @dataclass(frozen=True)
 class Setting:

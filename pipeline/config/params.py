@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.common import paths
 from pipeline.common.errors import PipelineError
 from pipeline.config.checks import (
     MAX_SOURCE_LENGTH,
@@ -18,8 +19,6 @@ from pipeline.config.checks import (
 from pipeline.config.members import MembersParams
 from pipeline.config.preprocess import PreprocessParams
 from pipeline.config.train import TrainParams
-
-DEFAULT_PARAMS = "params.yaml"
 
 
 def _section(raw: dict, name: str, cls: type) -> Any:
@@ -176,7 +175,7 @@ def parse_params(raw: dict) -> Params:
     return Params(**sections, raw=raw)
 
 
-def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+def load_params(path: str | Path = paths.PARAMS) -> Params:
     """Read and validate params.yaml."""
     from pipeline.common.inputs import read_yaml
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from pipeline.common import paths
 from pipeline.common.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.common.errors import PipelineError, safe_cell, safe_text
 from pipeline.common.inputs import read_csv
@@ -70,8 +71,8 @@ def score_text(score) -> str:
     return text
 
 
-def submit(params_path="params.yaml", file="submission.csv", raw_test="data/raw/test.csv",
-           metrics="metrics/blend.json", leaderboard="leaderboard.csv", experiment: str | None = None,
+def submit(params_path=paths.PARAMS, file=paths.SUBMISSION, raw_test="data/raw/test.csv",
+           metrics=paths.BLEND, leaderboard=paths.LEADERBOARD, experiment: str | None = None,
            allow_dirty=False, dry_run=False, sleep: Callable[[float], None] = time.sleep,
            note: str = "") -> dict:
     """Validate, submit, log, wait for the score. Returns the leaderboard row (or the plan).
@@ -137,7 +138,7 @@ def submit(params_path="params.yaml", file="submission.csv", raw_test="data/raw/
     return row
 
 
-def fetch_scores(params_path="params.yaml", leaderboard="leaderboard.csv") -> list[dict]:
+def fetch_scores(params_path=paths.PARAMS, leaderboard=paths.LEADERBOARD) -> list[dict]:
     """Fill in the public scores of logged submissions still pending; send nothing."""
     from pipeline.kaggle import api as kaggle_api
     params = load_params(params_path)
@@ -183,11 +184,11 @@ def fetch_scores(params_path="params.yaml", leaderboard="leaderboard.csv") -> li
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser("submit", __doc__)
     add_params_option(parser)
-    parser.add_argument("--file", default="submission.csv", help="the file to send")
+    parser.add_argument("--file", default=paths.SUBMISSION, help="the file to send")
     parser.add_argument("--test", default="data/raw/test.csv", help="raw test file (for its Ids)")
-    parser.add_argument("--metrics", default="metrics/blend.json",
+    parser.add_argument("--metrics", default=paths.BLEND,
                         help="the submission's CV metrics, logged beside it")
-    parser.add_argument("--leaderboard", default="leaderboard.csv",
+    parser.add_argument("--leaderboard", default=paths.LEADERBOARD,
                         help="the log of submissions and their public scores")
     parser.add_argument("-m", "--message", default="",
                         help="your description, sent before the commit/params/CV provenance")

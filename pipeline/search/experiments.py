@@ -20,6 +20,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from pipeline.common import paths
 from pipeline.common.cli_support import run_cli, stage_parser
 from pipeline.common.errors import PipelineError, safe_text
 from pipeline.kaggle.leaderboard import read_log
@@ -170,7 +171,7 @@ NEXT_STEP = ("next: confirm a gain on other fold seeds: run the baseline and the
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser("experiments", __doc__)
-    parser.add_argument("--leaderboard", default="leaderboard.csv",
+    parser.add_argument("--leaderboard", default=paths.LEADERBOARD,
                         help="the submissions log that house-prices submit writes")
     parser.add_argument("--against", metavar="NAME",
                         help="judge every row against this experiment or commit instead of the "

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.common import paths
 from pipeline.common.cli_support import run_cli, stage_parser
 from pipeline.common.errors import PipelineError
 from pipeline.common.inputs import read_csv
@@ -42,7 +43,7 @@ def worst_houses(houses: pd.DataFrame, raw: pd.DataFrame, n: int) -> pd.DataFram
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser("houses", __doc__)
     parser.add_argument("-n", type=int, default=15, help="how many houses (default 15)")
-    parser.add_argument("--houses", default="metrics/houses.csv",
+    parser.add_argument("--houses", default=paths.HOUSES,
                         help="the blend stage's per-house out-of-fold prices")
     parser.add_argument("--raw", default="data/raw/train.csv", help="the training houses")
     args = parser.parse_args(argv)

@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipeline.common import paths
+
 # The submission's own CV: the blend's where there is one, else the MLP's (older commits).
-HEADLINE_METRICS = ("metrics/blend.json", "metrics/cv.json")
+HEADLINE_METRICS = (paths.BLEND, paths.CV)
 # The blend's per-fold scores (the blend stage writes them; kept in git, so each experiment's
 # commit has its own), on all rows and without the outlier rows.
-FOLDS_FILE = "metrics/blend_folds.json"
+FOLDS_FILE = paths.BLEND_FOLDS
 FOLD_KEYS = ("fold_rmse", "fold_rmse_no_outliers")
 
 def _metrics(data: dict) -> dict:
@@ -130,7 +132,7 @@ def mark_stale(rows: list[dict], stale: list[str]) -> list[dict]:
 
 
 
-def rare_sales_in_workspace(path: str = "metrics/blend.json") -> str | None:
+def rare_sales_in_workspace(path: str = paths.BLEND) -> str | None:
     """The test houses ensemble.rare_sales priced, and from which training houses (the
     workspace's blend metrics), or None when it is off or there are no metrics yet."""
     from pipeline.scoring.rare_sales import rare_sales_line

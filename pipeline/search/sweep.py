@@ -38,6 +38,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.common import paths
 from pipeline.common.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.common.errors import PipelineError
 from pipeline.config.params import Params, load_params
@@ -59,10 +60,10 @@ from pipeline.search.tables import (
 )
 
 
-def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = "data/processed",
+def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = paths.PROCESSED,
               storage: str | None = None, study_name: str = "sweep",
               plots_dir: str | os.PathLike | None = None, space_path="sweep space",
-              members_dir: str | os.PathLike = "members",
+              members_dir: str | os.PathLike = paths.MEMBERS,
               raw_train: str | os.PathLike | None = None) -> pd.DataFrame:
     """Run (or resume, or join) the study until it holds its trials; return the ranked table,
     each trial's verdict against the baseline (params.yaml's config) in `vs_baseline` and the
@@ -122,11 +123,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("space", help="YAML file with the search space (e.g. sweeps/example.yaml)")
     parser.add_argument("--name", help="table name (default: the space file's stem)")
     add_params_option(parser)
-    parser.add_argument("--data", default="data/processed", help="the preprocess stage's output")
-    parser.add_argument("--members", default="members",
+    parser.add_argument("--data", default=paths.PROCESSED, help="the preprocess stage's output")
+    parser.add_argument("--members", default=paths.MEMBERS,
                         help="the other blend members' predictions (members/NAME/predictions.npz, "
                              "from dvc repro), which each trial is blended with")
-    parser.add_argument("--out", default="sweeps/results",
+    parser.add_argument("--out", default=paths.SWEEPS,
                         help="directory for the ranked tables and the default study database")
     parser.add_argument("--storage",
                         help="Optuna storage URL shared by workers (default: sqlite:///OUT/NAME.db)")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.common import paths
 from pipeline.common.atomic import atomic_path, check_outputs, write_json
 from pipeline.common.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.common.errors import PipelineError
@@ -75,10 +76,10 @@ def write_houses(path: Path, ids: np.ndarray, fold_of_row: np.ndarray, target: n
         frame.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
 
 
-def blend(params: Params, *, members_dir="members", mlp_predictions="members/mlp/predictions.npz",
-          data_dir="data/processed", raw_dir="data/raw", out="submission.csv",
-          metrics_path="metrics/blend.json",
-          table_path="metrics/blend_members.csv", folds_path=None, bands_path=None,
+def blend(params: Params, *, members_dir=paths.MEMBERS, mlp_predictions=paths.MLP_PREDICTIONS,
+          data_dir=paths.PROCESSED, raw_dir=paths.RAW, out=paths.SUBMISSION,
+          metrics_path=paths.BLEND,
+          table_path=paths.BLEND_MEMBERS, folds_path=None, bands_path=None,
           residuals_path=None, houses_path=None) -> dict:
     """Fit the blend, score it by nested CV, write the submission and the blend's metrics (the
     per-fold scores, which `house-prices experiments` pairs by the tie rule, to folds_path:
@@ -158,23 +159,23 @@ def blend(params: Params, *, members_dir="members", mlp_predictions="members/mlp
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser("blend", __doc__)
     add_params_option(parser)
-    parser.add_argument("--members", default="members", help="members/NAME/predictions.npz")
-    parser.add_argument("--mlp", default="members/mlp/predictions.npz",
+    parser.add_argument("--members", default=paths.MEMBERS, help="members/NAME/predictions.npz")
+    parser.add_argument("--mlp", default=paths.MLP_PREDICTIONS,
                         help="the MLP's predictions (written by the train stage)")
-    parser.add_argument("--data", default="data/processed", help="the preprocess stage's output")
-    parser.add_argument("--raw", default="data/raw",
+    parser.add_argument("--data", default=paths.PROCESSED, help="the preprocess stage's output")
+    parser.add_argument("--raw", default=paths.RAW,
                         help="the raw CSVs (ensemble.rare_sales reads GrLivArea, SaleCondition)")
-    parser.add_argument("--out", default="submission.csv", help="the submission file to write")
-    parser.add_argument("--metrics", default="metrics/blend.json", help="the blend's CV (JSON)")
-    parser.add_argument("--table", default="metrics/blend_members.csv",
+    parser.add_argument("--out", default=paths.SUBMISSION, help="the submission file to write")
+    parser.add_argument("--metrics", default=paths.BLEND, help="the blend's CV (JSON)")
+    parser.add_argument("--table", default=paths.BLEND_MEMBERS,
                         help="members' and blend's CV side by side (CSV, plotted)")
-    parser.add_argument("--folds", default="metrics/blend_folds.json",
+    parser.add_argument("--folds", default=paths.BLEND_FOLDS,
                         help="the blend's CV per fold and per-house errors (JSON)")
-    parser.add_argument("--bands", default="metrics/blend_bands.csv",
+    parser.add_argument("--bands", default=paths.BLEND_BANDS,
                         help="each model's CV by price band (CSV, plotted)")
-    parser.add_argument("--residuals", default="metrics/member_residuals.csv",
+    parser.add_argument("--residuals", default=paths.MEMBER_RESIDUALS,
                         help="each pair of members' residuals (CSV, plotted)")
-    parser.add_argument("--houses", default="metrics/houses.csv",
+    parser.add_argument("--houses", default=paths.HOUSES,
                         help="each training house's out-of-fold prices and error (CSV)")
     args = parser.parse_args(argv)
     run_cli(lambda: blend(load_params(args.params), members_dir=args.members,

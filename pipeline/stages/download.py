@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from pipeline.common import paths
 from pipeline.common.atomic import atomic_path
 from pipeline.common.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.common.errors import PipelineError, safe_text
@@ -183,7 +184,7 @@ def fetch_verified(role: str, spec: FileSpec, sources: list[tuple[str, Fetcher]]
         "check download.sources in params.yaml or restore data/bundled/")
 
 
-def download(params: DownloadParams, *, out_dir: str | os.PathLike = "data/raw",
+def download(params: DownloadParams, *, out_dir: str | os.PathLike = paths.RAW,
              kaggle: KaggleParams | None = None) -> dict[str, Path]:
     """Place verified `train.csv` and `test.csv` in `out_dir`; both or neither."""
     out_dir = Path(out_dir)
@@ -202,7 +203,7 @@ def download(params: DownloadParams, *, out_dir: str | os.PathLike = "data/raw",
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser("download", __doc__)
     add_params_option(parser)
-    parser.add_argument("--out", default="data/raw", help="directory for train.csv and test.csv")
+    parser.add_argument("--out", default=paths.RAW, help="directory for train.csv and test.csv")
     args = parser.parse_args(argv)
 
     def stage() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.common import paths
 from pipeline.common.atomic import write_json
 from pipeline.common.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.common.errors import PipelineError
@@ -25,7 +26,7 @@ from pipeline.scoring.folds import cv_metrics, split_per_fold
 from pipeline.scoring.predictions import cross_fit, excludes_outliers, member_plan, save_predictions
 
 
-def run_member(name: str, params: Params, *, data_dir="data/processed", out_dir="members"
+def run_member(name: str, params: Params, *, data_dir=paths.PROCESSED, out_dir=paths.MEMBERS
                ) -> dict:
     if name not in families():
         raise PipelineError(f"member: unknown family {name!r} (known: {', '.join(families())})")
@@ -62,8 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = stage_parser("member", __doc__)
     parser.add_argument("name", help=f"the model family ({', '.join(families())})")
     add_params_option(parser)
-    parser.add_argument("--data", default="data/processed", help="the preprocess stage's output")
-    parser.add_argument("--out", default="members", help="members/NAME/ gets its predictions")
+    parser.add_argument("--data", default=paths.PROCESSED, help="the preprocess stage's output")
+    parser.add_argument("--out", default=paths.MEMBERS, help="members/NAME/ gets its predictions")
     args = parser.parse_args(argv)
     run_cli(lambda: run_member(args.name, load_params(args.params), data_dir=args.data,
                                out_dir=args.out),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.common import paths
 from pipeline.common.atomic import check_outputs
 from pipeline.common.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.config.params import EnsembleParams, load_params
@@ -23,8 +24,8 @@ from pipeline.members.mlp.checkpoint import listed_model_paths, load_models
 from pipeline.members.mlp.fit import test_log_prices
 
 
-def predict(params: TrainParams, ensemble: EnsembleParams, data_dir="data/processed",
-            models_dir="models", out: str | os.PathLike = "mlp_submission.csv") -> Path:
+def predict(params: TrainParams, ensemble: EnsembleParams, data_dir=paths.PROCESSED,
+            models_dir=paths.MODELS, out: str | os.PathLike = "mlp_submission.csv") -> Path:
     """The saved fold models' mean test prediction, written as a submission file to `out`."""
     check_outputs(out)
     test, train = load_test(data_dir), load_train(data_dir)
@@ -47,8 +48,8 @@ def predict(params: TrainParams, ensemble: EnsembleParams, data_dir="data/proces
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser("predict", __doc__)
     add_params_option(parser)
-    parser.add_argument("--data", default="data/processed", help="the preprocess stage's output")
-    parser.add_argument("--models", default="models", help="the train stage's model files")
+    parser.add_argument("--data", default=paths.PROCESSED, help="the preprocess stage's output")
+    parser.add_argument("--models", default=paths.MODELS, help="the train stage's model files")
     parser.add_argument("--out", default="mlp_submission.csv", help="the submission file to write")
     args = parser.parse_args(argv)
 

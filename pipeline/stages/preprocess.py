@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.common import paths
 from pipeline.common.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.common.inputs import read_csv
 from pipeline.config.params import load_params
@@ -19,7 +20,7 @@ def read_raw(path: str | os.PathLike) -> pd.DataFrame:
     return read_csv(path, "run the download stage first (dvc repro)")
 
 
-def run_preprocess(params: PreprocessParams, *, raw_dir="data/raw", out_dir="data/processed"
+def run_preprocess(params: PreprocessParams, *, raw_dir=paths.RAW, out_dir=paths.PROCESSED
                    ) -> Processed:
     """The stage: raw_dir/{train,test}.csv -> out_dir (pipeline.dataset.matrices.preprocess, saved)."""
     raw = Path(raw_dir)
@@ -34,8 +35,8 @@ def run_preprocess(params: PreprocessParams, *, raw_dir="data/raw", out_dir="dat
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser("preprocess", __doc__)
     add_params_option(parser)
-    parser.add_argument("--raw", default="data/raw", help="directory with train.csv and test.csv")
-    parser.add_argument("--out", default="data/processed",
+    parser.add_argument("--raw", default=paths.RAW, help="directory with train.csv and test.csv")
+    parser.add_argument("--out", default=paths.PROCESSED,
                         help="directory for the matrices and the fitted transform")
     args = parser.parse_args(argv)
     run_cli(lambda: run_preprocess(load_params(args.params).preprocess, raw_dir=args.raw,

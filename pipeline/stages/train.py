@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.common import paths
 from pipeline.common.atomic import atomic_path, check_outputs, replace_dir, write_json
 from pipeline.common.cli_support import add_params_option, run_cli, stage_parser
 from pipeline.common.errors import PipelineError
@@ -110,8 +111,8 @@ def member_test_prices(models, x, x_test, params: TrainParams, average: str
     return test_log, n_clipped
 
 
-def train(params: TrainParams, average: str, *, data_dir="data/processed", models_dir="models",
-          metrics_path="metrics/cv.json", oof_path="metrics/oof.csv", live_dir="dvclive",
+def train(params: TrainParams, average: str, *, data_dir=paths.PROCESSED, models_dir=paths.MODELS,
+          metrics_path=paths.CV, oof_path=paths.OOF, live_dir=paths.LIVE,
           folds_path: str | os.PathLike | None = None,
           importance_path: str | os.PathLike | None = None,
           member_path: str | os.PathLike | None = None) -> dict:
@@ -176,15 +177,15 @@ def train(params: TrainParams, average: str, *, data_dir="data/processed", model
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser("train", __doc__)
     add_params_option(parser)
-    parser.add_argument("--data", default="data/processed", help="the preprocess stage's output")
-    parser.add_argument("--models", default="models", help="directory for the fold models")
-    parser.add_argument("--metrics", default="metrics/cv.json", help="headline CV metrics (JSON)")
-    parser.add_argument("--folds", default="metrics/cv_folds.json", help="the CV per fold (JSON)")
-    parser.add_argument("--importance", default="metrics/importance.csv",
+    parser.add_argument("--data", default=paths.PROCESSED, help="the preprocess stage's output")
+    parser.add_argument("--models", default=paths.MODELS, help="directory for the fold models")
+    parser.add_argument("--metrics", default=paths.CV, help="headline CV metrics (JSON)")
+    parser.add_argument("--folds", default=paths.CV_FOLDS, help="the CV per fold (JSON)")
+    parser.add_argument("--importance", default=paths.IMPORTANCE,
                         help="column importances (CSV, plotted)")
-    parser.add_argument("--oof", default="metrics/oof.csv", help="out-of-fold predictions (CSV)")
-    parser.add_argument("--live", default="dvclive", help="dvclive directory for learning curves")
-    parser.add_argument("--member", default="members/mlp/predictions.npz",
+    parser.add_argument("--oof", default=paths.OOF, help="out-of-fold predictions (CSV)")
+    parser.add_argument("--live", default=paths.LIVE, help="dvclive directory for learning curves")
+    parser.add_argument("--member", default=paths.MLP_PREDICTIONS,
                         help="the MLP's out-of-fold and test predictions, what the blend reads")
     args = parser.parse_args(argv)
 
