@@ -25,7 +25,7 @@ from pipeline.common.errors import PipelineError, safe_cell, safe_text
 from pipeline.common.inputs import read_csv
 from pipeline.config.params import KaggleParams, load_params
 from pipeline.kaggle.leaderboard import append_leaderboard, log_lock, read_log, update_logged, write_log
-from pipeline.kaggle.provenance import provenance
+from pipeline.kaggle.provenance import Provenance, provenance
 from pipeline.kaggle.submission import read_submission, validate_submission
 
 
@@ -71,7 +71,19 @@ def score_text(score) -> str:
     return text
 
 
-def submit(params_path=paths.PARAMS, file=paths.SUBMISSION, raw_test="data/raw/test.csv",
+def logged_row(prov: Provenance, ref: str) -> dict:
+    """The leaderboard.csv row of a submission Kaggle accepted: now, where it came from, its CV."""
+    return {
+        "utc_time": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "commit": prov.commit, "experiment": prov.experiment, "params_sha1": prov.params_sha1,
+        "cv_rmse": f"{prov.cv_rmse:.6f}", "cv_rmse_std": f"{prov.cv_rmse_std:.6f}",
+        "cv_rmse_no_outliers": ("" if prov.cv_rmse_no_outliers is None
+                                else f"{prov.cv_rmse_no_outliers:.6f}"),
+        "public_score": "", "submission_ref": ref,
+    }
+
+
+def submit(params_path=paths.PARAMS, file=paths.SUBMISSION, raw_test=f"{paths.RAW}/test.csv",
            metrics=paths.BLEND, leaderboard=paths.LEADERBOARD, experiment: str | None = None,
            allow_dirty=False, dry_run=False, sleep: Callable[[float], None] = time.sleep,
            note: str = "") -> dict:
@@ -107,14 +119,7 @@ def submit(params_path=paths.PARAMS, file=paths.SUBMISSION, raw_test="data/raw/t
                                                         object()):
         raise PipelineError("submit: the upload to Kaggle failed; try again")
     ref = str(response.ref or "")
-    row = {
-        "utc_time": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "commit": prov.commit, "experiment": prov.experiment, "params_sha1": prov.params_sha1,
-        "cv_rmse": f"{prov.cv_rmse:.6f}", "cv_rmse_std": f"{prov.cv_rmse_std:.6f}",
-        "cv_rmse_no_outliers": ("" if prov.cv_rmse_no_outliers is None
-                                else f"{prov.cv_rmse_no_outliers:.6f}"),
-        "public_score": "", "submission_ref": ref,
-    }
+    row = logged_row(prov, ref)
     log = Path(leaderboard)
     append_leaderboard(log, row)
     print(f"submit: Kaggle accepted the submission (ref {ref or 'unknown'}); logged in "

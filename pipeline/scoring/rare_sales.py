@@ -75,3 +75,20 @@ def rare_sales_line(rare: dict) -> str:
                                                       strict=True)) or "none"
     return (f"rare sales (ensemble.rare_sales): test houses {priced}, priced from the training "
             f"houses {', '.join(map(str, rare['train_ids'])) or '(none)'}")
+
+
+def apply_rare_sales(ens: EnsembleParams, first: dict, raw_dir: Path, oof: np.ndarray,
+                     test_log: np.ndarray, target: np.ndarray) -> tuple:
+    """ensemble.rare_sales: the region's houses priced from the training houses in it (held out:
+    those of the other folds); (oof, test_log, what the metrics say of it, [train, test] masks)."""
+    region = [np.zeros(len(target), dtype=bool)]
+    if ens.rare_sales != "comparable":
+        return oof, test_log, None, region
+    region = [region_of(first[f"id_{part}"], raw_dir / f"{part}.csv", ens)
+              for part in ("train", "test")]
+    oof = price_held_out(oof, target, region[0], first["fold_of_row"])
+    test_log = price_test(test_log, target, *region)
+    rare = {"train_ids": first["id_train"][region[0]].tolist(),
+            "test_ids": first["id_test"][region[1]].tolist(),
+            "test_prices": np.round(np.exp(test_log[region[1]]), 2).tolist()}
+    return oof, test_log, rare, region

@@ -1,7 +1,7 @@
 """Optuna drives a sweep; the batched trainer evaluates it.
 
 A worker asks the study for a batch of trials, trains every trial x fold x seed of an
-architecture as one batched model (pipeline/search/sweep.py's `score_configs`, the train stage's own
+architecture as one batched model (pipeline/search/scores.py's `score_configs`, the train stage's own
 CV), and tells each trial its score. The study lives in a database (SQLite by default, any
 SQLAlchemy URL Optuna takes: PostgreSQL, MySQL) or in Optuna's journal file
 (journal:///path/study.log, e.g. on a shared disk, no server), so a search can be stopped and

@@ -29,7 +29,7 @@ from pipeline.scoring.blending import Blender, fit_rows, member_matrix, nested_o
 from pipeline.scoring.ensemble import rmse
 from pipeline.scoring.folds import cv_metrics, split_per_fold
 from pipeline.scoring.predictions import check_price_range, check_same_plan, excludes_outliers, load_member
-from pipeline.scoring.rare_sales import price_held_out, price_test, rare_sales_line, region_of
+from pipeline.scoring.rare_sales import apply_rare_sales, rare_sales_line
 
 # The charts a competitor decides a blend by (metrics/, `dvc plots show`): errors by price band
 # (quintiles of the actual price) and each pair of members' out-of-fold residuals side by side.
@@ -76,6 +76,16 @@ def write_houses(path: Path, ids: np.ndarray, fold_of_row: np.ndarray, target: n
         frame.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
 
 
+def members_cv(members: dict, target, outlier, fold_of_row, metrics: dict) -> tuple[dict, list]:
+    """Each member's CV for blend.json, and the members' table with the blend's row last."""
+    scores = {name: cv_metrics(m["oof"], target, outlier, fold_of_row)
+              for name, m in members.items()}
+    keys = ("cv_rmse", "cv_rmse_no_outliers")
+    rows = [{"model": name, **{k: s[k] for k in keys}} for name, s in scores.items()]
+    rows.append({"model": "blend (nested CV)", **{k: metrics[k] for k in keys}})
+    return {name: {k: s[k] for k in keys} for name, s in scores.items()}, rows
+
+
 def blend(params: Params, *, members_dir=paths.MEMBERS, mlp_predictions=paths.MLP_PREDICTIONS,
           data_dir=paths.PROCESSED, raw_dir=paths.RAW, out=paths.SUBMISSION,
           metrics_path=paths.BLEND,
@@ -107,15 +117,7 @@ def blend(params: Params, *, members_dir=paths.MEMBERS, mlp_predictions=paths.ML
     oof, fold_weights = nested_oof(preds, target, rows, fold_of_row, ens.blend, ens.ridge_alpha)
     blender = Blender(ens.blend, ens.ridge_alpha).fit(preds[rows], target[rows])
     test_log = blender.predict(member_matrix(ens, {name: m["test"] for name, m in members.items()}))
-    rare, region = None, [np.zeros(len(target), dtype=bool)]
-    if ens.rare_sales == "comparable":
-        region = [region_of(first[f"id_{part}"], Path(raw_dir) / f"{part}.csv", ens)
-                  for part in ("train", "test")]
-        oof = price_held_out(oof, target, region[0], fold_of_row)
-        test_log = price_test(test_log, target, *region)
-        rare = {"train_ids": first["id_train"][region[0]].tolist(),
-                "test_ids": first["id_test"][region[1]].tolist(),
-                "test_prices": np.round(np.exp(test_log[region[1]]), 2).tolist()}
+    oof, test_log, rare, region = apply_rare_sales(ens, first, Path(raw_dir), oof, test_log, target)
 
     metrics, per_fold = split_per_fold(cv_metrics(oof, target, outlier, fold_of_row))
     metrics["weights"] = {name: round(float(w), 6)
@@ -123,15 +125,7 @@ def blend(params: Params, *, members_dir=paths.MEMBERS, mlp_predictions=paths.ML
     metrics["weights_spread"] = round(float(np.ptp(np.stack(fold_weights), axis=0).max()), 6)
     if rare is not None:  # the region's houses (ensemble.rare_sales) and the test ones' prices
         metrics["rare_sales"] = rare
-    members_cv = {name: cv_metrics(m["oof"], target, outlier, fold_of_row)
-                  for name, m in members.items()}
-    metrics["members"] = {name: {"cv_rmse": m["cv_rmse"],
-                                 "cv_rmse_no_outliers": m["cv_rmse_no_outliers"]}
-                          for name, m in members_cv.items()}
-    rows = [{"model": name, "cv_rmse": m["cv_rmse"], "cv_rmse_no_outliers": m["cv_rmse_no_outliers"]}
-            for name, m in members_cv.items()]
-    rows.append({"model": "blend (nested CV)", "cv_rmse": metrics["cv_rmse"],
-                 "cv_rmse_no_outliers": metrics["cv_rmse_no_outliers"]})
+    metrics["members"], rows = members_cv(members, target, outlier, fold_of_row, metrics)
     with np.errstate(over="ignore"):
         prices = np.exp(test_log)
     path = write_submission(out, first["id_test"], prices)
