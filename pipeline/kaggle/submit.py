@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = stage_parser("submit", __doc__)
     add_params_option(parser)
     parser.add_argument("--file", default=paths.SUBMISSION, help="the file to send")
-    parser.add_argument("--test", default="data/raw/test.csv", help="raw test file (for its Ids)")
+    parser.add_argument("--test", default=f"{paths.RAW}/test.csv", help="raw test file (for its Ids)")
     parser.add_argument("--metrics", default=paths.BLEND,
                         help="the submission's CV metrics, logged beside it")
     parser.add_argument("--leaderboard", default=paths.LEADERBOARD,

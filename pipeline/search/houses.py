@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-n", type=int, default=15, help="how many houses (default 15)")
     parser.add_argument("--houses", default=paths.HOUSES,
                         help="the blend stage's per-house out-of-fold prices")
-    parser.add_argument("--raw", default="data/raw/train.csv", help="the training houses")
+    parser.add_argument("--raw", default=f"{paths.RAW}/train.csv", help="the training houses")
     args = parser.parse_args(argv)
 
     def run() -> None:

@@ -41,7 +41,10 @@ def _params(data: dict) -> dict:
 
 
 def flatten_exp_show(shown: list) -> list[dict]:
-    """dvc exp show --json -> one dict per baseline commit and experiment."""
+    """dvc exp show --json -> one dict per baseline commit and experiment. Read from the JSON, not
+    dvc.api.exp_show: that one gives params as text and integers as floats ("[256, 128]",
+    fold seed 1.0) and short revisions, where the verdicts need the values and the leaderboard
+    join the full commit."""
     rows = []
     for baseline in shown:
         is_commit = baseline["rev"] != "workspace"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.common import paths
 from pipeline.common.errors import PipelineError
 from pipeline.config.params import Params
 from pipeline.dataset.processed import mlp_inputs
@@ -19,7 +20,7 @@ REGION_KEY = "rare_sale_region"  # beside the members' prices: ensemble.rare_sal
 
 
 def other_members(params: Params, members_dir: str | os.PathLike, data: dict,
-                  raw_train: str | os.PathLike = "data/raw/train.csv"
+                  raw_train: str | os.PathLike = f"{paths.RAW}/train.csv"
                   ) -> dict[str, np.ndarray] | None:
     """The out-of-fold log prices of the blend's other members (from the last `dvc repro`),
     by name, and where ensemble.rare_sales prices a region, its training houses (REGION_KEY);
