@@ -16,6 +16,7 @@ from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from pipeline.dataset.schema import AGES, PRESENCE, TOTALS
 
@@ -114,16 +115,16 @@ class RobustSmoothClip(TransformerMixin, BaseEstimator):
     z / sqrt(1 + (z / 3)^2), so a heavy tail or an unseen extreme cannot dominate a layer."""
 
     def fit(self, x, y=None):
-        x = np.asarray(x, dtype=np.float64)
+        x = validate_data(self, x, dtype=np.float64)
         q25, self.median_, q75 = np.quantile(x, [0.25, 0.5, 0.75], axis=0)
         spread = q75 - q25
         half_range = (x.max(0) - x.min(0)) / 2
         self.scale_ = np.where(spread > 0, spread, np.where(half_range > 0, half_range, 1.0))
-        self.n_features_in_ = x.shape[1]
         return self
 
     def transform(self, x):
-        z = (np.asarray(x, dtype=np.float64) - self.median_) / self.scale_
+        check_is_fitted(self)
+        z = (validate_data(self, x, dtype=np.float64, reset=False) - self.median_) / self.scale_
         return z / np.sqrt(1 + (z / 3) ** 2)
 
     def get_feature_names_out(self, input_features=None):
@@ -144,14 +145,14 @@ class PiecewiseLinear(TransformerMixin, BaseEstimator):
         self.bins = bins
 
     def fit(self, x, y=None):
-        x = np.asarray(x, dtype=np.float64)
+        x = validate_data(self, x, dtype=np.float64)
         quantiles = np.linspace(0, 1, self.bins + 1)
         self.edges_ = [np.unique(np.quantile(col, quantiles)) for col in x.T]
-        self.n_features_in_ = x.shape[1]
         return self
 
     def transform(self, x):
-        x = np.asarray(x, dtype=np.float64)
+        check_is_fitted(self)
+        x = validate_data(self, x, dtype=np.float64, reset=False)
         parts = [p for col, edges in zip(x.T, self.edges_, strict=True)
                  for p in (col, *(np.maximum(col - edge, 0.0) for edge in edges[1:-1]))]
         return np.stack(parts, axis=1)

@@ -5,6 +5,10 @@ library for the blend stage, the sweep (which scores each trial's blend) and ben
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from pipeline.config.params import BLEND_METHODS
 
 # Weight of the sum-to-one row in the constrained least squares; large enough that the weights
 # sum to one to ~1e-9, after which they are renormalised exactly.
@@ -25,13 +29,17 @@ def fit_weights(preds: np.ndarray, y: np.ndarray) -> np.ndarray:
     return weights / weights.sum()
 
 
-class Blender:
-    """fit(preds [N, M], y) / predict(preds) for either blend method."""
+class Blender(RegressorMixin, BaseEstimator):
+    """fit(preds [N, M], y) / predict(preds) for each blend method: a scikit-learn estimator."""
 
-    def __init__(self, method: str, ridge_alpha: float):
+    def __init__(self, method: str = "equal", ridge_alpha: float = 1.0):
         self.method, self.ridge_alpha = method, ridge_alpha
 
     def fit(self, preds: np.ndarray, y: np.ndarray) -> Blender:
+        preds, y = validate_data(self, preds, y, dtype=np.float64, y_numeric=True)
+        if self.method not in BLEND_METHODS:
+            raise ValueError(f"blend method must be one of {', '.join(BLEND_METHODS)}, got "
+                             f"{self.method!r}")
         if self.method == "equal":
             self.weights_, self.intercept_ = np.full(preds.shape[1], 1 / preds.shape[1]), 0.0
         elif self.method == "weights" or preds.shape[1] == 1:
@@ -44,6 +52,8 @@ class Blender:
         return self
 
     def predict(self, preds: np.ndarray) -> np.ndarray:
+        check_is_fitted(self)
+        preds = validate_data(self, preds, dtype=np.float64, reset=False)
         if len(self.weights_) == 1 and self.intercept_ == 0.0:
             return preds[:, 0] * self.weights_[0]  # exactly the member when it is alone
         return preds @ self.weights_ + self.intercept_
