@@ -29,7 +29,8 @@ from common import ROOT, load_data, markdown_table
 
 from pipeline.engine.device import make_deterministic, resolve_device
 from pipeline.members import families, family, model_settings
-from pipeline.members.mlp.fit import fit_mlp_configs, oof_predictions
+from pipeline.members.mlp.fit import fit_mlp_configs
+from pipeline.members.mlp.predict import oof_predictions
 from pipeline.scoring.blending import nested_oof
 from pipeline.scoring.folds import cv_metrics, plan_folds
 from pipeline.scoring.predictions import cross_fit, excludes_outliers, member_plan

@@ -35,7 +35,9 @@ from pipeline.common.inputs import read_yaml
 from pipeline.config.params import load_params
 from pipeline.dataset.matrices import preprocess
 from pipeline.engine.device import make_deterministic, resolve_device
-from pipeline.members.mlp.fit import architecture_of, fit_mlp_configs, oof_predictions
+from pipeline.members.mlp.configs import architecture_of
+from pipeline.members.mlp.fit import fit_mlp_configs
+from pipeline.members.mlp.predict import oof_predictions
 from pipeline.scoring import compare
 from pipeline.scoring.folds import cv_metrics, plan_folds
 from pipeline.search.space import FIXED_KEYS

@@ -28,7 +28,8 @@ from common import ROOT, device_name, markdown_table
 from pipeline.config.params import load_params
 from pipeline.dataset.matrices import preprocess
 from pipeline.engine.device import resolve_device
-from pipeline.members.mlp.fit import fit_mlp_configs, oof_predictions
+from pipeline.members.mlp.fit import fit_mlp_configs
+from pipeline.members.mlp.predict import oof_predictions
 from pipeline.scoring.folds import cv_metrics, plan_folds
 
 

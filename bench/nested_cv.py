@@ -308,7 +308,8 @@ def run_mlp(seed: int, fold: int, out: Path, configs: dict, device, defaults_onl
     """The MLP's candidates on one outer fold, each config's 15 fold x view models in one batch;
     plus the default on one encoding and the default with the outlier rows trained on."""
     from pipeline.dataset.views import Views
-    from pipeline.members.mlp.fit import clip_to_range, fit_mlp_configs, oof_predictions
+    from pipeline.members.mlp.fit import fit_mlp_configs
+    from pipeline.members.mlp.predict import clip_to_range, oof_predictions
 
     params = load_params(ROOT / "params.yaml")
     data = outer_data(seed, fold)

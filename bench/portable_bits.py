@@ -68,7 +68,8 @@ def pieces(epochs: list[int]) -> list[tuple[str, str]]:
     out.append(("preprocessed train matrix", md5(x, y, data.mlp_train.x)))
     out.append(("Lasso on train.npz (scikit-learn, scipy BLAS)",
                 md5(fit_lasso(x, y, lasso_settings(params.train), "bits").coef_)))
-    from pipeline.members.mlp.fit import fit_mlp_configs, lasso_starts
+    from pipeline.members.mlp.configs import lasso_starts
+    from pipeline.members.mlp.fit import fit_mlp_configs
 
     views = data.mlp_train
     plan = plan_folds(len(y), data.outlier, params.train, len(views))

@@ -19,7 +19,7 @@ from common import fold_masks, load_data
 
 from pipeline.engine.device import resolve_device
 from pipeline.engine.trainer import train_batched
-from pipeline.members.mlp.fit import architecture_of, per_model_settings
+from pipeline.members.mlp.configs import architecture_of, per_model_settings
 
 
 def main() -> None:

@@ -30,7 +30,8 @@ import torch
 from common import ROOT, device_name, load_data, markdown_table, sync
 
 from pipeline.engine.device import make_deterministic, resolve_device
-from pipeline.members.mlp.fit import fit_mlp_configs, oof_predictions
+from pipeline.members.mlp.fit import fit_mlp_configs
+from pipeline.members.mlp.predict import oof_predictions
 from pipeline.scoring.ensemble import combine_log_predictions
 from pipeline.scoring.folds import cv_metrics, plan_folds
 

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from pipeline.engine.batched_optim import ADAM_BETAS
 from pipeline.engine.device import resolve_device
 from pipeline.engine.trainer import train_batched
-from pipeline.members.mlp.fit import architecture_of, per_model_settings
+from pipeline.members.mlp.configs import architecture_of, per_model_settings
 
 ACT = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
 OPT = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}

@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.common.errors import PipelineError
 from pipeline.kaggle.submission import read_submission, validate_submission, write_submission
-from pipeline.members.mlp.fit import clip_to_range
+from pipeline.members.mlp.predict import clip_to_range
 
 IDS = np.arange(1461, 1471)
 

@@ -8,7 +8,8 @@ from conftest import repo_params, synthetic_regression
 
 from pipeline.dataset.views import Views
 from pipeline.members._lasso import LassoSettings, fit_lasso
-from pipeline.members.mlp.fit import fit_mlp_configs, lasso_input_scale, lasso_skip_start, stopping_rows
+from pipeline.members.mlp.configs import lasso_input_scale, lasso_skip_start, stopping_rows
+from pipeline.members.mlp.fit import fit_mlp_configs
 from pipeline.scoring.folds import plan_folds
 
 TIGHT = LassoSettings(0.01, 50_000, 1e-6)

@@ -103,7 +103,9 @@ def score_configs(params: Params, overrides: list[dict], data: dict, device,
                   others: dict | None = None) -> list[tuple]:
     """(CV metrics, per-fold scores and per-house errors) of each config, trained in batches per
     architecture; with `others` (other_members), also the blend's."""
-    from pipeline.members.mlp.fit import architecture_of, fit_mlp_configs, oof_predictions
+    from pipeline.members.mlp.configs import architecture_of
+    from pipeline.members.mlp.fit import fit_mlp_configs
+    from pipeline.members.mlp.predict import oof_predictions
     from pipeline.scoring.folds import plan_folds
 
     configs = [as_train_params(params.train, o) for o in overrides]

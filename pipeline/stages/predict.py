@@ -21,7 +21,7 @@ from pipeline.config.train import TrainParams
 from pipeline.dataset.processed import load_test, load_train, mlp_inputs
 from pipeline.kaggle.submission import write_submission
 from pipeline.members.mlp.checkpoint import listed_model_paths, load_models
-from pipeline.members.mlp.fit import test_log_prices
+from pipeline.members.mlp.predict import test_log_prices
 
 
 def predict(params: TrainParams, ensemble: EnsembleParams, data_dir=paths.PROCESSED,

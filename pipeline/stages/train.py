@@ -3,8 +3,8 @@ metrics, the out-of-fold predictions, learning curves and column importances, an
 blend member's stage does, its out-of-fold and test predictions (members/mlp/predictions.npz:
 the mean of the fold models on the test set, its features clamped to the training range).
 
-All folds x encodings x seeds train at once in the batched trainer (pipeline/members/mlp/fit.py turns the
-params into its models; pipeline/engine/trainer.py trains them), on the GPU when there is one.
+All folds x encodings x seeds train at once in the batched trainer (pipeline/members/mlp/ turns
+the params into its models; pipeline/engine/trainer.py trains them), on the GPU when there is one.
 """
 
 from __future__ import annotations
@@ -32,18 +32,14 @@ from pipeline.engine.specs import TrainResult
 from pipeline.engine.stacked_mlp import StackedModels
 from pipeline.members._lasso import fit_lasso, lasso_settings
 from pipeline.members.mlp.checkpoint import save_models
-from pipeline.members.mlp.fit import (
-    check_trained,
-    fit_mlp_configs,
-    oof_predictions,
-    test_log_prices,
-)
+from pipeline.members.mlp.fit import check_trained, fit_mlp_configs
 from pipeline.members.mlp.importance import (
     column_groups,
     importance_table,
     lasso_weights,
     permutation_importance,
 )
+from pipeline.members.mlp.predict import oof_predictions, test_log_prices
 from pipeline.scoring.folds import FoldPlan, cv_metrics, plan_folds, split_per_fold
 from pipeline.scoring.predictions import save_predictions
 
