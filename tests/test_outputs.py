@@ -99,6 +99,31 @@ def test_sweep_apply_refuses_while_dvc_holds_the_repository(tmp_path):
     assert "dropout: 0.5" in params.read_text()
 
 
+def test_sweep_apply_takes_dvcs_own_lock_as_the_repository_configures_it(tmp_path):
+    """With core.hardlink_lock (for file systems where flock does not work) DVC locks by a
+    hard link; --apply takes the lock the same way, so it still waits for a running dvc repro."""
+    from dvc.lock import make_lock
+
+    from pipeline.search.apply import apply_to_params
+
+    (tmp_path / ".dvc/tmp").mkdir(parents=True)
+    (tmp_path / ".dvc/config").write_text("[core]\n    hardlink_lock = true\n")
+    params = tmp_path / "params.yaml"
+    original = (ROOT / "params.yaml").read_text()
+    params.write_text(original)
+    held = make_lock(str(tmp_path / ".dvc/tmp/lock"), tmp_dir=str(tmp_path / ".dvc/tmp"),
+                     hardlink_lock=True)
+    held.lock()  # what `dvc repro` holds in such a repository
+    try:
+        with pytest.raises(PipelineError, match="holds its lock; --apply changed nothing"):
+            apply_to_params(params, {"dropout": 0.5})
+        assert params.read_text() == original
+    finally:
+        held.unlock()
+    apply_to_params(params, {"dropout": 0.5})
+    assert "dropout: 0.5" in params.read_text()
+
+
 def test_sweep_apply_refuses_while_a_stage_runs_though_dvc_let_its_lock_go(tmp_path):
     """DVC releases its repository lock while a stage's command runs; the stage itself holds a
     marker in .dvc/tmp, and --apply refuses while it is held."""
