@@ -83,8 +83,9 @@ def train_batched(x: torch.Tensor, y: torch.Tensor, train_mask: torch.Tensor,
     _check_shapes(x, y, train_mask, val_mask, stop_mask, arch, per_model, skip_start,
                   view_widths, feature_scale)
     models = BatchedModels(x, y, train_mask.to(device), val_mask.to(device), stop_mask.to(device),
-                     arch=arch, per_model=per_model, fused=compile_kernels and device.type == "cuda",
-                     skip_start=skip_start, view_widths=view_widths, feature_scale=feature_scale)
+                           arch=arch, per_model=per_model,
+                           fused=compile_kernels and device.type == "cuda", skip_start=skip_start,
+                           view_widths=view_widths, feature_scale=feature_scale)
     if bool((models.m.n_train == 0).any()):
         raise PipelineError("a model has no training rows; use fewer folds or more data")
 

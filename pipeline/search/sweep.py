@@ -112,9 +112,8 @@ def run_sweep(params: Params, spec: dict, data_dir: str | os.PathLike = paths.PR
     if not rows:
         raise PipelineError(f"sweep: study '{study_name}' has no completed trial")
     table = ranked_table(rows, folds, spec, baseline, data["outlier"].astype(bool))
-    table.attrs["baseline"] = {"config": "params.yaml", **{k: show_value(getattr(params.train, k))
-                                                           for k in spec["space"]},
-                               **baseline[0]}
+    current = {k: show_value(getattr(params.train, k)) for k in spec["space"]}
+    table.attrs["baseline"] = {"config": "params.yaml", **current, **baseline[0]}
     return table
 
 

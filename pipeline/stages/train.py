@@ -107,6 +107,15 @@ def member_test_prices(models, x, x_test, params: TrainParams, average: str
     return test_log, n_clipped
 
 
+def write_oof(path, ids, fold_of_row, outlier, y, oof) -> None:
+    """metrics/oof.csv: each training house's fold, its price and the MLP's out-of-fold price."""
+    frame = pd.DataFrame({"Id": ids, "fold": fold_of_row, "outlier": outlier,
+                          "actual_log_price": y, "predicted_log_price": oof,
+                          "residual": oof - y, "actual_price": np.exp(y)})
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
 def train(params: TrainParams, average: str, *, data_dir=paths.PROCESSED, models_dir=paths.MODELS,
           metrics_path=paths.CV, oof_path=paths.OOF, live_dir=paths.LIVE,
           folds_path: str | os.PathLike | None = None,
@@ -147,11 +156,7 @@ def train(params: TrainParams, average: str, *, data_dir=paths.PROCESSED, models
 
     replace_dir(Path(models_dir), lambda d: save_models(models, d, {"train": asdict(params),
                                                                    "average": average}))
-    frame = pd.DataFrame({"Id": data["id"], "fold": plan.fold_of_row, "outlier": outlier,
-                          "actual_log_price": y, "predicted_log_price": oof,
-                          "residual": oof - y, "actual_price": np.exp(y)})
-    with atomic_path(oof_path) as tmp:
-        frame.to_csv(tmp, index=False)
+    write_oof(oof_path, data["id"], plan.fold_of_row, outlier, y, oof)
     replace_dir(Path(live_dir), lambda d: log_learning_curves(d, plan, result, outlier))
     feature_names = read_feature_names(data_dir, data, x)
     write_importance(importance_path, models, x, y, outlier, plan, params, average, feature_names)
