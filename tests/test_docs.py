@@ -47,3 +47,18 @@ def test_every_tag_the_docs_cite_names_a_commit_of_the_history():
                                    cwd=ROOT, text=True, capture_output=True).stdout.strip()
             if local:  # where the tag is here, it is that commit
                 assert local.startswith(commit), f"tag {name} is {local[:7]}, the docs say {commit}"
+
+
+def test_the_architecture_page_names_every_folder_and_module_of_pipeline():
+    """docs/architecture.md's table is the map a newcomer reads first: it lists every folder of
+    pipeline/ in the order tests/test_dag.py enforces, and names each library module."""
+    from test_dag import LAYERS
+
+    text = (ROOT / "docs/architecture.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| `pipeline/(\w+)/` \| (.*) \|$", text, re.M)
+    assert [folder for _, folder, _ in rows] == list(LAYERS)
+    for _, folder, what in rows:
+        for path in sorted((ROOT / "pipeline" / folder).glob("*.py")):
+            if path.stem != "__init__":
+                assert f"`{path.stem}`" in what or f"`{path.stem}.py`" in what, \
+                    f"docs/architecture.md: the {folder}/ row does not name {path.stem}"
