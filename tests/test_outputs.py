@@ -79,41 +79,24 @@ def test_a_cli_output_onto_a_device_is_one_line(tmp_path):
         "with an output; choose another path"]
 
 
-def test_sweep_apply_refuses_while_dvc_holds_the_repository(tmp_path):
-    import zc.lockfile
-
-    from pipeline.search.apply import apply_to_params
-
-    (tmp_path / ".dvc/tmp").mkdir(parents=True)
-    params = tmp_path / "params.yaml"
-    original = (ROOT / "params.yaml").read_text()
-    params.write_text(original)
-    lock = zc.lockfile.LockFile(str(tmp_path / ".dvc/tmp/lock"))  # what `dvc repro` holds
-    try:
-        with pytest.raises(PipelineError, match="holds its lock; --apply changed nothing"):
-            apply_to_params(params, {"dropout": 0.5})
-        assert params.read_text() == original
-    finally:
-        lock.close()
-    apply_to_params(params, {"dropout": 0.5})
-    assert "dropout: 0.5" in params.read_text()
-
-
-def test_sweep_apply_takes_dvcs_own_lock_as_the_repository_configures_it(tmp_path):
-    """With core.hardlink_lock (for file systems where flock does not work) DVC locks by a
-    hard link; --apply takes the lock the same way, so it still waits for a running dvc repro."""
+@pytest.mark.parametrize("hardlink_lock", [False, True])
+def test_sweep_apply_refuses_while_dvc_holds_the_repository(tmp_path, hardlink_lock):
+    """--apply takes DVC's own repository lock as the repository configures it: by flock, or by
+    a hard link with core.hardlink_lock (for file systems where flock does not work), so it
+    waits for a running `dvc repro` either way."""
     from dvc.lock import make_lock
 
     from pipeline.search.apply import apply_to_params
 
     (tmp_path / ".dvc/tmp").mkdir(parents=True)
-    (tmp_path / ".dvc/config").write_text("[core]\n    hardlink_lock = true\n")
+    if hardlink_lock:
+        (tmp_path / ".dvc/config").write_text("[core]\n    hardlink_lock = true\n")
     params = tmp_path / "params.yaml"
     original = (ROOT / "params.yaml").read_text()
     params.write_text(original)
     held = make_lock(str(tmp_path / ".dvc/tmp/lock"), tmp_dir=str(tmp_path / ".dvc/tmp"),
-                     hardlink_lock=True)
-    held.lock()  # what `dvc repro` holds in such a repository
+                     hardlink_lock=hardlink_lock)
+    held.lock()  # what `dvc repro` holds
     try:
         with pytest.raises(PipelineError, match="holds its lock; --apply changed nothing"):
             apply_to_params(params, {"dropout": 0.5})

@@ -22,10 +22,13 @@ from pipeline.config.train import TrainParams
 
 
 def _section(raw: dict, name: str, cls: type) -> Any:
-    """Build dataclass `cls` from raw[name], rejecting unknown and missing keys by name."""
+    """Build section `cls` from raw[name]; a dataclass rejects unknown and missing keys by name
+    (the members section takes each family's, checked against the families)."""
     data = raw.get(name)
     if not isinstance(data, dict):
         raise PipelineError(f"params.yaml: section '{name}' is missing or not a mapping")
+    if not dataclasses.is_dataclass(cls):
+        return cls(**data)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -163,11 +166,7 @@ def parse_params(raw: dict) -> Params:
     """Validate a params mapping (as read from params.yaml)."""
     if not isinstance(raw, dict):
         raise PipelineError("params.yaml: the top level must be a mapping of sections")
-    sections = {name: _section(raw, name, cls) for name, cls in SECTIONS.items() if name != "members"}
-    members = raw.get("members")
-    if not isinstance(members, dict):
-        raise PipelineError("params.yaml: section 'members' is missing or not a mapping")
-    sections["members"] = MembersParams(**members)
+    sections = {name: _section(raw, name, cls) for name, cls in SECTIONS.items()}
     known = ("mlp", *sections["members"].names)  # the train stage's MLP, and each members.NAME
     for name in sections["ensemble"].members:
         if name not in known:
